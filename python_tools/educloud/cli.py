@@ -1,0 +1,144 @@
+"""The `educloud` command line: parses arguments, calls the library, prints.
+
+Every error a user can cause surfaces as one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from educloud.errors import EducloudError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Deploy and verify the educloud stack.",
+    pretty_exceptions_show_locals=False,  # locals may hold secrets
+)
+lab_app = typer.Typer(no_args_is_help=True, help="The local lab of Debian 12 hosts.")
+app.add_typer(lab_app, name="lab")
+
+console = Console()
+err_console = Console(stderr=True)
+
+HostOption = Annotated[
+    list[str] | None,
+    typer.Option("--host", "-H", help="Only this lab host (repeatable); new names are temporary."),
+]
+
+
+def _progress(message: str) -> None:
+    err_console.print(f"[dim]…[/dim] {message}")
+
+
+@lab_app.command("up")
+def lab_up(host: HostOption = None, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Boot the lab's hosts (idempotent): network, apt proxy, image, hosts, inventory."""
+    from educloud.lab import orchestrate
+
+    result = orchestrate.up(host, progress=_progress)
+    if as_json:
+        print(json.dumps({
+            "hosts": [asdict(h) for h in result.hosts],
+            "image": str(result.image),
+            "inventory": str(result.inventory),
+            "ssh_key": str(result.ssh_key),
+            "boot_seconds": result.boot_seconds,
+        }, indent=2))
+        return
+    _print_hosts(result.hosts)
+    for name, seconds in result.boot_seconds.items():
+        console.print(f"{name} booted in {seconds:.1f} s")
+    console.print(f"inventory: {result.inventory}")
+
+
+@lab_app.command("status")
+def lab_status(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show the lab's hosts and services."""
+    from educloud.lab import orchestrate
+
+    hosts = orchestrate.status()
+    services = orchestrate.services_status()
+    if as_json:
+        print(json.dumps({"hosts": [asdict(h) for h in hosts], "services": services}, indent=2))
+        return
+    _print_hosts(hosts)
+    for name, running in services.items():
+        console.print(f"{name}: {'up' if running else 'down'}")
+
+
+@lab_app.command("ssh", context_settings={"allow_extra_args": True,
+                                          "ignore_unknown_options": True})
+def lab_ssh(ctx: typer.Context, host: str) -> None:
+    """Open a shell (or run a command) on a lab host: educloud lab ssh HOST [CMD...]."""
+    from educloud.lab import orchestrate
+
+    argv = orchestrate.ssh_command(host) + list(ctx.args)
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+
+
+@lab_app.command("down")
+def lab_down(host: HostOption = None) -> None:
+    """Stop hosts (default: all); with none left, stop the lab's services and links."""
+    from educloud.lab import orchestrate
+
+    stopped = orchestrate.down(host, progress=_progress)
+    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@lab_app.command("destroy")
+def lab_destroy(
+    host: HostOption = None,
+    purge: bool = typer.Option(False, help="Also delete the image, apt cache and artifacts."),
+) -> None:
+    """Stop and delete hosts (default: all) so the next 'up' starts afresh."""
+    from educloud.lab import orchestrate
+
+    gone = orchestrate.destroy(host, progress=_progress, keep_cache=not purge)
+    console.print(f"destroyed: {', '.join(gone) if gone else 'nothing'}")
+
+
+@app.command("deploy")
+def deploy(
+    inventory: Annotated[Path, typer.Option(help="Ansible inventory.")] = Path("inventories/lab"),
+    limit: Annotated[str | None, typer.Option(help="Only these hosts or groups.")] = None,
+    check: bool = typer.Option(False, "--check", help="Dry run: show what would change."),
+) -> None:
+    """Apply site.yml to an inventory (the lab by default)."""
+    from educloud import deploy as deploy_lib
+
+    result = deploy_lib.run_site(inventory, limit=limit, check=check)
+    console.print(deploy_lib.summary_line(result))
+    if not result.ok:
+        raise typer.Exit(2)
+
+
+def _print_hosts(hosts: list) -> None:  # type: ignore[type-arg]
+    table = Table(title="educloud lab")
+    for column in ("host", "address", "groups", "state"):
+        table.add_column(column)
+    for host in hosts:
+        state = "running" if host.running else "stopped"
+        groups = ", ".join(host.groups) or ("(temporary)" if host.dynamic else "-")
+        table.add_row(host.name, host.address, groups, state)
+    console.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except EducloudError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted; run the same command again to resume")
+        sys.exit(130)

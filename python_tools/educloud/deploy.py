@@ -1,0 +1,120 @@
+"""Running the playbooks: site.yml onto an inventory, with the recap read back as data."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from educloud.errors import EducloudError
+from educloud.paths import ansible_dir, repo_root
+
+_RECAP = re.compile(
+    r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+"
+    r"unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)"
+)
+
+
+@dataclass
+class HostRecap:
+    ok: int
+    changed: int
+    unreachable: int
+    failed: int
+
+
+@dataclass
+class PlaybookResult:
+    playbook: str
+    returncode: int
+    seconds: float
+    recap: dict[str, HostRecap] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    @property
+    def changed(self) -> int:
+        return sum(r.changed for r in self.recap.values())
+
+
+def parse_recap(output: str) -> dict[str, HostRecap]:
+    recap: dict[str, HostRecap] = {}
+    in_recap = False
+    for line in output.splitlines():
+        if line.startswith("PLAY RECAP"):
+            in_recap = True
+            continue
+        match = _RECAP.match(line.strip()) if in_recap else None
+        if match:
+            recap[match["host"]] = HostRecap(
+                int(match["ok"]), int(match["changed"]),
+                int(match["unreachable"]), int(match["failed"]),
+            )
+    return recap
+
+
+def ansible_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["ANSIBLE_CONFIG"] = str(ansible_dir() / "ansible.cfg")
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+    env.setdefault("ANSIBLE_FORCE_COLOR", "0")
+    return env
+
+
+def run_playbook(
+    playbook: str,
+    inventory: Path,
+    *,
+    limit: str | None = None,
+    check: bool = False,
+    extra_args: list[str] | None = None,
+    stream: bool = True,
+) -> PlaybookResult:
+    """Run one playbook of ansible/; output streams to stderr, the recap is returned."""
+    inventory = inventory if inventory.is_absolute() else (repo_root() / inventory)
+    if not inventory.exists():
+        raise EducloudError(
+            f"inventory {inventory} not found"
+            + (" (run 'educloud lab up' to create it)" if "lab" in inventory.parts else "")
+        )
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i", str(inventory), str(ansible_dir() / playbook)]
+    if limit:
+        argv += ["--limit", limit]
+    if check:
+        argv += ["--check", "--diff"]
+    argv += extra_args or []
+    start = time.monotonic()
+    process = subprocess.Popen(
+        argv, cwd=ansible_dir(), env=ansible_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, bufsize=1,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    for line in process.stdout:
+        lines.append(line)
+        if stream:
+            sys.stderr.write(line)
+    returncode = process.wait()
+    output = "".join(lines)
+    return PlaybookResult(playbook, returncode, time.monotonic() - start, parse_recap(output))
+
+
+def run_site(inventory: Path, *, limit: str | None = None, check: bool = False) -> PlaybookResult:
+    return run_playbook("site.yml", inventory, limit=limit, check=check)
+
+
+def summary_line(result: PlaybookResult) -> str:
+    state = "ok" if result.ok else "FAILED"
+    hosts = ", ".join(
+        f"{host} (changed={r.changed}, failed={r.failed}, unreachable={r.unreachable})"
+        for host, r in result.recap.items()
+    )
+    return f"{result.playbook}: {state} in {result.seconds:.0f} s; {hosts or 'no host'}"

@@ -1,0 +1,180 @@
+"""The lab's verbs: up, status, down, destroy. Each is idempotent and returns data."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from educloud.lab import image, inventory, machine, network, preflight, services
+from educloud.lab.mirror import host_debian_mirror
+from educloud.lab.settings import HostSpec, LabPaths, check_host_name, load_topology
+from educloud.lab.state import HostRecord, LabState
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    name: str
+    address: str
+    groups: tuple[str, ...]
+    running: bool
+    dynamic: bool
+    created: bool
+
+
+@dataclass(frozen=True)
+class UpResult:
+    hosts: list[HostStatus]
+    image: Path
+    image_built: bool
+    inventory: Path
+    ssh_key: Path
+    boot_seconds: dict[str, float]
+
+
+def _specs_for(state: LabState, names: Sequence[str] | None) -> list[tuple[HostSpec, bool]]:
+    """The hosts to act on: the topology's, or the named ones (new names become dynamic)."""
+    topology = {spec.name: spec for spec in load_topology()}
+    if not names:
+        return [(spec, False) for spec in topology.values()]
+    chosen: list[tuple[HostSpec, bool]] = []
+    for name in names:
+        check_host_name(name)
+        if name in topology:
+            chosen.append((topology[name], False))
+        elif name in state.hosts:
+            chosen.append((state.hosts[name].spec(), True))
+        else:
+            address = state.allocate_dynamic()
+            spec = HostSpec(name, address, ())
+            state.hosts[name] = HostRecord(name, str(address), [], None, True)
+            chosen.append((spec, True))
+    return chosen
+
+
+def up(names: Sequence[str] | None = None, progress: Progress = _quiet) -> UpResult:
+    """Boot the lab (or the named hosts), starting what is missing; idempotent."""
+    preflight.require_lab_prerequisites()
+    paths = LabPaths.default()
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.root.chmod(0o700)
+    state = LabState.load(paths)
+    chosen = _specs_for(state, names)  # validates the topology before changing anything
+    mirror = host_debian_mirror()
+    progress("network: bridge and safety rules")
+    network.up()
+    progress(f"services: apt proxy (to {mirror}), artifacts, decoy")
+    services.start_all(paths, mirror)
+    recipe = image.default_recipe(mirror)
+    built = not image.is_built(paths, recipe)
+    if built:
+        progress("image: building Debian 12 with debootstrap (first time, a few minutes)")
+    image_dir = image.build(paths, recipe)
+    machine.ensure_lab_key(paths)
+    boot_seconds: dict[str, float] = {}
+    created: dict[str, bool] = {}
+    for spec, dynamic in chosen:
+        record = state.hosts.get(spec.name)
+        if record is None:
+            record = HostRecord(spec.name, str(spec.address), list(spec.groups), None, dynamic)
+            state.hosts[spec.name] = record
+        record.address, record.groups = str(spec.address), list(spec.groups)
+        created[spec.name] = machine.create(paths, image_dir, spec)
+        if not machine.is_alive(record.pid):
+            progress(f"host {spec.name}: booting at {spec.address}")
+            record.pid = machine.boot(paths, spec)
+            state.save(paths)  # a kill from here on still knows the pid to stop
+            boot_seconds[spec.name] = machine.wait_ready(paths, spec, record.pid)
+        else:
+            progress(f"host {spec.name}: already running at {spec.address}")
+            machine.wait_ready(paths, spec, record.pid)
+    state.save(paths)
+    inv = inventory.write(paths, [r for r in state.hosts.values() if not r.dynamic])
+    statuses = [_status(paths, state.hosts[spec.name], created[spec.name]) for spec, _ in chosen]
+    return UpResult(statuses, image_dir, built, inv, paths.ssh_key, boot_seconds)
+
+
+def _status(paths: LabPaths, record: HostRecord, created: bool = False) -> HostStatus:
+    del paths
+    return HostStatus(record.name, record.address, tuple(record.groups),
+                      machine.is_alive(record.pid), record.dynamic, created)
+
+
+def status() -> list[HostStatus]:
+    paths = LabPaths.default()
+    state = LabState.load(paths)
+    return [_status(paths, rec) for rec in sorted(state.hosts.values(), key=lambda r: r.name)]
+
+
+def services_status() -> dict[str, bool]:
+    paths = LabPaths.default()
+    result = {svc.name: services.is_running(svc, paths) for svc in services.ALL_SERVICES}
+    result["network"] = network.is_up()
+    return result
+
+
+def down(names: Sequence[str] | None = None, progress: Progress = _quiet) -> list[str]:
+    """Stop the named hosts (default: all); with none left running, stop services and links."""
+    preflight.require_lab_prerequisites()
+    paths = LabPaths.default()
+    state = LabState.load(paths)
+    targets = list(names) if names else list(state.hosts)
+    stopped: list[str] = []
+    for name in targets:
+        record = state.hosts.get(name)
+        if record is None:
+            continue
+        if machine.is_alive(record.pid):
+            progress(f"host {name}: stopping")
+            machine.stop(record.pid)
+            stopped.append(name)
+        record.pid = None
+    state.save(paths)
+    if not any(machine.is_alive(r.pid) for r in state.hosts.values()):
+        progress("services and network: stopping")
+        services.stop_all(paths)
+        network.down()
+    return stopped
+
+
+def destroy(names: Sequence[str] | None = None, progress: Progress = _quiet,
+            keep_cache: bool = True) -> list[str]:
+    """Stop and delete hosts (default: all, plus keys and state; the image and apt cache stay)."""
+    down(names, progress)
+    paths = LabPaths.default()
+    state = LabState.load(paths)
+    targets = list(names) if names else list(state.hosts)
+    for name in targets:
+        progress(f"host {name}: deleting its disk")
+        machine.destroy(paths, name)
+        state.hosts.pop(name, None)
+    state.save(paths)
+    if not names:
+        shutil.rmtree(paths.machines, ignore_errors=True)
+        if not keep_cache:
+            shutil.rmtree(paths.root, ignore_errors=True)
+        inventory.write(paths, [])
+    else:
+        inventory.write(paths, [r for r in state.hosts.values() if not r.dynamic])
+    return targets
+
+
+def ssh_command(name: str) -> list[str]:
+    """The ssh argv to open a shell on a lab host."""
+    paths = LabPaths.default()
+    state = LabState.load(paths)
+    record = state.hosts.get(name)
+    if record is None or not machine.is_alive(record.pid):
+        from educloud.errors import EducloudError
+
+        known = ", ".join(sorted(state.hosts)) or "none"
+        raise EducloudError(f"lab host {name!r} is not running (known hosts: {known}); "
+                            "start it with 'educloud lab up'")
+    return machine.ssh_base(paths, record.address)

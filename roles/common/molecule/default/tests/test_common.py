@@ -1,0 +1,80 @@
+"""Behaviour of the common role on a converged lab host (testinfra)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    "package", ["nftables", "unattended-upgrades", "locales", "logrotate", "openssh-server"]
+)
+def test_base_package_installed(host, package):
+    assert host.package(package).is_installed
+
+
+@pytest.mark.parametrize(
+    "service", ["ssh", "nftables", "apt-daily-upgrade.timer", "logrotate.timer"]
+)
+def test_service_enabled_and_running(host, service):
+    unit = host.service(service)
+    assert unit.is_enabled
+    assert unit.is_running or service.endswith(".timer") and unit.is_valid
+
+
+def test_timezone_is_paris(host):
+    assert host.file("/etc/localtime").linked_to.endswith("Europe/Paris")
+
+
+def test_french_locale_generated_and_default(host):
+    assert "fr_FR.utf8" in host.check_output("locale -a").split()
+    assert host.file("/etc/default/locale").contains("^LANG=fr_FR.UTF-8$")
+
+
+def test_security_updates_install_automatically(host):
+    config = host.check_output("apt-config dump APT::Periodic")
+    assert 'APT::Periodic::Unattended-Upgrade "1";' in config
+    origins = host.file("/etc/apt/apt.conf.d/50unattended-upgrades").content_string
+    assert "label=Debian-Security" in origins
+
+
+def test_journald_retention_bounded(host):
+    # systemd-analyze cat-config shows the merged configuration journald reads.
+    merged = host.check_output("systemd-analyze cat-config systemd/journald.conf")
+    assert "MaxRetentionSec=30day" in merged
+    assert "Storage=persistent" in merged
+
+
+def test_logrotate_deletes_old_logs(host):
+    assert host.file("/etc/logrotate.conf").contains("^maxage 30$")
+
+
+def test_sshd_effective_config_is_hardened(host):
+    effective = host.check_output("sshd -T")
+    settings = dict(line.split(" ", 1) for line in effective.splitlines() if " " in line)
+    assert settings["passwordauthentication"] == "no"
+    assert settings["kbdinteractiveauthentication"] == "no"
+    assert settings["permitrootlogin"] in {"without-password", "prohibit-password", "no"}
+    assert settings["x11forwarding"] == "no"
+    assert "cbc" not in settings["ciphers"]
+    assert all(mac.endswith("-etm@openssh.com") for mac in settings["macs"].split(","))
+    assert "diffie-hellman-group14-sha1" not in settings["kexalgorithms"]
+
+
+def test_ssh_config_not_world_readable(host):
+    config = host.file("/etc/ssh/sshd_config")
+    assert config.user == "root"
+    assert config.mode & 0o077 == 0
+
+
+def test_firewall_denies_inbound_by_default(host):
+    ruleset = host.check_output("nft list chain inet educloud input")
+    assert "policy drop" in ruleset
+    assert "tcp dport 22" in ruleset
+
+
+def test_only_ssh_listens_publicly(host):
+    public = [
+        s for s in host.socket.get_listening_sockets()
+        if s.startswith("tcp://") and not s.startswith(("tcp://127.", "tcp://::1"))
+    ]
+    assert {s.rsplit(":", 1)[1] for s in public} <= {"22"}
