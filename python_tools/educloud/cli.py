@@ -46,13 +46,18 @@ def lab_up(host: HostOption = None, as_json: bool = typer.Option(False, "--json"
 
     result = orchestrate.up(host, progress=_progress)
     if as_json:
-        print(json.dumps({
-            "hosts": [asdict(h) for h in result.hosts],
-            "image": str(result.image),
-            "inventory": str(result.inventory),
-            "ssh_key": str(result.ssh_key),
-            "boot_seconds": result.boot_seconds,
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "hosts": [asdict(h) for h in result.hosts],
+                    "image": str(result.image),
+                    "inventory": str(result.inventory),
+                    "ssh_key": str(result.ssh_key),
+                    "boot_seconds": result.boot_seconds,
+                },
+                indent=2,
+            )
+        )
         return
     _print_hosts(result.hosts)
     for name, seconds in result.boot_seconds.items():
@@ -75,15 +80,14 @@ def lab_status(as_json: bool = typer.Option(False, "--json")) -> None:
         console.print(f"{name}: {'up' if running else 'down'}")
 
 
-@lab_app.command("ssh", context_settings={"allow_extra_args": True,
-                                          "ignore_unknown_options": True})
+@lab_app.command("ssh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def lab_ssh(ctx: typer.Context, host: str) -> None:
     """Open a shell (or run a command) on a lab host: educloud lab ssh HOST [CMD...]."""
     from educloud.lab import orchestrate
 
     argv = orchestrate.ssh_command(host) + list(ctx.args)
     sys.stdout.flush()
-    os.execvp(argv[0], argv)
+    os.execvp(argv[0], argv)  # noqa: S606 - replaces this process with ssh, no shell
 
 
 @lab_app.command("down")
@@ -120,6 +124,34 @@ def deploy(
     console.print(deploy_lib.summary_line(result))
     if not result.ok:
         raise typer.Exit(2)
+
+
+@app.command("summary")
+def summary(
+    inventory: Annotated[Path, typer.Option(help="Ansible inventory.")] = Path("inventories/lab"),
+) -> None:
+    """Print what is deployed and run each role's host checks against it."""
+    from educloud import hostchecks
+    from educloud.junit import tally
+
+    if inventory == Path("inventories/lab"):
+        from educloud.lab import orchestrate
+
+        _print_hosts(orchestrate.status())
+    results = hostchecks.run_host_checks(inventory)
+    table = Table(title=f"host checks on {inventory}")
+    for column in ("role", "passed", "failed", "skipped"):
+        table.add_column(column)
+    failures: list[str] = []
+    for role, cases in results.items():
+        counts = tally(cases)
+        table.add_row(role, str(counts["passed"]), str(counts["failed"]), str(counts["skipped"]))
+        failures += [f"{role}: {c.name}: {c.message}" for c in cases if c.outcome == "failed"]
+    console.print(table)
+    for line in failures:
+        err_console.print(f"[red]failed[/red] {line}", highlight=False)
+    if failures:
+        raise typer.Exit(1)
 
 
 def _print_hosts(hosts: list) -> None:  # type: ignore[type-arg]

@@ -53,8 +53,10 @@ def parse_recap(output: str) -> dict[str, HostRecap]:
         match = _RECAP.match(line.strip()) if in_recap else None
         if match:
             recap[match["host"]] = HostRecap(
-                int(match["ok"]), int(match["changed"]),
-                int(match["unreachable"]), int(match["failed"]),
+                int(match["ok"]),
+                int(match["changed"]),
+                int(match["unreachable"]),
+                int(match["failed"]),
             )
     return recap
 
@@ -84,8 +86,12 @@ def run_playbook(
             f"inventory {inventory} not found"
             + (" (run 'educloud lab up' to create it)" if "lab" in inventory.parts else "")
         )
-    argv = [str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i", str(inventory), str(ansible_dir() / playbook)]
+    argv = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i",
+        str(inventory),
+        str(ansible_dir() / playbook),
+    ]
     if limit:
         argv += ["--limit", limit]
     if check:
@@ -93,8 +99,13 @@ def run_playbook(
     argv += extra_args or []
     start = time.monotonic()
     process = subprocess.Popen(
-        argv, cwd=ansible_dir(), env=ansible_env(), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, bufsize=1,
+        argv,
+        cwd=ansible_dir(),
+        env=ansible_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
     )
     assert process.stdout is not None
     lines: list[str] = []

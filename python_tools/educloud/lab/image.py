@@ -76,8 +76,10 @@ def _customise(root: Path, recipe: ImageRecipe) -> None:
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
     (root / "etc/machine-id").write_text("")
-    run(["chroot", str(root), "systemctl", "enable", "systemd-networkd.service"],
-        what="enabling systemd-networkd in the lab image")
+    run(
+        ["chroot", str(root), "systemctl", "enable", "systemd-networkd.service"],
+        what="enabling systemd-networkd in the lab image",
+    )
     # Debian's default host0 network file would take the link for DHCP/link-local.
     (root / "etc/systemd/network").mkdir(parents=True, exist_ok=True)
 

@@ -16,9 +16,12 @@ from educloud.errors import EducloudError
 from educloud.lab.settings import BRIDGE_NAME, LAB_NETWORK, HostSpec, LabPaths
 
 SSH_OPTIONS = (
-    "-o", "BatchMode=yes",
-    "-o", "ConnectTimeout=5",
-    "-o", "StrictHostKeyChecking=yes",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ConnectTimeout=5",
+    "-o",
+    "StrictHostKeyChecking=yes",
 )
 
 
@@ -28,8 +31,12 @@ def machine_root(paths: LabPaths, name: str) -> Path:
 
 def ssh_base(paths: LabPaths, address: str) -> list[str]:
     return [
-        "ssh", "-i", str(paths.ssh_key), *SSH_OPTIONS,
-        "-o", f"UserKnownHostsFile={paths.known_hosts}",
+        "ssh",
+        "-i",
+        str(paths.ssh_key),
+        *SSH_OPTIONS,
+        "-o",
+        f"UserKnownHostsFile={paths.known_hosts}",
         f"root@{address}",
     ]
 
@@ -39,15 +46,29 @@ def ensure_lab_key(paths: LabPaths) -> None:
     paths.ssh_dir.mkdir(parents=True, exist_ok=True)
     paths.ssh_dir.chmod(0o700)
     if not paths.ssh_key.exists():
-        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "educloud-lab",
-             "-f", str(paths.ssh_key)], what="creating the lab SSH key")
+        run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "educloud-lab",
+                "-f",
+                str(paths.ssh_key),
+            ],
+            what="creating the lab SSH key",
+        )
     paths.known_hosts.touch(mode=0o600, exist_ok=True)
 
 
 def _remember_host_key(paths: LabPaths, root: Path, address: str) -> None:
     public = (root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
     lines = [
-        line for line in paths.known_hosts.read_text().splitlines()
+        line
+        for line in paths.known_hosts.read_text().splitlines()
         if line and not line.startswith(f"{address} ")
     ]
     lines.append(f"{address} {public[0]} {public[1]}")
@@ -65,8 +86,10 @@ def create(paths: LabPaths, image: Path, spec: HostSpec) -> bool:
     staging = root.with_name(root.name + ".partial")
     if staging.exists():
         shutil.rmtree(staging)
-    run(["cp", "-a", "--reflink=auto", str(image), str(staging)],
-        what=f"copying the lab image for {spec.name}")
+    run(
+        ["cp", "-a", "--reflink=auto", str(image), str(staging)],
+        what=f"copying the lab image for {spec.name}",
+    )
     _personalise(paths, staging, spec)
     marker_text = f"{spec.name} {spec.address} image={image.name}\n"
     (staging / ".educloud-host").write_text(marker_text)
@@ -107,11 +130,18 @@ def boot(paths: LabPaths, spec: HostSpec) -> int:
     paths.logs.mkdir(parents=True, exist_ok=True)
     log = (paths.logs / f"host-{spec.name}.log").open("ab")
     argv = [
-        "systemd-nspawn", "--boot", f"--directory={root}", f"--machine={spec.name}",
+        "systemd-nspawn",
+        "--boot",
+        f"--directory={root}",
+        f"--machine={spec.name}",
         # No system D-Bus on the host: do not register with machined, keep our unit.
-        "--register=no", "--keep-unit",
+        "--register=no",
+        "--keep-unit",
         f"--network-bridge={BRIDGE_NAME}",
-        "--console=passive", "--resolv-conf=off", "--timezone=off", "--link-journal=no",
+        "--console=passive",
+        "--resolv-conf=off",
+        "--timezone=off",
+        "--link-journal=no",
     ]
     process = subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
@@ -142,16 +172,18 @@ def wait_ready(paths: LabPaths, spec: HostSpec, pid: int, timeout: float = 180.0
     while time.monotonic() < deadline:
         if not is_alive(pid):
             raise EducloudError(
-                f"lab host {spec.name} stopped while booting; see "
-                f"{paths.logs}/host-{spec.name}.log"
+                f"lab host {spec.name} stopped while booting; see {paths.logs}/host-{spec.name}.log"
             )
         with socket.socket() as sock:
             sock.settimeout(1)
             reachable = sock.connect_ex((address, 22)) == 0
         if reachable:
-            result = run([*ssh_base(paths, address), "systemctl", "is-system-running", "--wait"],
-                         what=f"asking {spec.name} whether it has booted", check=False,
-                         timeout=max(5.0, deadline - time.monotonic()))
+            result = run(
+                [*ssh_base(paths, address), "systemctl", "is-system-running", "--wait"],
+                what=f"asking {spec.name} whether it has booted",
+                check=False,
+                timeout=max(5.0, deadline - time.monotonic()),
+            )
             if result.stdout.strip() in {"running", "degraded"}:
                 return time.monotonic() - start
         time.sleep(0.5)

@@ -26,6 +26,9 @@ def _link_exists(name: str) -> bool:
     return run(["ip", "link", "show", name], what="reading links", check=False).returncode == 0
 
 
+LAB_SERVICE_PORTS = f"{APT_PROXY_PORT}, {ARTIFACT_PORT}"
+
+
 def nft_ruleset() -> str:
     return f"""
 table inet {NFT_TABLE} {{
@@ -39,7 +42,7 @@ table inet {NFT_TABLE} {{
         type filter hook input priority filter - 10; policy accept;
         iifname != "{BRIDGE_NAME}" accept
         ct state established,related accept
-        ip saddr {LAB_NETWORK} ip daddr {BRIDGE_ADDRESS} tcp dport {{ {APT_PROXY_PORT}, {ARTIFACT_PORT} }} accept
+        ip saddr {LAB_NETWORK} ip daddr {BRIDGE_ADDRESS} tcp dport {{ {LAB_SERVICE_PORTS} }} accept
         ip saddr {LAB_NETWORK} ip daddr {DECOY_ADDRESS} tcp dport {DECOY_PORT} accept
         icmp type echo-request accept
         counter drop comment "lab hosts reach only the lab services of the host"
@@ -62,8 +65,12 @@ def up() -> None:
     """Create the bridge and load the safety rules (idempotent)."""
     _check_no_other_route()
     # Rules first, so that no lab link exists without them.
-    if run(["nft", "list", "table", "inet", NFT_TABLE], what="reading nftables",
-           check=False).returncode == 0:
+    if (
+        run(
+            ["nft", "list", "table", "inet", NFT_TABLE], what="reading nftables", check=False
+        ).returncode
+        == 0
+    ):
         run(["nft", "delete", "table", "inet", NFT_TABLE], what="replacing lab rules")
     run(["nft", "-f", "-"], what="loading the lab's nftables rules", input_text=nft_ruleset())
     if not _link_exists(BRIDGE_NAME):
@@ -80,8 +87,12 @@ def down() -> None:
     """Remove the bridge and the rules (idempotent)."""
     if _link_exists(BRIDGE_NAME):
         run(["ip", "link", "delete", BRIDGE_NAME], what="removing lab bridge")
-    if run(["nft", "list", "table", "inet", NFT_TABLE], what="reading nftables",
-           check=False).returncode == 0:
+    if (
+        run(
+            ["nft", "list", "table", "inet", NFT_TABLE], what="reading nftables", check=False
+        ).returncode
+        == 0
+    ):
         run(["nft", "delete", "table", "inet", NFT_TABLE], what="removing lab rules")
 
 

@@ -87,11 +87,12 @@ def up(names: Sequence[str] | None = None, progress: Progress = _quiet) -> UpRes
             state.hosts[spec.name] = record
         record.address, record.groups = str(spec.address), list(spec.groups)
         created[spec.name] = machine.create(paths, image_dir, spec)
-        if not machine.is_alive(record.pid):
+        if record.pid is None or not machine.is_alive(record.pid):
             progress(f"host {spec.name}: booting at {spec.address}")
-            record.pid = machine.boot(paths, spec)
+            pid = machine.boot(paths, spec)
+            record.pid = pid
             state.save(paths)  # a kill from here on still knows the pid to stop
-            boot_seconds[spec.name] = machine.wait_ready(paths, spec, record.pid)
+            boot_seconds[spec.name] = machine.wait_ready(paths, spec, pid)
         else:
             progress(f"host {spec.name}: already running at {spec.address}")
             machine.wait_ready(paths, spec, record.pid)
@@ -103,8 +104,14 @@ def up(names: Sequence[str] | None = None, progress: Progress = _quiet) -> UpRes
 
 def _status(paths: LabPaths, record: HostRecord, created: bool = False) -> HostStatus:
     del paths
-    return HostStatus(record.name, record.address, tuple(record.groups),
-                      machine.is_alive(record.pid), record.dynamic, created)
+    return HostStatus(
+        record.name,
+        record.address,
+        tuple(record.groups),
+        machine.is_alive(record.pid),
+        record.dynamic,
+        created,
+    )
 
 
 def status() -> list[HostStatus]:
@@ -144,8 +151,9 @@ def down(names: Sequence[str] | None = None, progress: Progress = _quiet) -> lis
     return stopped
 
 
-def destroy(names: Sequence[str] | None = None, progress: Progress = _quiet,
-            keep_cache: bool = True) -> list[str]:
+def destroy(
+    names: Sequence[str] | None = None, progress: Progress = _quiet, keep_cache: bool = True
+) -> list[str]:
     """Stop and delete hosts (default: all, plus keys and state; the image and apt cache stay)."""
     down(names, progress)
     paths = LabPaths.default()
@@ -175,6 +183,8 @@ def ssh_command(name: str) -> list[str]:
         from educloud.errors import EducloudError
 
         known = ", ".join(sorted(state.hosts)) or "none"
-        raise EducloudError(f"lab host {name!r} is not running (known hosts: {known}); "
-                            "start it with 'educloud lab up'")
+        raise EducloudError(
+            f"lab host {name!r} is not running (known hosts: {known}); "
+            "start it with 'educloud lab up'"
+        )
     return machine.ssh_base(paths, record.address)

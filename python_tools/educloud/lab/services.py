@@ -109,9 +109,20 @@ def _start_python_server(service: Service, paths: LabPaths, directory: Path) -> 
     directory.mkdir(parents=True, exist_ok=True)
     log = (paths.logs / f"{service.name}.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(service.port), "--bind", service.address,
-         "--directory", str(directory)],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(service.port),
+            "--bind",
+            service.address,
+            "--directory",
+            str(directory),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
     )
     service.pidfile(paths).write_text(f"{process.pid}\n")
 

@@ -114,8 +114,12 @@ def parse_address(value: object, where: str) -> ipaddress.IPv4Address:
         address = ipaddress.IPv4Address(str(value))
     except ValueError as exc:
         raise EducloudError(f"{where}: {value!r} is not an IPv4 address") from exc
-    reserved = {BRIDGE_ADDRESS, DECOY_ADDRESS, LAB_NETWORK.network_address,
-                LAB_NETWORK.broadcast_address}
+    reserved = {
+        BRIDGE_ADDRESS,
+        DECOY_ADDRESS,
+        LAB_NETWORK.network_address,
+        LAB_NETWORK.broadcast_address,
+    }
     if address not in LAB_NETWORK or address in reserved:
         raise EducloudError(
             f"{where}: {address} is not a usable lab address; lab hosts live in "

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The whole test suite, in the order a failure is cheapest to find:
+# static checks, unit tests, then the lab (converge, idempotence, host checks), then molecule.
+# Called by './run.sh test' (after set-up) and so by CI. Ends with "N passed, N failed".
+set -uo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPORTS="$REPO/reports"
+cd "$REPO"
+rm -rf "$REPORTS"; mkdir -p "$REPORTS"
+export ANSIBLE_CONFIG="$REPO/ansible/ansible.cfg" PY_COLORS=0 ANSIBLE_FORCE_COLOR=0 NO_COLOR=1
+
+failed_steps=()
+passed_steps=0
+step() {  # step NAME COMMAND...: run, time, and record one step without stopping the suite
+  local name="$1"; shift
+  printf '\n\033[1m== %s\033[0m\n' "$name"
+  local start=$SECONDS
+  if "$@"; then
+    passed_steps=$((passed_steps + 1)); echo "-- $name: ok ($((SECONDS - start)) s)"
+  else
+    failed_steps+=("$name"); echo "-- $name: FAILED ($((SECONDS - start)) s)"
+  fi
+}
+
+pytest_to() {  # pytest_to REPORT ARGS...: pytest with a JUnit report
+  local report="$1"; shift
+  pytest -p no:cacheprovider -o junit_family=xunit2 --junit-xml="$REPORTS/$report.xml" "$@"
+}
+
+step "ruff" ruff check python_tools tests roles
+step "ruff format" ruff format --check python_tools tests roles
+step "mypy" mypy
+step "ansible-lint (production profile)" ansible-lint --profile production
+step "unit tests" pytest_to unit tests/unit
+
+lab_was_running=$(educloud lab status --json 2>/dev/null | python3 -c \
+  'import json,sys; print(int(any(h["running"] for h in json.load(sys.stdin)["hosts"])))' 2>/dev/null || echo 0)
+step "lab up" educloud lab up
+step "site.yml converge" educloud deploy --inventory inventories/lab
+step "lab tests (idempotence, check mode, lab safety)" pytest_to lab -m lab tests/lab
+for tests_dir in roles/*/molecule/default/tests; do
+  role=$(basename "$(dirname "$(dirname "$(dirname "$tests_dir")")")")
+  step "host checks: $role on the lab" pytest_to "hosts-$role" "$tests_dir" \
+    --hosts='ansible://all' --ansible-inventory=inventories/lab/hosts.yml
+done
+for scenario in roles/*/molecule/default; do
+  role=$(basename "$(dirname "$(dirname "$scenario")")")
+  step "molecule test: $role" bash -c "cd roles/$role && molecule test"
+done
+if [ "$lab_was_running" = 0 ] && [ "${EDUCLOUD_KEEP_LAB:-0}" != 1 ]; then
+  step "lab down" educloud lab down
+fi
+
+python3 "$REPO/tests/tally.py" "$REPORTS" "$passed_steps" "${#failed_steps[@]}"
+if [ "${#failed_steps[@]}" -gt 0 ]; then
+  printf 'failed steps: %s\n' "${failed_steps[*]}"
+  exit 1
+fi

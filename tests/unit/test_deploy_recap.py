@@ -1,0 +1,25 @@
+"""The playbook recap is read back as data (idempotence checks rely on it)."""
+
+from __future__ import annotations
+
+from educloud.deploy import parse_recap
+
+OUTPUT = """
+TASK [common : Install base packages] ****
+ok: [edu1]
+
+PLAY RECAP *********************************************************************
+edu1                       : ok=28   changed=17   unreachable=0    failed=0    skipped=0
+kc2                        : ok=3    changed=0    unreachable=1    failed=2    skipped=0
+"""
+
+
+def test_parse_recap_reads_every_host():
+    recap = parse_recap(OUTPUT)
+    assert recap["edu1"].changed == 17
+    assert recap["kc2"].unreachable == 1
+    assert recap["kc2"].failed == 2
+
+
+def test_lines_before_the_recap_are_ignored():
+    assert parse_recap("edu1 : ok=1 changed=1 unreachable=0 failed=0") == {}

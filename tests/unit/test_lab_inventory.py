@@ -1,0 +1,30 @@
+"""The lab inventory is generated from the lab's state."""
+
+from __future__ import annotations
+
+import yaml
+
+from educloud.lab.inventory import render
+from educloud.lab.settings import LabPaths
+from educloud.lab.state import HostRecord, LabState
+
+
+def test_inventory_has_hosts_groups_and_lab_key(tmp_path):
+    paths = LabPaths(tmp_path)
+    hosts = [HostRecord("edu1", "198.18.0.11", ["keycloak", "postgresql"])]
+    inventory = yaml.safe_load(render(paths, hosts))["all"]
+    assert inventory["hosts"]["edu1"]["ansible_host"] == "198.18.0.11"
+    assert set(inventory["children"]) == {"keycloak", "postgresql"}
+    assert inventory["vars"]["ansible_ssh_private_key_file"] == str(paths.ssh_key)
+    assert "StrictHostKeyChecking=yes" in inventory["vars"]["ansible_ssh_common_args"]
+
+
+def test_state_round_trip_and_dynamic_addresses(tmp_path):
+    paths = LabPaths(tmp_path)
+    state = LabState({"edu1": HostRecord("edu1", "198.18.0.11", [], 1234)})
+    state.hosts["m1"] = HostRecord("m1", str(state.allocate_dynamic()), [], None, True)
+    state.save(paths)
+    again = LabState.load(paths)
+    assert again.hosts["m1"].address == "198.18.0.100"
+    assert again.allocate_dynamic().exploded == "198.18.0.101"
+    assert again.hosts["edu1"].pid == 1234
