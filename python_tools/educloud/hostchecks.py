@@ -35,8 +35,15 @@ def run_host_checks(inventory: Path, roles: list[str] | None = None) -> dict[str
         with tempfile.TemporaryDirectory() as tmp:
             report = Path(tmp) / "report.xml"
             argv = [
-                sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests),
-                "--hosts=ansible://all", f"--ansible-inventory={hosts_file}",
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                str(tests),
+                "--hosts=ansible://all",
+                f"--ansible-inventory={hosts_file}",
                 f"--junit-xml={report}",
             ]
             env = ansible_env()

@@ -149,19 +149,25 @@ def boot(paths: LabPaths, spec: HostSpec) -> int:
     return process.pid
 
 
-def is_alive(pid: int | None) -> bool:
+def process_matches(pid: int | None, marker: str) -> bool:
+    """True when pid is a live (not zombie) process whose command line contains marker.
+
+    Pids recorded by an earlier session may have been reused by another process.
+    """
     if pid is None:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie child of ours is not alive.
-    try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except FileNotFoundError:
+            if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return marker.encode() in cmdline.read()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
+
+
+def is_alive(pid: int | None) -> bool:
+    return process_matches(pid, "systemd-nspawn")
 
 
 def wait_ready(paths: LabPaths, spec: HostSpec, pid: int, timeout: float = 180.0) -> float:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from educloud.commands import run
 from educloud.errors import EducloudError
+from educloud.lab.machine import process_matches
 from educloud.lab.preflight import find_tool
 from educloud.lab.settings import (
     APT_PROXY_PORT,
@@ -39,6 +40,11 @@ class Service:
     def pidfile(self, paths: LabPaths) -> Path:
         return paths.run / f"{self.name}.pid"
 
+    @property
+    def marker(self) -> str:
+        """What its command line contains: the program, or the address it serves."""
+        return "apt-cacher-ng" if self.name == "apt-cacher-ng" else self.address
+
 
 APT_PROXY = Service("apt-cacher-ng", str(BRIDGE_ADDRESS), APT_PROXY_PORT)
 ARTIFACTS = Service("artifacts", str(BRIDGE_ADDRESS), ARTIFACT_PORT)
@@ -46,20 +52,17 @@ DECOY = Service("decoy", str(DECOY_ADDRESS), DECOY_PORT)
 ALL_SERVICES = (APT_PROXY, ARTIFACTS, DECOY)
 
 
-def read_pid(pidfile: Path) -> int | None:
+def read_pid(pidfile: Path, marker: str) -> int | None:
+    """The service's pid if it is still that service (pids of old sessions get reused)."""
     try:
         pid = int(pidfile.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    return pid
+    return pid if process_matches(pid, marker) else None
 
 
 def is_running(service: Service, paths: LabPaths) -> bool:
-    return read_pid(service.pidfile(paths)) is not None
+    return read_pid(service.pidfile(paths), service.marker) is not None
 
 
 def _wait_port(service: Service, timeout: float = 20.0) -> None:
@@ -150,12 +153,12 @@ def start_all(paths: LabPaths, mirror: str) -> None:
 def stop_all(paths: LabPaths, timeout: float = 10.0) -> None:
     for service in ALL_SERVICES:
         pidfile = service.pidfile(paths)
-        pid = read_pid(pidfile)
+        pid = read_pid(pidfile, service.marker)
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and read_pid(pidfile) is not None:
+            while time.monotonic() < deadline and read_pid(pidfile, service.marker) is not None:
                 time.sleep(0.1)
-            if read_pid(pidfile) is not None:
+            if read_pid(pidfile, service.marker) is not None:
                 os.kill(pid, signal.SIGKILL)
         pidfile.unlink(missing_ok=True)
