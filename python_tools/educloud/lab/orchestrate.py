@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,18 @@ Progress = Callable[[str], None]
 
 def _quiet(_: str) -> None:
     return None
+
+
+@contextmanager
+def _locked(paths: LabPaths) -> Iterator[None]:
+    """One lab operation at a time: molecule scenarios may run beside a deploy."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with (paths.root / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -63,7 +77,11 @@ def up(names: Sequence[str] | None = None, progress: Progress = _quiet) -> UpRes
     """Boot the lab (or the named hosts), starting what is missing; idempotent."""
     preflight.require_lab_prerequisites()
     paths = LabPaths.default()
-    paths.root.mkdir(parents=True, exist_ok=True)
+    with _locked(paths):
+        return _up(paths, names, progress)
+
+
+def _up(paths: LabPaths, names: Sequence[str] | None, progress: Progress) -> UpResult:
     paths.root.chmod(0o700)
     state = LabState.load(paths)
     chosen = _specs_for(state, names)  # validates the topology before changing anything
@@ -131,6 +149,11 @@ def down(names: Sequence[str] | None = None, progress: Progress = _quiet) -> lis
     """Stop the named hosts (default: all); with none left running, stop services and links."""
     preflight.require_lab_prerequisites()
     paths = LabPaths.default()
+    with _locked(paths):
+        return _down(paths, names, progress)
+
+
+def _down(paths: LabPaths, names: Sequence[str] | None, progress: Progress) -> list[str]:
     state = LabState.load(paths)
     targets = list(names) if names else list(state.hosts)
     stopped: list[str] = []
@@ -155,8 +178,16 @@ def destroy(
     names: Sequence[str] | None = None, progress: Progress = _quiet, keep_cache: bool = True
 ) -> list[str]:
     """Stop and delete hosts (default: all, plus keys and state; the image and apt cache stay)."""
-    down(names, progress)
+    preflight.require_lab_prerequisites()
     paths = LabPaths.default()
+    with _locked(paths):
+        _down(paths, names, progress)
+        return _destroy(paths, names, progress, keep_cache)
+
+
+def _destroy(
+    paths: LabPaths, names: Sequence[str] | None, progress: Progress, keep_cache: bool
+) -> list[str]:
     state = LabState.load(paths)
     targets = list(names) if names else list(state.hosts)
     for name in targets:
