@@ -37,6 +37,8 @@ step "unit tests" pytest_to unit tests/unit
 lab_was_running=$(educloud lab status --json 2>/dev/null | python3 -c \
   'import json,sys; print(int(any(h["running"] for h in json.load(sys.stdin)["hosts"])))' 2>/dev/null || echo 0)
 step "lab up" educloud lab up
+# The lab's generated secrets are in an Ansible Vault; inventories read through it.
+export ANSIBLE_VAULT_PASSWORD_FILE="${ANSIBLE_VAULT_PASSWORD_FILE:-${EDUCLOUD_LAB_DIR:-/var/lib/educloud-lab}/vault-password}"
 step "site.yml converge" educloud deploy --inventory inventories/lab
 step "lab tests (idempotence, check mode, lab safety)" pytest_to lab -m lab tests/lab
 for tests_dir in roles/*/molecule/default/tests; do
@@ -49,7 +51,8 @@ for scenario in roles/*/molecule/default; do
   step "molecule test: $role" bash -c "cd roles/$role && molecule test"
 done
 if [ "$lab_was_running" = 0 ] && [ "${EDUCLOUD_KEEP_LAB:-0}" != 1 ]; then
-  step "lab down" educloud lab down
+  # Only the hosts this run booted: molecule scenarios may be running beside it.
+  step "lab down" educloud lab down --topology
 fi
 
 python3 "$REPO/tests/tally.py" "$REPORTS" "$passed_steps" "${#failed_steps[@]}"

@@ -44,7 +44,7 @@ def lab_up(host: HostOption = None, as_json: bool = typer.Option(False, "--json"
     """Boot the lab's hosts (idempotent): network, apt proxy, image, hosts, inventory."""
     from educloud.lab import orchestrate
 
-    result = orchestrate.up(host, progress=_progress)
+    result = orchestrate.up(host or None, progress=_progress)
     if as_json:
         print(
             json.dumps(
@@ -91,11 +91,19 @@ def lab_ssh(ctx: typer.Context, host: str) -> None:
 
 
 @lab_app.command("down")
-def lab_down(host: HostOption = None) -> None:
+def lab_down(
+    host: HostOption = None,
+    topology: bool = typer.Option(
+        False, "--topology", help="Only the topology's hosts, not temporary ones."
+    ),
+) -> None:
     """Stop hosts (default: all); with none left, stop the lab's services and links."""
     from educloud.lab import orchestrate
 
-    stopped = orchestrate.down(host, progress=_progress)
+    names = host or None  # no --host: every host
+    if topology:
+        names = [h.name for h in orchestrate.status() if not h.dynamic]
+    stopped = orchestrate.down(names, progress=_progress)
     console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
@@ -107,7 +115,7 @@ def lab_destroy(
     """Stop and delete hosts (default: all) so the next 'up' starts afresh."""
     from educloud.lab import orchestrate
 
-    gone = orchestrate.destroy(host, progress=_progress, keep_cache=not purge)
+    gone = orchestrate.destroy(host or None, progress=_progress, keep_cache=not purge)
     console.print(f"destroyed: {', '.join(gone) if gone else 'nothing'}")
 
 

@@ -67,6 +67,13 @@ def ansible_env() -> dict[str, str]:
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
     env.setdefault("ANSIBLE_FORCE_COLOR", "0")
+    if "ANSIBLE_VAULT_PASSWORD_FILE" not in env:
+        from educloud.lab.secrets import password_file
+        from educloud.lab.settings import LabPaths
+
+        lab_password = password_file(LabPaths.default())
+        if lab_password.exists():
+            env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(lab_password)
     return env
 
 
@@ -115,7 +122,13 @@ def run_playbook(
             sys.stderr.write(line)
     returncode = process.wait()
     output = "".join(lines)
-    return PlaybookResult(playbook, returncode, time.monotonic() - start, parse_recap(output))
+    recap = parse_recap(output)
+    if returncode == 0 and not recap and not check:
+        raise EducloudError(
+            f"{playbook} matched no host in {inventory}"
+            + (": is the lab up? run 'educloud lab up'" if "lab" in inventory.parts else "")
+        )
+    return PlaybookResult(playbook, returncode, time.monotonic() - start, recap)
 
 
 def run_site(inventory: Path, *, limit: str | None = None, check: bool = False) -> PlaybookResult:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from educloud.commands import run
@@ -124,8 +125,8 @@ def _personalise(paths: LabPaths, root: Path, spec: HostSpec) -> None:
     authorized.chmod(0o600)
 
 
-def boot(paths: LabPaths, spec: HostSpec) -> int:
-    """Start systemd-nspawn for the host in the background; returns its pid."""
+def boot(paths: LabPaths, spec: HostSpec) -> subprocess.Popen[bytes]:
+    """Start systemd-nspawn for the host in the background."""
     root = machine_root(paths, spec.name)
     paths.logs.mkdir(parents=True, exist_ok=True)
     log = (paths.logs / f"host-{spec.name}.log").open("ab")
@@ -143,10 +144,9 @@ def boot(paths: LabPaths, spec: HostSpec) -> int:
         "--timezone=off",
         "--link-journal=no",
     ]
-    process = subprocess.Popen(
+    return subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
     )
-    return process.pid
 
 
 def process_matches(pid: int | None, marker: str) -> bool:
@@ -170,13 +170,15 @@ def is_alive(pid: int | None) -> bool:
     return process_matches(pid, "systemd-nspawn")
 
 
-def wait_ready(paths: LabPaths, spec: HostSpec, pid: int, timeout: float = 180.0) -> float:
+def wait_ready(
+    paths: LabPaths, spec: HostSpec, alive: Callable[[], bool], timeout: float = 180.0
+) -> float:
     """Wait until sshd answers and systemd has finished booting; returns seconds waited."""
     start = time.monotonic()
     deadline = start + timeout
     address = str(spec.address)
     while time.monotonic() < deadline:
-        if not is_alive(pid):
+        if not alive():
             raise EducloudError(
                 f"lab host {spec.name} stopped while booting; see {paths.logs}/host-{spec.name}.log"
             )

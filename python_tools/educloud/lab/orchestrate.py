@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import fcntl
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from educloud.lab import image, inventory, machine, network, preflight, services
+from educloud.lab import (
+    artifacts,
+    image,
+    inventory,
+    machine,
+    network,
+    preflight,
+    secrets,
+    services,
+)
 from educloud.lab.mirror import host_debian_mirror
 from educloud.lab.settings import HostSpec, LabPaths, check_host_name, load_topology
 from educloud.lab.state import HostRecord, LabState
@@ -19,6 +30,10 @@ Progress = Callable[[str], None]
 
 def _quiet(_: str) -> None:
     return None
+
+
+def _still_running(process: subprocess.Popen[bytes]) -> bool:
+    return process.poll() is None
 
 
 @contextmanager
@@ -90,6 +105,13 @@ def _up(paths: LabPaths, names: Sequence[str] | None, progress: Progress) -> UpR
     network.up()
     progress(f"services: apt proxy (to {mirror}), artifacts, decoy")
     services.start_all(paths, mirror)
+    created_secrets = secrets.ensure(paths)
+    if created_secrets:
+        progress(f"secrets: generated {len(created_secrets)} lab secrets into the lab vault")
+    wanted = artifacts.load_manifest()
+    if any(not (paths.artifacts / a.file).exists() for a in wanted):
+        progress("artifacts: fetching release archives on the host (Maven Central)")
+    artifacts.fetch_all(paths, wanted)
     recipe = image.default_recipe(mirror)
     built = not image.is_built(paths, recipe)
     if built:
@@ -107,13 +129,16 @@ def _up(paths: LabPaths, names: Sequence[str] | None, progress: Progress) -> UpR
         created[spec.name] = machine.create(paths, image_dir, spec)
         if record.pid is None or not machine.is_alive(record.pid):
             progress(f"host {spec.name}: booting at {spec.address}")
-            pid = machine.boot(paths, spec)
-            record.pid = pid
+            process = machine.boot(paths, spec)
+            record.pid = process.pid
             state.save(paths)  # a kill from here on still knows the pid to stop
-            boot_seconds[spec.name] = machine.wait_ready(paths, spec, pid)
+            boot_seconds[spec.name] = machine.wait_ready(
+                paths, spec, partial(_still_running, process)
+            )
         else:
             progress(f"host {spec.name}: already running at {spec.address}")
-            machine.wait_ready(paths, spec, record.pid)
+            pid = record.pid
+            machine.wait_ready(paths, spec, partial(machine.is_alive, pid))
     state.save(paths)
     inv = inventory.write(paths, [r for r in state.hosts.values() if not r.dynamic])
     statuses = [_status(paths, state.hosts[spec.name], created[spec.name]) for spec, _ in chosen]
@@ -155,7 +180,7 @@ def down(names: Sequence[str] | None = None, progress: Progress = _quiet) -> lis
 
 def _down(paths: LabPaths, names: Sequence[str] | None, progress: Progress) -> list[str]:
     state = LabState.load(paths)
-    targets = list(names) if names else list(state.hosts)
+    targets = list(names) if names is not None else list(state.hosts)
     stopped: list[str] = []
     for name in targets:
         record = state.hosts.get(name)
@@ -189,13 +214,13 @@ def _destroy(
     paths: LabPaths, names: Sequence[str] | None, progress: Progress, keep_cache: bool
 ) -> list[str]:
     state = LabState.load(paths)
-    targets = list(names) if names else list(state.hosts)
+    targets = list(names) if names is not None else list(state.hosts)
     for name in targets:
         progress(f"host {name}: deleting its disk")
         machine.destroy(paths, name)
         state.hosts.pop(name, None)
     state.save(paths)
-    if not names:
+    if names is None:
         shutil.rmtree(paths.machines, ignore_errors=True)
         if not keep_cache:
             shutil.rmtree(paths.root, ignore_errors=True)

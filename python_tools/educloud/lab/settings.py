@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from educloud.errors import EducloudError
-from educloud.paths import inventories_dir
+from educloud.paths import repo_root
 
 LAB_NETWORK = ipaddress.IPv4Network("198.18.0.0/24")
 BRIDGE_NAME = "eclab0"
@@ -96,7 +96,8 @@ class HostSpec:
 
 
 def topology_file() -> Path:
-    return inventories_dir() / "lab" / "topology.yml"
+    # Outside inventories/: Ansible would read any YAML file there as an inventory.
+    return repo_root() / "lab" / "topology.yml"
 
 
 def _check_name(name: str) -> str:
