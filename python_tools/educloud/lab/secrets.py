@@ -42,7 +42,8 @@ def _ansible_vault() -> str:
     return str(Path(sys.executable).parent / "ansible-vault")
 
 
-def _read(paths: LabPaths) -> dict[str, str]:
+def read(paths: LabPaths) -> dict[str, str]:
+    """The lab's secrets (for the lab's own tests; never printed)."""
     if not vault_file().exists():
         return {}
     clear = run(
@@ -68,7 +69,7 @@ def ensure(paths: LabPaths) -> list[str]:
         fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(32) + "\n")
-    current = _read(paths)
+    current = read(paths)
     missing = [name for name in LAB_SECRETS if name not in current]
     if not missing:
         return []
