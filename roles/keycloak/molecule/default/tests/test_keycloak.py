@@ -1,0 +1,104 @@
+"""Keycloak on a converged host: service, sockets, files, sandbox, health, realm (testinfra)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _only_keycloak_hosts(host):
+    variables = host.ansible.get_variables()
+    if not (
+        variables["inventory_hostname"].startswith("mol-")
+        or "keycloak" in variables.get("group_names", [])
+    ):
+        pytest.skip("not a keycloak host")
+
+
+@pytest.fixture
+def kc(host):
+    """The role's effective variables on this host."""
+    variables = host.ansible.get_variables()
+    return {
+        "config_dir": variables.get("keycloak_config_dir", "/etc/keycloak"),
+        "http": variables.get("keycloak_http_port", 8080),
+        "management": variables.get("keycloak_management_port", 9000),
+        "hostname": variables["keycloak_hostname"],
+        "realms": [r["name"] for r in variables.get("keycloak_realms", [])],
+    }
+
+
+def test_service_enabled_and_running_as_keycloak(host):
+    service = host.service("keycloak")
+    assert service.is_enabled
+    assert service.is_running
+    java = host.process.filter(comm="java", user="keycloak")
+    assert java, "no java process runs as the keycloak user"
+
+
+def test_listens_on_loopback_only(host, kc):
+    for port in (kc["http"], kc["management"]):
+        assert host.socket(f"tcp://127.0.0.1:{port}").is_listening
+        assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening
+        assert not host.socket(f"tcp://:::{port}").is_listening
+
+
+def test_config_with_db_password_is_not_world_readable(host, kc):
+    conf = host.file(f"{kc['config_dir']}/keycloak.conf")
+    assert conf.contains("^db-password=")
+    assert conf.user == "root"
+    assert conf.group == "keycloak"
+    assert conf.mode == 0o640
+    env = host.file(f"{kc['config_dir']}/keycloak.env")
+    assert env.user == "root"
+    assert env.mode == 0o600
+
+
+def test_no_world_readable_file_under_the_config_dir(host, kc):
+    found = host.check_output(f"find {kc['config_dir']} -type f -perm -o=r")
+    assert found == ""
+
+
+def test_keycloak_cannot_modify_its_own_code(host):
+    assert host.file("/opt/keycloak/current/bin/kc.sh").user == "root"
+    probe = host.run("runuser -u keycloak -- test -w /opt/keycloak/current/lib")
+    assert probe.rc != 0
+
+
+def test_unit_is_sandboxed(host):
+    shown = host.check_output(
+        "systemctl show keycloak -p NoNewPrivileges -p ProtectSystem -p PrivateTmp "
+        "-p CapabilityBoundingSet"
+    )
+    settings = dict(line.split("=", 1) for line in shown.splitlines())
+    assert settings["NoNewPrivileges"] == "yes"
+    assert settings["ProtectSystem"] == "strict"
+    assert settings["PrivateTmp"] == "yes"
+    assert settings["CapabilityBoundingSet"] == ""
+
+
+def test_health_ready_on_management_port(host, kc):
+    health = json.loads(
+        host.check_output(f"curl -sf http://127.0.0.1:{kc['management']}/health/ready")
+    )
+    assert health["status"] == "UP"
+
+
+def test_production_mode_with_postgres(host, kc):
+    conf = host.file(f"{kc['config_dir']}/keycloak.conf").content_string
+    assert "db=postgres" in conf
+    cmdline = host.check_output("ps -o args= -u keycloak")
+    assert " start --optimized" in cmdline
+    assert "start-dev" not in cmdline
+
+
+def test_discovery_issuer_is_the_public_hostname(host, kc):
+    for realm in kc["realms"]:
+        document = json.loads(
+            host.check_output(
+                f"curl -sf http://127.0.0.1:{kc['http']}/realms/{realm}/.well-known/openid-configuration"
+            )
+        )
+        assert document["issuer"] == f"{kc['hostname']}/realms/{realm}"
