@@ -41,6 +41,7 @@ step "lab up" educloud lab up
 export ANSIBLE_VAULT_PASSWORD_FILE="${ANSIBLE_VAULT_PASSWORD_FILE:-${EDUCLOUD_LAB_DIR:-/var/lib/educloud-lab}/vault-password}"
 step "site.yml converge" educloud deploy --inventory inventories/lab
 step "lab tests (idempotence, check mode, lab safety)" pytest_to lab -m lab tests/lab
+step "integration tests (live Keycloak through nginx)" pytest_to integration -m lab tests/integration
 for tests_dir in roles/*/molecule/default/tests; do
   role=$(basename "$(dirname "$(dirname "$(dirname "$tests_dir")")")")
   step "host checks: $role on the lab" pytest_to "hosts-$role" "$tests_dir" \

@@ -156,10 +156,31 @@ def summary(
         table.add_row(role, str(counts["passed"]), str(counts["failed"]), str(counts["skipped"]))
         failures += [f"{role}: {c.name}: {c.message}" for c in cases if c.outcome == "failed"]
     console.print(table)
+    _print_entry_points(inventory)
     for line in failures:
         err_console.print(f"[red]failed[/red] {line}", highlight=False)
     if failures:
         raise typer.Exit(1)
+
+
+def _print_entry_points(inventory: Path) -> None:
+    """Where users log in, and how to reach the lab's names from this machine."""
+    from educloud import inventory_vars
+
+    for host in inventory_vars.load(inventory):
+        hostname = host.variables.get("keycloak_hostname")
+        if "keycloak" not in host.groups or not isinstance(hostname, str):
+            continue
+        for realm in host.variables.get("keycloak_realms", []):
+            console.print(
+                f"Keycloak login ({realm['name']}): {hostname}/realms/{realm['name']}/account"
+            )
+        if hostname.endswith(".test"):
+            name = hostname.split("//", 1)[1]
+            console.print(
+                f"  (lab names: reach them with curl --resolve {name}:443:{host.address} "
+                "--cacert /var/lib/educloud-lab/ca.crt)"
+            )
 
 
 def _print_hosts(hosts: list) -> None:  # type: ignore[type-arg]
