@@ -39,6 +39,25 @@ def _variables(host: Any) -> dict[str, Any]:
     return host.ansible.get_variables()
 
 
+_RENDERED: dict[tuple[str, str], Any] = {}
+
+
+def _setting(host: Any, name: str, default: Any) -> Any:
+    """A role variable as the play sees it: inventory values may be templates
+    ("{{ educloud_admin_networks }}"), which get_variables() leaves unrendered."""
+    key = (str(_variables(host).get("inventory_hostname")), name)
+    if key not in _RENDERED:
+        result = host.ansible("ansible.builtin.debug", f"var={name}", check=False)
+        value = result.get(name, default)
+        # Undefined (a role default the inventory does not set): older and newer
+        # ansible-core spell it differently.
+        undefined = isinstance(value, str) and (
+            value == "VARIABLE IS NOT DEFINED!" or value.startswith("<< error")
+        )
+        _RENDERED[key] = default if undefined else value
+    return _RENDERED[key]
+
+
 @pytest.fixture(autouse=True)
 def _reverse_proxy_hosts_only(host: Any) -> None:
     """Skip hosts outside the reverse_proxy group; molecule platforms (mol-*) are in scope."""
@@ -51,18 +70,25 @@ def _reverse_proxy_hosts_only(host: Any) -> None:
 
 @pytest.fixture
 def sites(host: Any) -> list[dict[str, Any]]:
-    configured = _variables(host).get("reverse_proxy_sites", [])
+    configured = _setting(host, "reverse_proxy_sites", [])
     if not configured:
         pytest.skip("reverse_proxy_sites is empty on this host")
     return list(configured)
 
 
+def _internal_ca(host: Any) -> bool:
+    return _setting(host, "reverse_proxy_certificate_source", "internal_ca") == "internal_ca"
+
+
+def _ca_dir(host: Any) -> str:
+    return str(_setting(host, "reverse_proxy_ca_dir", "/etc/educloud/ca"))
+
+
 @pytest.fixture
 def ca_file(host: Any) -> str:
     """The CA bundle curl and openssl trust: the internal CA, or the system's public roots."""
-    variables = _variables(host)
-    if variables.get("reverse_proxy_certificate_source", "internal_ca") == "internal_ca":
-        return f"{variables.get('reverse_proxy_ca_dir', '/etc/educloud/ca')}/ca.crt"
+    if _internal_ca(host):
+        return f"{_ca_dir(host)}/ca.crt"
     return "/etc/ssl/certs/ca-certificates.crt"
 
 
@@ -302,10 +328,9 @@ def test_upstream_serves_through_the_proxy(host, sites, ca_file):
 
 
 def test_ca_private_key_readable_by_root_only(host):
-    variables = _variables(host)
-    if variables.get("reverse_proxy_certificate_source", "internal_ca") != "internal_ca":
+    if not _internal_ca(host):
         pytest.skip("certificates do not come from the internal CA")
-    key = host.file(f"{variables.get('reverse_proxy_ca_dir', '/etc/educloud/ca')}/ca.key")
+    key = host.file(f"{_ca_dir(host)}/ca.key")
     assert key.exists
     assert key.user == "root"
     assert key.group == "root"
