@@ -61,7 +61,6 @@ def authorization_code_login(
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(16)
     session = requests.Session()
-    session.verify = verify
     query = urlencode(
         {
             "client_id": client_id,
@@ -73,7 +72,8 @@ def authorization_code_login(
             "code_challenge_method": "S256",
         }
     )
-    login_page = session.get(f"{oidc}/auth?{query}", timeout=timeout)
+    # verify on every call: a session-level value loses to REQUESTS_CA_BUNDLE.
+    login_page = session.get(f"{oidc}/auth?{query}", timeout=timeout, verify=verify)
     action = form_action(login_page.text)
     if login_page.status_code != 200 or action is None:
         return LoginOutcome(page=login_page.text, status=login_page.status_code)
@@ -82,8 +82,13 @@ def authorization_code_login(
         data={"username": username, "password": password, "credentialId": ""},
         allow_redirects=False,
         timeout=timeout,
+        verify=verify,
     )
     location = answer.headers.get("Location", "")
+    if answer.status_code == 302 and location.startswith(public_url + "/"):
+        # Keycloak's own next step (a required action such as configuring OTP): show it.
+        step = session.get(location, timeout=timeout, verify=verify)
+        return LoginOutcome(page=step.text, status=step.status_code)
     if answer.status_code != 302 or not location.startswith(redirect_uri):
         return LoginOutcome(page=answer.text, status=answer.status_code)
     params = parse_qs(urlparse(location).query)
@@ -99,6 +104,7 @@ def authorization_code_login(
         },
         auth=(client_id, client_secret),
         timeout=timeout,
+        verify=verify,
     )
     if token.status_code != 200:
         return LoginOutcome(page=token.text, status=token.status_code)

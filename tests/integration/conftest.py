@@ -99,6 +99,7 @@ class TestUser:
     id: str
     username: str
     password: str
+    group: str
 
 
 @pytest.fixture
@@ -117,8 +118,12 @@ def test_user(kc_admin: KeycloakAdmin) -> Iterator[TestUser]:
             "credentials": [{"type": "password", "value": password, "temporary": False}],
         }
     )
-    yield TestUser(user_id, username, password)
+    group = f"classe-{username}"
+    group_id = kc_admin.create_group({"name": group})
+    kc_admin.group_user_add(user_id, group_id)
+    yield TestUser(user_id, username, password, group)
     kc_admin.delete_user(user_id)
+    kc_admin.delete_group(group_id)
 
 
 @pytest.fixture(scope="session")
