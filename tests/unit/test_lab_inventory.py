@@ -28,3 +28,20 @@ def test_state_round_trip_and_dynamic_addresses(tmp_path):
     assert again.hosts["m1"].address == "198.18.0.100"
     assert again.allocate_dynamic().exploded == "198.18.0.101"
     assert again.hosts["edu1"].pid == 1234
+
+
+def test_lab_secrets_live_in_the_lab_and_are_kept(tmp_path, monkeypatch):
+    from educloud.lab import secrets
+
+    monkeypatch.setenv("EDUCLOUD_REPO", str(tmp_path / "repo"))
+    paths = LabPaths(tmp_path / "lab")
+    paths.root.mkdir()
+    created = secrets.ensure(paths)
+    assert set(created) == set(secrets.LAB_SECRETS)
+    assert secrets.vault_link().resolve() == secrets.vault_store(paths)
+    first = secrets.read(paths)
+    assert secrets.ensure(paths) == []  # idempotent: nothing regenerated
+    assert secrets.read(paths) == first
+    stored = secrets.vault_store(paths).read_text()
+    assert stored.startswith("$ANSIBLE_VAULT")
+    assert not any(value in stored for value in first.values())
