@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import re
 import ssl
 
 import pytest
@@ -206,3 +207,32 @@ def test_public_vhost_never_serves_the_admin_api(lab_keycloak):
     public_host = lab_keycloak.public_url.split("//", 1)[1]
     for path in ("/admin/master/console/", "/admin/realms/lab/users", "/metrics", "/health"):
         assert _status_from("198.18.0.1", public_host, path, lab_keycloak) == 403, path
+
+
+@pytest.mark.charter("C3")
+def test_login_page_loads_nothing_from_another_origin(lab_keycloak):
+    oidc = f"{lab_keycloak.public_url}/realms/{lab_keycloak.realm}/protocol/openid-connect"
+    page = requests.get(
+        f"{oidc}/auth",
+        verify=lab_keycloak.ca_file,
+        timeout=30,
+        params={
+            "client_id": lab_keycloak.client_id,
+            "redirect_uri": lab_keycloak.redirect_uri,
+            "response_type": "code",
+            "scope": "openid",
+            "code_challenge_method": "S256",
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        },
+    )
+    assert page.status_code == 200
+    assert 'lang="fr"' in page.text
+    references = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert references, "the login page references no resource at all"
+    foreign = [
+        ref
+        for ref in references
+        if ref.startswith(("http://", "https://", "//"))
+        and not ref.startswith(lab_keycloak.public_url + "/")
+    ]
+    assert foreign == []
