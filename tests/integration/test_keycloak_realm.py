@@ -29,6 +29,7 @@ SOCIAL_PROVIDERS = {
     "bitbucket",
 }
 DECOY_SOURCE = "198.18.0.254"  # a lab address outside the admin networks
+PKCE_CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"  # any valid S256 challenge
 
 
 def _login(lab_keycloak, username, password):
@@ -41,6 +42,25 @@ def _login(lab_keycloak, username, password):
         username=username,
         password=password,
         verify=lab_keycloak.ca_file,
+    )
+
+
+def _authorize(lab_keycloak, **params):
+    """GET the realm's authorization endpoint with the lab client, no redirect followed."""
+    oidc = f"{lab_keycloak.public_url}/realms/{lab_keycloak.realm}/protocol/openid-connect"
+    query = {
+        "client_id": lab_keycloak.client_id,
+        "redirect_uri": lab_keycloak.redirect_uri,
+        "response_type": "code",
+        "scope": "openid",
+        **params,
+    }
+    return requests.get(
+        f"{oidc}/auth",
+        verify=lab_keycloak.ca_file,
+        timeout=30,
+        allow_redirects=False,
+        params=query,
     )
 
 
@@ -63,37 +83,18 @@ def test_user_logs_in_with_authorization_code_and_pkce(lab_keycloak, test_user):
 
 
 def test_client_refuses_a_code_flow_without_pkce(lab_keycloak):
-    oidc = f"{lab_keycloak.public_url}/realms/{lab_keycloak.realm}/protocol/openid-connect"
-    answer = requests.get(
-        f"{oidc}/auth",
-        verify=lab_keycloak.ca_file,
-        timeout=30,
-        allow_redirects=False,
-        params={
-            "client_id": lab_keycloak.client_id,
-            "redirect_uri": lab_keycloak.redirect_uri,
-            "response_type": "code",
-            "scope": "openid",
-        },
-    )
+    answer = _authorize(lab_keycloak)
     # Keycloak redirects back with an error instead of showing the login form.
     assert answer.status_code == 302
     assert "error=invalid_request" in answer.headers["Location"]
 
 
 def test_client_refuses_an_unknown_redirect_uri(lab_keycloak):
-    oidc = f"{lab_keycloak.public_url}/realms/{lab_keycloak.realm}/protocol/openid-connect"
-    answer = requests.get(
-        f"{oidc}/auth",
-        verify=lab_keycloak.ca_file,
-        timeout=30,
-        allow_redirects=False,
-        params={
-            "client_id": lab_keycloak.client_id,
-            "response_type": "code",
-            "redirect_uri": "https://cloud.educloud.test/elsewhere",
-            "scope": "openid",
-        },
+    answer = _authorize(
+        lab_keycloak,
+        redirect_uri="https://cloud.educloud.test/elsewhere",
+        code_challenge_method="S256",
+        code_challenge=PKCE_CHALLENGE,
     )
     assert answer.status_code == 400
 
@@ -211,20 +212,7 @@ def test_public_vhost_never_serves_the_admin_api(lab_keycloak):
 
 @pytest.mark.charter("C3")
 def test_login_page_loads_nothing_from_another_origin(lab_keycloak):
-    oidc = f"{lab_keycloak.public_url}/realms/{lab_keycloak.realm}/protocol/openid-connect"
-    page = requests.get(
-        f"{oidc}/auth",
-        verify=lab_keycloak.ca_file,
-        timeout=30,
-        params={
-            "client_id": lab_keycloak.client_id,
-            "redirect_uri": lab_keycloak.redirect_uri,
-            "response_type": "code",
-            "scope": "openid",
-            "code_challenge_method": "S256",
-            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-        },
-    )
+    page = _authorize(lab_keycloak, code_challenge_method="S256", code_challenge=PKCE_CHALLENGE)
     assert page.status_code == 200
     assert 'lang="fr"' in page.text
     references = re.findall(r'(?:src|href)="([^"]+)"', page.text)

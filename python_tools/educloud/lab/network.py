@@ -51,6 +51,11 @@ table inet {NFT_TABLE} {{
 """
 
 
+def _table_exists() -> bool:
+    listed = run(["nft", "list", "table", "inet", NFT_TABLE], what="reading nftables", check=False)
+    return listed.returncode == 0
+
+
 def _check_no_other_route() -> None:
     routes = run(["ip", "-o", "route", "show", str(LAB_NETWORK)], what="reading routes").stdout
     for line in routes.splitlines():
@@ -65,12 +70,7 @@ def up() -> None:
     """Create the bridge and load the safety rules (idempotent)."""
     _check_no_other_route()
     # Rules first, so that no lab link exists without them.
-    if (
-        run(
-            ["nft", "list", "table", "inet", NFT_TABLE], what="reading nftables", check=False
-        ).returncode
-        == 0
-    ):
+    if _table_exists():
         run(["nft", "delete", "table", "inet", NFT_TABLE], what="replacing lab rules")
     run(["nft", "-f", "-"], what="loading the lab's nftables rules", input_text=nft_ruleset())
     if not _link_exists(BRIDGE_NAME):
@@ -87,12 +87,7 @@ def down() -> None:
     """Remove the bridge and the rules (idempotent)."""
     if _link_exists(BRIDGE_NAME):
         run(["ip", "link", "delete", BRIDGE_NAME], what="removing lab bridge")
-    if (
-        run(
-            ["nft", "list", "table", "inet", NFT_TABLE], what="reading nftables", check=False
-        ).returncode
-        == 0
-    ):
+    if _table_exists():
         run(["nft", "delete", "table", "inet", NFT_TABLE], what="removing lab rules")
 
 
