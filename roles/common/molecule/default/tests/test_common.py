@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 
@@ -72,10 +74,24 @@ def test_firewall_denies_inbound_by_default(host):
     assert "tcp dport 22" in ruleset
 
 
-def test_only_ssh_listens_publicly(host):
-    public = [
-        s
+def _opened_tcp_ports(host) -> set[str]:
+    """Ports the firewall opens to everyone: SSH plus the inbound_tcp set roles add to."""
+    listed = json.loads(host.check_output("nft -j list set inet educloud inbound_tcp"))
+    elements = next(i["set"] for i in listed["nftables"] if "set" in i).get("elem", [])
+    ports = {"22"}
+    for element in elements:
+        if isinstance(element, dict) and "range" in element:
+            low, high = element["range"]
+            ports |= {str(p) for p in range(int(low), int(high) + 1)}
+        else:
+            ports.add(str(element))
+    return ports
+
+
+def test_nothing_listens_publicly_that_the_firewall_does_not_open(host):
+    public = {
+        s.rsplit(":", 1)[1]
         for s in host.socket.get_listening_sockets()
         if s.startswith("tcp://") and not s.startswith(("tcp://127.", "tcp://::1"))
-    ]
-    assert {s.rsplit(":", 1)[1] for s in public} <= {"22"}
+    }
+    assert public <= _opened_tcp_ports(host)
