@@ -61,6 +61,15 @@ def test_no_world_readable_file_under_the_config_dir(host, kc):
     assert found == ""
 
 
+def test_no_world_readable_file_holds_a_keycloak_secret(host, kc):
+    # Settings that carry secrets, wherever a copy of them might land.
+    found = host.run(
+        "find /etc /opt/keycloak -xdev -type f -perm -o=r -size -1M "
+        "-exec grep -lE '^(db-password|KC_BOOTSTRAP_ADMIN_PASSWORD)=' {} +"
+    )
+    assert found.stdout.strip() == ""
+
+
 def test_keycloak_cannot_modify_its_own_code(host):
     assert host.file("/opt/keycloak/current/bin/kc.sh").user == "root"
     probe = host.run("runuser -u keycloak -- test -w /opt/keycloak/current/lib")
