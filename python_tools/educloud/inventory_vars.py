@@ -31,8 +31,7 @@ def load(inventory: Path) -> list[InventoryHost]:
         str(Path(sys.executable).parent / "ansible-inventory"),
         "-i",
         str(inventory),
-        "--list",
-        "--export",
+        "--list",  # not --export: group variables merged into each host, as plays see them
     ]
     result = subprocess.run(
         argv, capture_output=True, text=True, env=ansible_env(), cwd=ansible_dir(), check=False
