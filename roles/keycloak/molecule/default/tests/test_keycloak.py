@@ -64,7 +64,7 @@ def test_no_world_readable_file_under_the_config_dir(host, kc):
 def test_no_world_readable_file_holds_a_keycloak_secret(host, kc):
     # Settings that carry secrets, wherever a copy of them might land.
     found = host.run(
-        "find /etc /opt/keycloak -xdev -type f -perm -o=r -size -1M "
+        "find /etc /opt/keycloak -xdev -type f -perm -o=r -size -1024k "
         "-exec grep -lE '^(db-password|KC_BOOTSTRAP_ADMIN_PASSWORD)=' {} +"
     )
     assert found.stdout.strip() == ""
