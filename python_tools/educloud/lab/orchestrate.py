@@ -141,12 +141,11 @@ def _up(paths: LabPaths, names: Sequence[str] | None, progress: Progress) -> UpR
             machine.wait_ready(paths, spec, partial(machine.is_alive, pid))
     state.save(paths)
     inv = inventory.write(paths, [r for r in state.hosts.values() if not r.dynamic])
-    statuses = [_status(paths, state.hosts[spec.name], created[spec.name]) for spec, _ in chosen]
+    statuses = [_status(state.hosts[spec.name], created[spec.name]) for spec, _ in chosen]
     return UpResult(statuses, image_dir, built, inv, paths.ssh_key, boot_seconds)
 
 
-def _status(paths: LabPaths, record: HostRecord, created: bool = False) -> HostStatus:
-    del paths
+def _status(record: HostRecord, created: bool = False) -> HostStatus:
     return HostStatus(
         record.name,
         record.address,
@@ -160,7 +159,7 @@ def _status(paths: LabPaths, record: HostRecord, created: bool = False) -> HostS
 def status() -> list[HostStatus]:
     paths = LabPaths.default()
     state = LabState.load(paths)
-    return [_status(paths, rec) for rec in sorted(state.hosts.values(), key=lambda r: r.name)]
+    return [_status(rec) for rec in sorted(state.hosts.values(), key=lambda r: r.name)]
 
 
 def services_status() -> dict[str, bool]:
