@@ -6,15 +6,12 @@ import json
 
 import pytest
 
+from educloud.hostscope import skip_unless_in_group
+
 
 @pytest.fixture(autouse=True)
 def _only_keycloak_hosts(host):
-    variables = host.ansible.get_variables()
-    if not (
-        variables["inventory_hostname"].startswith("mol-")
-        or "keycloak" in variables.get("group_names", [])
-    ):
-        pytest.skip("not a keycloak host")
+    skip_unless_in_group(host.ansible.get_variables(), "keycloak")
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from educloud.hostscope import skip_unless_in_group
+
 ROLE_DEFAULTS: dict[str, Any] = yaml.safe_load(
     (Path(__file__).resolve().parents[3] / "defaults" / "main.yml").read_text()
 )
@@ -25,10 +27,7 @@ LOOPBACK = {"127.0.0.1", "::1"}
 @pytest.fixture(autouse=True)
 def postgresql_host_only(host):
     """Skip hosts outside the postgresql group (molecule platforms, named mol-*, have no group)."""
-    variables = host.ansible.get_variables()
-    name = variables["inventory_hostname"]
-    if not name.startswith("mol-") and "postgresql" not in variables.get("group_names", []):
-        pytest.skip(f"{name} is not in the postgresql group")
+    skip_unless_in_group(host.ansible.get_variables(), "postgresql")
 
 
 @pytest.fixture

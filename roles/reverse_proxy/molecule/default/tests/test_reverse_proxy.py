@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from educloud.hostscope import skip_unless_in_group
+
 GROUP = "reverse_proxy"
 DEFAULT_CSP = (
     "default-src 'self'; img-src 'self' data:; frame-ancestors 'self'; "
@@ -61,11 +63,7 @@ def _setting(host: Any, name: str, default: Any) -> Any:
 @pytest.fixture(autouse=True)
 def _reverse_proxy_hosts_only(host: Any) -> None:
     """Skip hosts outside the reverse_proxy group; molecule platforms (mol-*) are in scope."""
-    variables = _variables(host)
-    in_group = GROUP in variables.get("group_names", [])
-    molecule = str(variables.get("inventory_hostname", "")).startswith("mol-")
-    if not (in_group or molecule):
-        pytest.skip(f"{variables.get('inventory_hostname')} is not in the {GROUP} group")
+    skip_unless_in_group(_variables(host), GROUP)
 
 
 @pytest.fixture
