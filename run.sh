@@ -10,7 +10,8 @@ VENV="$REPO/.venv"
 REPORTS="$REPO/reports"
 # Debian packages the tooling needs on this (controller) machine.
 HOST_PACKAGES=(python3 python3-venv python3-dev debootstrap systemd-container apt-cacher-ng
-               nftables iproute2 openssh-client ca-certificates maven)
+               nftables iproute2 openssh-client ca-certificates maven
+               chromium geoip-bin geoip-database)
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 2; }
@@ -49,6 +50,8 @@ deploy() {
   educloud deploy --inventory inventories/lab
   say "verifying the lab"
   educloud summary --inventory inventories/lab
+  say "verifying the charter guarantees on the lab (educloud verify)"
+  educloud verify --inventory inventories/lab --output "$REPORTS/charter"
 }
 
 test_suite() {

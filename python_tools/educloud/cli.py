@@ -163,6 +163,73 @@ def summary(
         raise typer.Exit(1)
 
 
+@app.command("verify")
+def verify(
+    inventory: Annotated[Path, typer.Option(help="The deployment's Ansible inventory.")] = Path(
+        "inventories/lab"
+    ),
+    limit: Annotated[str, typer.Option(help="Only these hosts or groups (comma-separated).")] = "",
+    output: Annotated[Path, typer.Option(help="Where the reports are written.")] = Path(
+        "reports/charter"
+    ),
+    workers: Annotated[int, typer.Option(help="Parallel pytest workers (0: automatic).")] = 0,
+    allow_public_targets: Annotated[
+        bool,
+        typer.Option(help="Let the checks reach addresses outside loopback and the lab range."),
+    ] = False,
+) -> None:
+    """Check every guarantee of the charter on a deployment; write the compliance report."""
+    from educloud.charter import report as report_mod
+    from educloud.charter import verify as verify_mod
+
+    result = verify_mod.verify(inventory, output, limit, workers, allow_public_targets)
+    table = Table(title=f"charte educloud sur {inventory} ({result.seconds:.0f} s)")
+    table.add_column("garantie", no_wrap=True)
+    table.add_column("intitulé")
+    table.add_column("statut", no_wrap=True)
+    for column in ("réussis", "échoués", "non exécutés"):
+        table.add_column(column, no_wrap=True, justify="right")
+    colours = {"verified": "green", "failed": "red", "not_verifiable": "yellow", "attest": "blue"}
+    for entry in result.report:
+        counts = entry.counts
+        status = report_mod.STATUS_FR[entry.status]
+        table.add_row(
+            entry.id,
+            entry.title,
+            f"[{colours[entry.status]}]{status}[/]",
+            str(counts["passed"]),
+            str(counts["failed"]),
+            str(counts["skipped"]),
+        )
+    # Wide enough for the guarantees' titles, also when the output goes to a CI log.
+    Console(width=max(console.size.width, 112)).print(table)
+    for kind, path in {**result.outputs, "junit": result.junit}.items():
+        console.print(f"{kind}: {path}", highlight=False)
+    failed = report_mod.technical_failures(result.report)
+    if failed:
+        err_console.print(f"[red]failed guarantees:[/red] {', '.join(failed)}", highlight=False)
+        raise typer.Exit(1)
+    if result.pytest_returncode not in (0, 1, 5):
+        err_console.print(f"the checks ended abnormally (pytest exit {result.pytest_returncode})")
+        raise typer.Exit(1)
+
+
+@app.command("policy")
+def policy_check(
+    directory: Annotated[Path | None, typer.Option(help="A copy of policies/.")] = None,
+) -> None:
+    """Validate the policies/ files (schemas and cross-references)."""
+    from educloud import policy
+
+    loaded = policy.load(directory)
+    console.print(
+        f"{loaded.directory}: {len(loaded.guarantees)} guarantees, "
+        f"{len(loaded.retention)} retention categories, {len(loaded.destinations)} egress "
+        f"destinations, {len(loaded.providers)} approved providers: valid",
+        highlight=False,
+    )
+
+
 def _print_entry_points(inventory: Path) -> None:
     """Where users log in, and how to reach the lab's names from this machine."""
     from educloud import inventory_vars

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -13,6 +13,8 @@ class Case:
     name: str
     outcome: str  # passed, failed, skipped
     message: str = ""
+    # record_property values; a name recorded several times keeps its last value.
+    properties: dict[str, str] = field(default_factory=dict)
 
 
 def read_cases(report: Path) -> list[Case]:
@@ -27,7 +29,10 @@ def read_cases(report: Path) -> list[Case]:
                 break
             if child.tag == "skipped":
                 outcome, message = "skipped", child.get("message", "")
-        cases.append(Case(case.get("classname", ""), case.get("name", ""), outcome, message))
+        properties = {prop.get("name", ""): prop.get("value", "") for prop in case.iter("property")}
+        cases.append(
+            Case(case.get("classname", ""), case.get("name", ""), outcome, message, properties)
+        )
     return cases
 
 

@@ -8,6 +8,8 @@ The host accepts from lab links only the apt proxy, the artifact server and the 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from educloud.commands import run
 from educloud.errors import EducloudError
 from educloud.lab.settings import (
@@ -20,6 +22,8 @@ from educloud.lab.settings import (
     LAB_NETWORK,
     NFT_TABLE,
 )
+
+NF_LOG_ALL_NETNS = Path("/proc/sys/net/netfilter/nf_log_all_netns")
 
 
 def _link_exists(name: str) -> bool:
@@ -81,6 +85,9 @@ def up() -> None:
         if f" {address} " not in current.stdout:
             run(["ip", "addr", "add", address, "dev", BRIDGE_NAME], what="addressing lab bridge")
     run(["ip", "link", "set", BRIDGE_NAME, "up"], what="bringing lab bridge up")
+    # The lab hosts' firewalls log refused connections (charter C5); a container's
+    # kernel messages go to this host's kernel log only when this is set.
+    NF_LOG_ALL_NETNS.write_text("1\n", encoding="ascii")
 
 
 def down() -> None:

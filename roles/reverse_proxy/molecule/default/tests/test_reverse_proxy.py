@@ -1,4 +1,4 @@
-"""Behaviour of the reverse_proxy role on a converged host (testinfra; charter C3, C10).
+"""Behaviour of the reverse_proxy role on a converged host (testinfra; charter C3, C6, C9, C10).
 
 Run by molecule on its temporary host and by `educloud summary` against an inventory: the
 sites come from the host's `reverse_proxy_sites`, and every request is made on the host itself
@@ -10,11 +10,15 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
+from dataclasses import dataclass
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
+import yaml
 
 from educloud.hostscope import skip_unless_in_group
+from educloud.paths import policies_dir
 
 GROUP = "reverse_proxy"
 DEFAULT_CSP = (
@@ -27,6 +31,25 @@ SOURCE_WITHOUT_ORIGIN = re.compile(
     r"|'wasm-unsafe-eval'|'report-sample'|'nonce-[A-Za-z0-9+/=_-]+'"
     r"|'sha(256|384|512)-[A-Za-z0-9+/=_-]+'|data:|blob:)$"
 )
+# The headers every response carries, the privacy notice included.
+SECURITY_HEADERS = [
+    ("strict-transport-security", "max-age=63072000; includeSubDomains"),
+    ("referrer-policy", "no-referrer"),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "SAMEORIGIN"),
+]
+# The privacy notice (C6, C9): its sections' ids and the French wording of the retention policy.
+NOTICE_SECTIONS = ["conservation", "hebergement", "droits", "signalement", "registre"]
+STARTS_FR = {
+    "record": "à partir de l'enregistrement",
+    "deletion": "après la suppression",
+    "departure": "après le départ de l'utilisateur",
+    "contract_end": "après la fin du contrat",
+}
+AT_EXPIRY_FR = {"erase": "effacement", "archive": "archivage", "anonymise": "anonymisation"}
+RIGHTS = ["accès", "rectification", "effacement", "limitation", "opposition", "portabilité"]
+# The converge playbook's stand-in upstream: only molecule platforms have it.
+MOLECULE_UPSTREAM = "mol-upstream"
 # Directives whose values are not sources (no origin can hide in them).
 NON_SOURCE_DIRECTIVES = {
     "sandbox",
@@ -209,15 +232,7 @@ def test_unknown_name_gets_no_certificate(host, ca_file):
     assert result.rc != 0, result.stdout
 
 
-@pytest.mark.parametrize(
-    ("header", "expected"),
-    [
-        ("strict-transport-security", "max-age=63072000; includeSubDomains"),
-        ("referrer-policy", "no-referrer"),
-        ("x-content-type-options", "nosniff"),
-        ("x-frame-options", "SAMEORIGIN"),
-    ],
-)
+@pytest.mark.parametrize(("header", "expected"), SECURITY_HEADERS)
 def test_security_header_on_every_site(host, sites, ca_file, header, expected):
     for site in sites:
         name = site["name"]
@@ -340,3 +355,280 @@ def _in_network(address: str, network: str) -> bool:
         return ipaddress.ip_address(address) in ipaddress.ip_network(network, strict=False)
     except ValueError:
         return False
+
+
+# The privacy notice (C6) and the contact for reporting illicit content (C9).
+
+
+@dataclass(frozen=True)
+class _Response:
+    status: int
+    headers: dict[str, list[str]]
+    body: str
+
+
+class _Page(HTMLParser):
+    """What the notice's checks read from a page: each tag with its attributes and the ids of
+    the elements around it, the text of each element that has an id, and the cells of each
+    table row that has an id."""
+
+    VOID = frozenset(
+        {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source"}
+    )
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str], frozenset[str]]] = []
+        self.text: dict[str, str] = {}
+        self.rows: dict[str, list[str]] = {}
+        self._open: list[tuple[str, str | None]] = []
+        self.feed(html)
+        self.close()
+
+    def _open_ids(self) -> frozenset[str]:
+        return frozenset(element_id for _, element_id in self._open if element_id)
+
+    def _row(self) -> str | None:
+        return next((i for t, i in reversed(self._open) if t == "tr"), None)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = {key: value or "" for key, value in attrs}
+        self.tags.append((tag, attributes, self._open_ids()))
+        if tag in self.VOID:
+            return
+        element_id = attributes.get("id")
+        self._open.append((tag, element_id))
+        if element_id:
+            self.text.setdefault(element_id, "")
+            if tag == "tr":
+                self.rows[element_id] = []
+        row = self._row()
+        if tag in ("td", "th") and row:
+            self.rows[row].append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        for index in range(len(self._open) - 1, -1, -1):
+            if self._open[index][0] == tag:
+                del self._open[index:]
+                return
+
+    def handle_data(self, data: str) -> None:
+        for element_id in self._open_ids():
+            self.text[element_id] += data
+        row = self._row()
+        if row and self.rows[row] and any(t in ("td", "th") for t, _ in self._open):
+            self.rows[row][-1] += data
+
+    def section(self, element_id: str) -> str:
+        return " ".join(self.text.get(element_id, "").split())
+
+    def cells(self, row_id: str) -> list[str]:
+        return [" ".join(cell.split()) for cell in self.rows.get(row_id, [])]
+
+
+def _get(host: Any, ca: str, name: str, path: str, address: str = "127.0.0.1") -> _Response:
+    """GET https://name/path on the host: headers on stderr, body on stdout."""
+    argv = [
+        "curl",
+        "-sS",
+        "--max-time",
+        "10",
+        "-D",
+        "/dev/stderr",
+        "--resolve",
+        f"{name}:443:{address}",
+        "--cacert",
+        ca,
+        f"https://{name}{path}",
+    ]
+    result = host.run(shlex.join(argv))
+    lines = result.stderr.splitlines()
+    match = re.match(r"^HTTP/[0-9.]+ ([0-9]{3})", lines[0] if lines else "")
+    assert match, f"no HTTP status from {name}{path} (rc={result.rc}): {result.stderr!r}"
+    headers: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        if ":" in line:
+            key, value = line.split(":", 1)
+            headers.setdefault(key.strip().lower(), []).append(value.strip())
+    return _Response(int(match.group(1)), headers, result.stdout)
+
+
+def _reachable_from_loopback(site: dict[str, Any]) -> bool:
+    networks = site.get("allow_networks")
+    return not networks or any(_in_network("127.0.0.1", n) for n in networks)
+
+
+@pytest.fixture
+def notice_path(host: Any) -> str:
+    return str(_setting(host, "reverse_proxy_privacy_notice_path", "/confidentialite"))
+
+
+@pytest.fixture
+def notice(host: Any) -> dict[str, Any]:
+    value = _setting(host, "reverse_proxy_privacy_notice", {})
+    assert value, "reverse_proxy_privacy_notice is not set for this host (C6)"
+    return dict(value)
+
+
+@pytest.fixture
+def notice_pages(host: Any, sites, ca_file, notice_path) -> dict[str, _Response]:
+    """The notice as each site serves it (sites closed to 127.0.0.1 are left out)."""
+    pages = {
+        site["name"]: _get(host, ca_file, site["name"], notice_path)
+        for site in sites
+        if _reachable_from_loopback(site)
+    }
+    if not pages:
+        pytest.skip("no site is reachable from the host itself")
+    return pages
+
+
+def _parsed(pages: dict[str, _Response]) -> dict[str, _Page]:
+    for name, page in pages.items():
+        assert page.status == 200, f"{name}: notice answered {page.status}"
+    return {name: _Page(page.body) for name, page in pages.items()}
+
+
+def test_privacy_notice_served_in_french_on_every_site(notice_pages):
+    for name, page in notice_pages.items():
+        assert page.status == 200, f"{name}: {page.status} {page.headers}"
+        assert page.headers.get("content-type") == ["text/html; charset=utf-8"], name
+        assert '<html lang="fr">' in page.body, name
+        assert '<meta charset="utf-8">' in page.body, name
+        assert "Notice d'information sur la protection des données" in page.body, name
+
+
+@pytest.mark.parametrize(("header", "expected"), SECURITY_HEADERS)
+def test_privacy_notice_carries_the_security_headers(notice_pages, header, expected):
+    for name, page in notice_pages.items():
+        assert page.headers.get(header) == [expected], f"{name}: {page.headers}"
+
+
+def test_privacy_notice_carries_the_sites_csp(sites, notice_pages):
+    for site in sites:
+        if site["name"] not in notice_pages:
+            continue
+        policies = notice_pages[site["name"]].headers.get("content-security-policy", [])
+        expected = " ".join(site.get("csp", DEFAULT_CSP).split())
+        assert [" ".join(p.split()) for p in policies] == [expected], site["name"]
+
+
+def test_privacy_notice_has_its_sections(notice_pages):
+    for name, page in _parsed(notice_pages).items():
+        missing = [s for s in NOTICE_SECTIONS if not page.section(s)]
+        assert not missing, f"{name}: no element with id {missing}"
+
+
+def test_privacy_notice_lists_every_retention_category(notice_pages):
+    policy = yaml.safe_load((policies_dir() / "retention.yml").read_text(encoding="utf-8"))
+    categories = policy["categories"]
+    for name, page in _parsed(notice_pages).items():
+        rows = {r for r in page.rows if r.startswith("conservation-")}
+        assert rows == {f"conservation-{c}" for c in categories}, name
+        for category, rule in categories.items():
+            days = rule["retention_days"]
+            assert page.cells(f"conservation-{category}") == [
+                " ".join(rule["description"].split()),
+                f"{days} jour{'s' if days > 1 else ''}",
+                STARTS_FR[rule["starts"]],
+                AT_EXPIRY_FR[rule["at_expiry"]],
+                " ".join(rule["legal_basis"].split()),
+            ], f"{name}: {category}"
+
+
+def test_privacy_notice_states_hosting_in_france(host, notice_pages):
+    policy = yaml.safe_load((policies_dir() / "hosting.yml").read_text(encoding="utf-8"))
+    approved = {p["id"]: p for p in policy["providers"]}
+    declared = _setting(host, "reverse_proxy_privacy_hosting_declarations", []) or [
+        _setting(host, "educloud_hosting", None)
+    ]
+    declared_ids = {d["provider"] for d in declared if isinstance(d, dict)}
+    for name, page in _parsed(notice_pages).items():
+        assert "uniquement en France" in page.section("hebergement"), name
+        shown = {r.removeprefix("hebergement-") for r in page.rows if r.startswith("hebergement-")}
+        assert shown, f"{name}: the notice names no hosting provider"
+        assert shown <= approved.keys(), f"{name}: providers {shown - approved.keys()} not approved"
+        assert declared_ids <= shown, f"{name}: declared providers {declared_ids - shown} missing"
+        for provider in shown:
+            provider_name, country, _ = page.cells(f"hebergement-{provider}")
+            assert provider_name.startswith(approved[provider]["name"]), name
+            assert country == "France", f"{name}: {provider} in {country}"
+
+
+def test_privacy_notice_names_controller_and_rights(notice, notice_pages):
+    dpo = f"mailto:{notice['dpo_email']}"
+    for name, page in _parsed(notice_pages).items():
+        assert notice["controller_name"] in page.section("responsable"), name
+        rights = page.section("droits")
+        assert [r for r in RIGHTS if r not in rights] == [], f"{name}: {rights}"
+        assert "CNIL" in rights, name
+        assert any(
+            tag == "a" and attributes.get("href", "").split("?")[0] == dpo and "droits" in around
+            for tag, attributes, around in page.tags
+        ), f"{name}: no {dpo} link in #droits"
+
+
+def test_privacy_notice_gives_reporting_contact(notice, notice_pages):
+    reporting = f"mailto:{notice['reporting_email']}"
+    for name, page in _parsed(notice_pages).items():
+        links = [
+            attributes.get("href", "")
+            for tag, attributes, around in page.tags
+            if tag == "a" and "signalement" in around
+        ]
+        assert reporting in [link.split("?")[0] for link in links], f"{name}: {links}"
+        assert "contenu illicite" in page.section("signalement"), name
+
+
+def test_privacy_notice_loads_nothing_from_elsewhere(host, ca_file, notice_path, notice_pages):
+    """No script, frame, image or inline style (the CSP would refuse it, C3); links stay on the
+    page, on the site or in a mail client; the stylesheet comes from the same site."""
+    for name, page in _parsed(notice_pages).items():
+        for tag, attributes, _ in page.tags:
+            assert tag not in {"script", "style", "iframe", "img", "object", "embed"}, name
+            assert not {"src", "style", "srcset"} & attributes.keys(), f"{name}: <{tag}>"
+            href = attributes.get("href", "")
+            if href:
+                assert re.match(r"^(#|mailto:|/(?!/))", href), f"{name}: <{tag} href={href}>"
+        stylesheet = _get(host, ca_file, name, f"{notice_path}.css")
+        assert stylesheet.status == 200, f"{name}: stylesheet answered {stylesheet.status}"
+        assert stylesheet.headers.get("content-type") == ["text/css"], name
+
+
+def test_privacy_notice_is_the_static_file(host, notice_pages):
+    directory = str(_setting(host, "reverse_proxy_privacy_notice_dir", "/var/www/educloud/privacy"))
+    notice_file = host.file(f"{directory}/index.html")
+    assert notice_file.user == "root"
+    assert notice_file.group == "root"
+    assert notice_file.mode == 0o644
+    content = notice_file.content_string.rstrip("\n")
+    for name, page in notice_pages.items():
+        assert page.body.rstrip("\n") == content, f"{name} serves something else than {notice_file}"
+
+
+@pytest.fixture
+def upstream_stopped(host: Any, sites):
+    """The molecule stand-in upstream stopped for one test, and answering again after it."""
+    upstream = host.service(MOLECULE_UPSTREAM)
+    if not upstream.is_running:
+        pytest.skip(f"no {MOLECULE_UPSTREAM} service to stop (a molecule platform has one)")
+    host.run_expect([0], f"systemctl stop {MOLECULE_UPSTREAM}")
+    try:
+        yield
+    finally:
+        host.run_expect([0], f"systemctl start {MOLECULE_UPSTREAM}")
+        # Wait until it answers again, so the next checks see the site as it was.
+        url = shlex.quote(sites[0]["upstream"] + "/")
+        wait = f"until curl -sf -o /dev/null {url}; do sleep 0.2; done"
+        host.run_expect([0], shlex.join(["timeout", "15", "sh", "-c", wait]))
+
+
+def test_privacy_notice_served_while_upstream_down(
+    host, sites, ca_file, notice_path, upstream_stopped
+):
+    for site in filter(_reachable_from_loopback, sites):
+        name = site["name"]
+        assert _get(host, ca_file, name, "/").status == 502, f"{name}: the upstream still answers"
+        page = _get(host, ca_file, name, notice_path)
+        assert page.status == 200, f"{name}: notice answered {page.status} without its upstream"
+        assert 'id="signalement"' in page.body, name

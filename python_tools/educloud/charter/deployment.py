@@ -1,0 +1,110 @@
+"""What the charter checks need to know about a deployment, read from its inventory."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from educloud import inventory_vars
+from educloud.errors import EducloudError
+from educloud.inventory_vars import InventoryHost
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    proxy_address: str
+    public: bool  # False when the site only answers the administrators' networks
+
+
+@dataclass(frozen=True)
+class Deployment:
+    inventory: Path
+    hosts: tuple[InventoryHost, ...]
+    sites: tuple[Site, ...]
+    keycloak_url: str
+    keycloak_admin_url: str
+    realms: tuple[str, ...]
+    privacy_path: str
+
+    def in_group(self, group: str) -> tuple[InventoryHost, ...]:
+        return tuple(h for h in self.hosts if group in h.groups)
+
+    def host(self, name: str) -> InventoryHost:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
+
+    @property
+    def public_sites(self) -> tuple[Site, ...]:
+        return tuple(s for s in self.sites if s.public)
+
+    @property
+    def own_names(self) -> frozenset[str]:
+        return frozenset(s.name for s in self.sites)
+
+    def pins(self) -> dict[str, str]:
+        """Each site name to its reverse proxy's address (reach it before DNS knows it)."""
+        return {site.name: site.proxy_address for site in self.sites}
+
+
+def _hostname(url: str) -> str:
+    return url.split("//", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+
+
+def _literal(value: Any) -> bool:
+    return isinstance(value, str) and "{{" not in value
+
+
+def load(inventory: Path) -> Deployment:
+    hosts = tuple(inventory_vars.load(inventory))
+    if not hosts:
+        raise EducloudError(f"inventory {inventory} has no hosts")
+    sites: list[Site] = []
+    privacy_path = "/confidentialite"
+    for host in hosts:
+        if "reverse_proxy" not in host.groups:
+            continue
+        privacy_path = str(host.variables.get("reverse_proxy_privacy_notice_path", privacy_path))
+        for site in host.variables.get("reverse_proxy_sites", []) or []:
+            name = site.get("name")
+            if not _literal(name):
+                continue
+            sites.append(Site(name, host.address, public=not site.get("allow_networks")))
+    keycloak_url = keycloak_admin_url = ""
+    realms: list[str] = []
+    for host in hosts:
+        if "keycloak" in host.groups:
+            keycloak_url = str(host.variables.get("keycloak_hostname", ""))
+            keycloak_admin_url = str(host.variables.get("keycloak_hostname_admin", keycloak_url))
+            realms = [r["name"] for r in host.variables.get("keycloak_realms", []) or []]
+            break
+    return Deployment(
+        inventory=inventory,
+        hosts=hosts,
+        sites=tuple(sites),
+        keycloak_url=keycloak_url,
+        keycloak_admin_url=keycloak_admin_url,
+        realms=tuple(realms),
+        privacy_path=privacy_path,
+    )
+
+
+def public_addresses(host: InventoryHost, addresses: list[str]) -> list[str]:
+    """The host's globally routable addresses (its inventory address and its interfaces)."""
+    found = []
+    for raw in [host.address, *addresses]:
+        try:
+            address = ipaddress.ip_address(raw)
+        except ValueError:
+            continue
+        if address.is_global and str(address) not in found:
+            found.append(str(address))
+    return found
+
+
+def hostname(url: str) -> str:
+    return _hostname(url)

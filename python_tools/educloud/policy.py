@@ -1,0 +1,342 @@
+"""The policies/ files: load them, validate them, and say exactly what is wrong.
+
+Each file is checked against its JSON schema (policies/schemas/), then against the
+others (an egress destination in a country hosting.yml does not allow, a guarantee
+without a check). Problems name the file, the path inside it and what is wrong, so an
+operator editing their own copy of the policies can fix them without reading code.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+
+from educloud.errors import EducloudError
+from educloud.paths import policies_dir, repo_root
+
+POLICY_FILES = ("charter", "retention", "egress", "hosting")
+TECHNICAL = "technical"
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.path or '(top)'}: {self.message}"
+
+
+class PolicyError(EducloudError):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = "\n  ".join(str(p) for p in problems)
+        super().__init__(f"{len(problems)} problem(s) in the policies:\n  {lines}")
+
+
+@dataclass(frozen=True)
+class Control:
+    role: str
+    variables: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Guarantee:
+    id: str
+    title: str
+    text: str
+    nature: tuple[str, ...]
+    controls: tuple[Control, ...]
+    checks: tuple[str, ...]
+    attestation: str = ""
+
+    @property
+    def technical(self) -> bool:
+        return TECHNICAL in self.nature
+
+
+@dataclass(frozen=True)
+class Destination:
+    name: str
+    purpose: str
+    description: str
+    address: str
+    port: int
+    protocol: str
+    country: str
+
+
+@dataclass(frozen=True)
+class Provider:
+    id: str
+    name: str
+    country: str
+    datacenters: tuple[str, ...]
+    test_only: bool = False
+
+
+@dataclass(frozen=True)
+class Policies:
+    directory: Path
+    guarantees: tuple[Guarantee, ...]
+    retention: Mapping[str, Mapping[str, Any]]
+    destinations: tuple[Destination, ...]
+    countries_allowed: tuple[str, ...]
+    providers: tuple[Provider, ...]
+    host_declaration_keys: tuple[str, ...]
+    raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+
+    def guarantee(self, guarantee_id: str) -> Guarantee:
+        for guarantee in self.guarantees:
+            if guarantee.id == guarantee_id:
+                return guarantee
+        raise KeyError(guarantee_id)
+
+
+def schemas_dir(directory: Path) -> Path:
+    """An operator's policy copy may omit schemas/: the repository's ones then apply."""
+    own = directory / "schemas"
+    return own if own.is_dir() else policies_dir() / "schemas"
+
+
+def _json_path(parts: Iterable[Any]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _read(directory: Path, name: str, problems: list[Problem]) -> Any:
+    path = directory / f"{name}.yml"
+    label = f"{directory.name}/{path.name}"
+    if not path.is_file():
+        problems.append(Problem(label, "", "file is missing"))
+        return None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        problems.append(Problem(label, "", f"not valid YAML: {exc}".replace("\n", " ")))
+        return None
+    schema = json.loads((schemas_dir(directory) / f"{name}.schema.json").read_text("utf-8"))
+    validator = Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    for error in errors:
+        problems.append(Problem(label, _json_path(error.absolute_path), error.message))
+    return None if errors else data
+
+
+def _role_variables(role: str) -> set[str] | None:
+    defaults = repo_root() / "roles" / role / "defaults" / "main.yml"
+    if not defaults.is_file():
+        return None
+    data = yaml.safe_load(defaults.read_text(encoding="utf-8")) or {}
+    return set(data)
+
+
+def _cross_check(policies: Policies, problems: list[Problem]) -> None:
+    charter = f"{policies.directory.name}/charter.yml"
+    seen: set[str] = set()
+    for index, guarantee in enumerate(policies.guarantees):
+        where = f"guarantees[{index}]"
+        if guarantee.id in seen:
+            problems.append(Problem(charter, f"{where}.id", f"{guarantee.id} is listed twice"))
+        seen.add(guarantee.id)
+        if guarantee.technical and not guarantee.checks:
+            problems.append(
+                Problem(
+                    charter,
+                    f"{where}.checks",
+                    f"{guarantee.id} is technical but no check proves it "
+                    "(add a test, or mark it organisational, contractual or declared)",
+                )
+            )
+        if set(guarantee.nature) != {TECHNICAL} and not guarantee.attestation:
+            problems.append(
+                Problem(
+                    charter,
+                    f"{where}.attestation",
+                    f"{guarantee.id} is not purely technical: say what the operator attests",
+                )
+            )
+        for c_index, control in enumerate(guarantee.controls):
+            known = _role_variables(control.role)
+            if known is None:
+                problems.append(
+                    Problem(
+                        charter,
+                        f"{where}.controls[{c_index}].role",
+                        f"no role named {control.role} (roles/{control.role}/defaults/main.yml)",
+                    )
+                )
+                continue
+            for variable in control.variables:
+                if not variable.startswith("educloud_") and variable not in known:
+                    problems.append(
+                        Problem(
+                            charter,
+                            f"{where}.controls[{c_index}].variables",
+                            f"{variable} is not defined in roles/{control.role}/defaults/main.yml",
+                        )
+                    )
+    egress = f"{policies.directory.name}/egress.yml"
+    for index, destination in enumerate(policies.destinations):
+        if destination.country not in policies.countries_allowed:
+            problems.append(
+                Problem(
+                    egress,
+                    f"destinations[{index}].country",
+                    f"{destination.country} is not in hosting.yml countries_allowed "
+                    f"{list(policies.countries_allowed)}",
+                )
+            )
+        try:
+            ipaddress.ip_network(destination.address, strict=False)
+        except ValueError:
+            problems.append(
+                Problem(
+                    egress,
+                    f"destinations[{index}].address",
+                    f"{destination.address!r} is not an IP address or network "
+                    "(a firewall cannot follow DNS names)",
+                )
+            )
+    hosting = f"{policies.directory.name}/hosting.yml"
+    for index, provider in enumerate(policies.providers):
+        if provider.country not in policies.countries_allowed:
+            problems.append(
+                Problem(
+                    hosting,
+                    f"providers[{index}].country",
+                    f"{provider.country} is not in countries_allowed",
+                )
+            )
+
+
+def load(directory: Path | None = None) -> Policies:
+    """Read and validate every policy file; raise PolicyError listing all problems."""
+    directory = (directory or policies_dir()).resolve()
+    problems: list[Problem] = []
+    raw = {name: _read(directory, name, problems) for name in POLICY_FILES}
+    if problems:
+        raise PolicyError(problems)
+    policies = Policies(
+        directory=directory,
+        guarantees=tuple(
+            Guarantee(
+                id=g["id"],
+                title=g["title"],
+                text=g["text"],
+                nature=tuple(g["nature"]),
+                controls=tuple(Control(c["role"], tuple(c["variables"])) for c in g["controls"]),
+                checks=tuple(g["checks"]),
+                attestation=g.get("attestation", ""),
+            )
+            for g in raw["charter"]["guarantees"]
+        ),
+        retention=raw["retention"]["categories"],
+        destinations=tuple(Destination(**d) for d in raw["egress"]["destinations"]),
+        countries_allowed=tuple(raw["hosting"]["countries_allowed"]),
+        providers=tuple(
+            Provider(
+                id=p["id"],
+                name=p["name"],
+                country=p["country"],
+                datacenters=tuple(p["datacenters"]),
+                test_only=p.get("test_only", False),
+            )
+            for p in raw["hosting"]["providers"]
+        ),
+        host_declaration_keys=tuple(raw["hosting"]["host_declaration"]["required"]),
+        raw=raw,
+    )
+    _cross_check(policies, problems)
+    if problems:
+        raise PolicyError(problems)
+    return policies
+
+
+def hosting_problems(policies: Policies, declaration: Any) -> list[str]:
+    """What is wrong with one host's `educloud_hosting` declaration (empty when approved)."""
+    if not isinstance(declaration, Mapping):
+        return [
+            "educloud_hosting is not set: declare provider, country and datacenter "
+            "(see policies/hosting.yml)"
+        ]
+    missing = [key for key in policies.host_declaration_keys if not declaration.get(key)]
+    if missing:
+        return [f"educloud_hosting lacks {', '.join(missing)}"]
+    problems = []
+    country = declaration["country"]
+    if country not in policies.countries_allowed:
+        problems.append(
+            f"country {country} is not allowed (allowed: {', '.join(policies.countries_allowed)})"
+        )
+    provider = next((p for p in policies.providers if p.id == declaration["provider"]), None)
+    if provider is None:
+        known = ", ".join(p.id for p in policies.providers)
+        problems.append(f"provider {declaration['provider']} is not approved (approved: {known})")
+    else:
+        if provider.country != country:
+            problems.append(
+                f"provider {provider.id} is approved in {provider.country}, not {country}"
+            )
+        if declaration["datacenter"] not in provider.datacenters:
+            problems.append(
+                f"datacenter {declaration['datacenter']} is not one of {provider.id}'s "
+                f"({', '.join(provider.datacenters)})"
+            )
+    return problems
+
+
+def charter_test_problems(
+    policies: Policies, markers: Mapping[str, frozenset[str]]
+) -> list[Problem]:
+    """Compare charter.yml's checks with the tests' charter markers, both ways.
+
+    `markers` maps each collected check id (file::function) to the guarantee ids its
+    `pytest.mark.charter` names.
+    """
+    charter = f"{policies.directory.name}/charter.yml"
+    ids = {g.id for g in policies.guarantees}
+    problems = []
+    for index, guarantee in enumerate(policies.guarantees):
+        for check in guarantee.checks:
+            if check not in markers:
+                problems.append(
+                    Problem(charter, f"guarantees[{index}].checks", f"no test named {check}")
+                )
+            elif guarantee.id not in markers[check]:
+                problems.append(
+                    Problem(
+                        charter,
+                        f"guarantees[{index}].checks",
+                        f"{check} does not carry the marker charter({guarantee.id!r})",
+                    )
+                )
+    for check, named in sorted(markers.items()):
+        for guarantee_id in sorted(named - ids):
+            problems.append(
+                Problem(
+                    f"tests/charter/{check}", "", f"marker names {guarantee_id}, not in the charter"
+                )
+            )
+        for guarantee_id in sorted(named & ids):
+            if check not in policies.guarantee(guarantee_id).checks:
+                problems.append(
+                    Problem(
+                        f"tests/charter/{check}",
+                        "",
+                        f"marked {guarantee_id} but not listed in that guarantee's checks",
+                    )
+                )
+        if not named:
+            problems.append(Problem(f"tests/charter/{check}", "", "no charter marker"))
+    return problems

@@ -1,0 +1,163 @@
+"""The charter checks: run against any deployment through its Ansible inventory.
+
+    pytest tests/charter --educloud-inventory inventories/lab      (or: educloud verify)
+
+Hosts, sites and realms come from the inventory, so each check is parametrized by what
+the deployment has; a check with nothing to look at is reported "not verifiable here"
+(pytest's skip), never as passed. Every test carries `pytest.mark.charter(...)`; the
+guarantee ids and the evidence travel in the JUnit report (record_property).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import testinfra
+
+from educloud import policy
+from educloud.charter import deployment as deployment_mod
+from educloud.charter.deployment import Deployment
+from educloud.netpin import pinned_names
+from educloud.paths import repo_root
+
+DEFAULT_INVENTORY = "inventories/lab"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--educloud-inventory",
+        default=os.environ.get("EDUCLOUD_INVENTORY", DEFAULT_INVENTORY),
+        help="the deployment's Ansible inventory (directory or file)",
+    )
+    parser.addoption(
+        "--educloud-limit",
+        default="",
+        help="only these hosts or groups (comma-separated), like ansible --limit",
+    )
+
+
+def _inventory_path(config: pytest.Config) -> Path:
+    path = Path(config.getoption("--educloud-inventory"))
+    return path if path.is_absolute() else repo_root() / path
+
+
+@functools.cache
+def _deployment(path: Path) -> Deployment:
+    return deployment_mod.load(path)
+
+
+def _policies_dir(dep: Deployment) -> Path | None:
+    for host in dep.hosts:
+        value = host.variables.get("educloud_policies_dir")
+        if isinstance(value, str) and "{{" not in value:
+            return Path(value)
+    return None
+
+
+@functools.cache
+def _policies(path: Path) -> policy.Policies:
+    return policy.load(_policies_dir(_deployment(path)))
+
+
+def _check_id(item: pytest.Item) -> str:
+    return f"{Path(str(item.fspath)).name}::{getattr(item, 'originalname', item.name)}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        ids = [g for mark in item.iter_markers("charter") for g in mark.args]
+        item.user_properties.append(("check", _check_id(item)))
+        item.user_properties.append(("charter", ",".join(sorted(set(ids)))))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    dep = _deployment(_inventory_path(metafunc.config))
+    groups = {
+        "host_name": None,
+        "proxy_host_name": "reverse_proxy",
+        "keycloak_host_name": "keycloak",
+        "nextcloud_host_name": "nextcloud",
+    }
+    limit = {p for p in str(metafunc.config.getoption("--educloud-limit")).split(",") if p}
+    for fixture, group in groups.items():
+        if fixture in metafunc.fixturenames:
+            hosts = dep.hosts if group is None else dep.in_group(group)
+            if limit:
+                hosts = tuple(h for h in hosts if h.name in limit or limit & set(h.groups))
+            metafunc.parametrize(fixture, [h.name for h in hosts])
+    if "site" in metafunc.fixturenames:
+        metafunc.parametrize("site", [s.name for s in dep.sites])
+    if "public_site" in metafunc.fixturenames:
+        metafunc.parametrize("public_site", [s.name for s in dep.public_sites])
+    if "realm" in metafunc.fixturenames:
+        metafunc.parametrize("realm", list(dep.realms))
+    if "public_page" in metafunc.fixturenames:
+        metafunc.parametrize("public_page", public_pages(dep))
+
+
+def public_pages(dep: Deployment) -> list[str]:
+    """Every page a user loads without an account, plus the account pages' entry."""
+    pages = []
+    for site in dep.public_sites:
+        pages += [f"https://{site.name}/", f"https://{site.name}{dep.privacy_path}"]
+    if dep.keycloak_url:
+        pages += [f"{dep.keycloak_url.rstrip('/')}/realms/{realm}/account/" for realm in dep.realms]
+    return pages
+
+
+@pytest.fixture(scope="session")
+def deployment(pytestconfig: pytest.Config) -> Deployment:
+    return _deployment(_inventory_path(pytestconfig))
+
+
+@pytest.fixture(scope="session")
+def policies(pytestconfig: pytest.Config) -> policy.Policies:
+    return _policies(_inventory_path(pytestconfig))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _reach_sites(deployment: Deployment) -> Iterator[None]:
+    """Resolve the deployment's names to its reverse proxies (before DNS knows them)."""
+    with pinned_names(deployment.pins()):
+        yield
+
+
+@pytest.fixture(scope="session")
+def connect(pytestconfig: pytest.Config) -> Callable[[str], Any]:
+    """A testinfra host (ansible backend) for an inventory host name."""
+    inventory = str(_inventory_path(pytestconfig))
+    cache: dict[str, Any] = {}
+
+    def get(name: str) -> Any:
+        if name not in cache:
+            cache[name] = testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def ca_bundle(deployment: Deployment) -> str | bool:
+    """The CA the deployment's certificates chain to: its exported CA, else the system's."""
+    for host in deployment.in_group("reverse_proxy"):
+        exported = host.variables.get("reverse_proxy_ca_export_path")
+        if isinstance(exported, str) and exported and Path(exported).is_file():
+            return exported
+    return "/etc/ssl/certs/ca-certificates.crt"
+
+
+@pytest.fixture
+def evidence(record_property: Callable[[str, object], None]) -> Callable[[str], None]:
+    """Record what the check saw; the compliance report shows it under the guarantee."""
+    lines: list[str] = []
+
+    def add(text: str) -> None:
+        lines.append(text)
+        record_property("evidence", "\n".join(lines))
+
+    return add

@@ -1,0 +1,147 @@
+"""Each server refuses to talk to anyone the egress policy does not list (C5, C2, C12)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from educloud.charter import egress
+from educloud.charter.deployment import Deployment
+from educloud.policy import Policies
+
+# An address not on any egress list. The lab serves a decoy there, so a missing
+# firewall shows as a connection that succeeds; elsewhere TEST-NET-1 (RFC 5737).
+DEFAULT_PROBE = "192.0.2.1:443"
+
+PROBE = """
+import errno, socket, sys
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
+s.settimeout(5)
+if len(sys.argv) > 3:
+    s.bind(("", int(sys.argv[3])))  # a known source port finds the log line
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+    print("connected")
+except socket.timeout:
+    print("timeout")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, str(e.errno)))
+"""
+
+
+def _probe(target: Any, address: str, port: int, source_port: int = 0) -> str:
+    # The probe runs as an unprivileged user: what any service could do.
+    command = target.run(
+        "runuser -u nobody -- python3 -c %s %s %s %s", PROBE, address, str(port), str(source_port)
+    )
+    return str(command.stdout.strip())
+
+
+def _probe_target(deployment: Deployment, host_name: str) -> tuple[str, int]:
+    value = str(
+        deployment.host(host_name).variables.get("educloud_verify_egress_probe", DEFAULT_PROBE)
+    )
+    address, _, port = value.rpartition(":")
+    return address.strip("[]"), int(port)
+
+
+@pytest.mark.charter("C5")
+def test_egress_default_deny_loaded(
+    host_name: str,
+    connect: Callable[[str], Any],
+    policies: Policies,
+    evidence: Callable[[str], None],
+) -> None:
+    ruleset = json.loads(connect(host_name).check_output("nft -j list ruleset"))
+    chains = [i["chain"] for i in ruleset["nftables"] if i.get("chain", {}).get("hook") == "output"]
+    evidence(
+        f"{host_name} : chaînes de sortie "
+        + ", ".join(f"{c['table']}/{c['name']} politique {c.get('policy')}" for c in chains)
+    )
+    problems = egress.ruleset_problems(ruleset, policies.destinations)
+    assert not problems, "; ".join(problems)
+
+
+def _refused(target: Any) -> int:
+    return egress.refused_count(json.loads(target.check_output("nft -j list ruleset")))
+
+
+@pytest.mark.charter("C5", "C2", "C12")
+def test_unlisted_destination_refused(
+    host_name: str,
+    deployment: Deployment,
+    connect: Callable[[str], Any],
+    evidence: Callable[[str], None],
+) -> None:
+    target = connect(host_name)
+    address, port = _probe_target(deployment, host_name)
+    before = _refused(target)
+    outcome = _probe(target, address, port)
+    refused = _refused(target) - before
+    evidence(
+        f"{host_name} -> {address}:{port} (hors liste de sortie) : {outcome} ; "
+        f"paquets refusés par le pare-feu pendant l'essai : {refused}"
+    )
+    assert outcome != "connected", f"{host_name} reached {address}:{port}"
+    # Attribute the failure to the host's own firewall, not to a missing route.
+    assert refused > 0, f"{address}:{port} failed ({outcome}) but not through the host's firewall"
+
+
+@pytest.mark.charter("C5")
+def test_refused_connection_logged(
+    host_name: str,
+    deployment: Deployment,
+    connect: Callable[[str], Any],
+    evidence: Callable[[str], None],
+) -> None:
+    target = connect(host_name)
+    address, port = _probe_target(deployment, host_name)
+    source_port = 40000 + secrets.randbelow(20000)
+    _probe(target, address, port, source_port)
+    container = target.run("systemd-detect-virt --container").stdout.strip()
+    if container == "systemd-nspawn" and Path("/proc/sys/net/netfilter/nf_log_all_netns").exists():
+        # A lab host: its kernel messages land in the lab machine's kernel log (this one).
+        where = "journal noyau de la machine du banc de test (l'hôte en est un conteneur)"
+        journal = subprocess.run(["dmesg"], capture_output=True, text=True, check=False).stdout
+    else:
+        where = f"journal noyau de {host_name}"
+        journal = target.run(
+            "journalctl -k -o cat --no-pager --since=-10min --grep educloud-egress-drop"
+        ).stdout
+    lines = [
+        line
+        for line in journal.splitlines()
+        if "educloud-egress-drop" in line
+        and f"DST={address} " in line
+        and f"SPT={source_port} " in line
+    ]
+    evidence(f"{host_name} : {where} : {lines[-1].strip() if lines else 'aucun refus journalisé'}")
+    assert lines, f"no 'educloud-egress-drop' log line for {address}:{port}"
+
+
+@pytest.mark.charter("C5")
+def test_listed_destination_reachable(
+    host_name: str,
+    connect: Callable[[str], Any],
+    policies: Policies,
+    evidence: Callable[[str], None],
+) -> None:
+    listed = [d for d in policies.destinations if d.protocol == "tcp" and "/" not in d.address]
+    if not listed:
+        pytest.skip("aucune destination TCP à essayer dans la politique de sortie")
+    target = connect(host_name)
+    failures = []
+    for destination in listed:
+        outcome = _probe(target, destination.address, destination.port)
+        evidence(
+            f"{host_name} -> {destination.name} {destination.address}:{destination.port}: {outcome}"
+        )
+        if outcome != "connected":
+            failures.append(f"{destination.name}: {outcome}")
+    assert not failures, f"listed destinations not reachable: {failures}"

@@ -1,0 +1,122 @@
+"""Keycloak realm settings in force, read from the admin API (C4, C7, C10, C12)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from keycloak import KeycloakAdmin
+
+from educloud.charter import keycloak as kc
+from educloud.charter.deployment import Deployment
+from educloud.policy import Policies
+
+
+@pytest.fixture(scope="session")
+def kc_admin(
+    deployment: Deployment, connect: Callable[[str], Any], ca_bundle: str
+) -> KeycloakAdmin:
+    hosts = deployment.in_group("keycloak")
+    if not hosts or not deployment.keycloak_admin_url:
+        pytest.skip("no Keycloak host in the inventory")
+    # Ansible resolves the (vaulted) variable in memory; it is never printed.
+    answer = connect(hosts[0].name).ansible(
+        "ansible.builtin.debug", "msg={{ keycloak_admin_password }}", check=False
+    )
+    admin = KeycloakAdmin(
+        server_url=deployment.keycloak_admin_url,
+        username=str(hosts[0].variables.get("keycloak_admin_user", "admin")),
+        password=answer["msg"],
+        realm_name="master",
+        user_realm_name="master",
+        verify=ca_bundle,
+    )
+    return admin
+
+
+def _realm(kc_admin: KeycloakAdmin, realm: str) -> dict[str, Any]:
+    representation: dict[str, Any] = kc_admin.get_realm(realm)
+    return representation
+
+
+@pytest.mark.charter("C4", "C12")
+def test_event_listeners_are_local(
+    realm: str, kc_admin: KeycloakAdmin, evidence: Callable[[str], None]
+) -> None:
+    settings = _realm(kc_admin, realm)
+    evidence(f"royaume {realm} : eventsListeners = {settings.get('eventsListeners')}")
+    problems = kc.event_listener_problems(settings)
+    assert not problems, "; ".join(problems)
+
+
+@pytest.mark.charter("C4")
+def test_no_third_party_identity_provider(
+    realm: str, kc_admin: KeycloakAdmin, evidence: Callable[[str], None]
+) -> None:
+    kc_admin.change_current_realm(realm)
+    providers = kc_admin.get_idps()
+    evidence(
+        f"royaume {realm} : fournisseurs d'identité "
+        + (", ".join(f"{p.get('alias')} ({p.get('providerId')})" for p in providers) or "aucun")
+    )
+    problems = kc.identity_provider_problems(providers)
+    assert not problems, "; ".join(problems)
+
+
+@pytest.mark.charter("C7")
+def test_login_events_expiration(
+    realm: str, kc_admin: KeycloakAdmin, policies: Policies, evidence: Callable[[str], None]
+) -> None:
+    days = int(policies.retention["login_events"]["retention_days"])
+    settings = _realm(kc_admin, realm)
+    evidence(
+        f"royaume {realm} : eventsEnabled {settings.get('eventsEnabled')}, eventsExpiration "
+        f"{settings.get('eventsExpiration')} s (politique : {days} jours)"
+    )
+    problems = kc.events_expiration_problems(settings, days)
+    assert not problems, "; ".join(problems)
+
+
+@pytest.mark.charter("C7")
+def test_admin_events_expiration(
+    realm: str, kc_admin: KeycloakAdmin, policies: Policies, evidence: Callable[[str], None]
+) -> None:
+    days = int(policies.retention["admin_events"]["retention_days"])
+    settings = _realm(kc_admin, realm)
+    expiration = (settings.get("attributes") or {}).get("adminEventsExpiration")
+    evidence(
+        f"royaume {realm} : adminEventsEnabled {settings.get('adminEventsEnabled')}, "
+        f"adminEventsExpiration {expiration} s (politique : {days} jours)"
+    )
+    problems = kc.admin_events_expiration_problems(settings, days)
+    assert not problems, "; ".join(problems)
+
+
+@pytest.mark.charter("C10")
+def test_brute_force_protection(
+    realm: str, kc_admin: KeycloakAdmin, evidence: Callable[[str], None]
+) -> None:
+    settings = _realm(kc_admin, realm)
+    evidence(
+        f"royaume {realm} : bruteForceProtected {settings.get('bruteForceProtected')}, "
+        f"failureFactor {settings.get('failureFactor')}"
+    )
+    problems = kc.brute_force_problems(settings)
+    assert not problems, "; ".join(problems)
+
+
+@pytest.mark.charter("C10")
+def test_admin_requires_otp(
+    realm: str, kc_admin: KeycloakAdmin, evidence: Callable[[str], None]
+) -> None:
+    settings = _realm(kc_admin, realm)
+    flow = settings.get("browserFlow", "browser")
+    kc_admin.change_current_realm(realm)
+    executions = kc_admin.get_authentication_flow_executions(flow)
+    evidence(
+        f"royaume {realm} : flux de connexion {flow} : "
+        + ", ".join(f"{e.get('displayName')} {e.get('requirement')}" for e in executions)
+    )
+    problems = kc.admin_otp_problems(executions)
+    assert not problems, "; ".join(problems)

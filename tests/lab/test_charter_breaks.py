@@ -1,0 +1,112 @@
+"""The charter checks fail on a deliberately broken lab host, end to end.
+
+Each test breaks one control on edu1 over SSH, runs the matching checks of
+tests/charter exactly as `educloud verify` does, expects them to fail, and restores the
+control (the restoration is what the role itself applies, so the host ends as it began).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from educloud.deploy import ansible_env
+from educloud.junit import read_cases
+from educloud.paths import repo_root
+
+pytestmark = pytest.mark.lab
+HOST = "edu1"
+
+
+def _ssh(command: str) -> str:
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "educloud"), "lab", "ssh", HOST, "--", command],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout
+
+
+def _charter_outcomes(selection: str) -> dict[str, str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        junit = Path(tmp) / "junit.xml"
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "tests/charter",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-k",
+                selection,
+                f"--educloud-limit={HOST}",
+                f"--junit-xml={junit}",
+                "-o",
+                "junit_family=xunit1",
+            ],
+            cwd=repo_root(),
+            env=ansible_env(),
+            capture_output=True,
+            check=False,
+        )
+        return {case.name: case.outcome for case in read_cases(junit)}
+
+
+@contextmanager
+def broken(break_command: str, restore_command: str) -> Iterator[None]:
+    _ssh(break_command)
+    try:
+        yield
+    finally:
+        _ssh(restore_command)
+
+
+@pytest.mark.parametrize(
+    ("break_command", "checks"),
+    [
+        # Any program may now connect anywhere.
+        (
+            "nft insert rule inet educloud output accept",
+            "test_egress_default_deny_loaded or test_unlisted_destination_refused",
+        ),
+        # Both directions open. (Not `nft flush ruleset`: an SSH session opened while
+        # nothing tracks connections hangs when the ruleset comes back.)
+        (
+            "nft insert rule inet educloud output accept;"
+            " nft insert rule inet educloud input accept;"
+            " nft 'chain inet educloud output { policy accept; }';"
+            " nft 'chain inet educloud input { policy accept; }'",
+            "test_egress_default_deny_loaded or test_inbound_default_deny",
+        ),
+    ],
+)
+def test_egress_checks_fail_without_the_firewall(break_command: str, checks: str) -> None:
+    with broken(break_command, "systemctl reload nftables"):
+        outcomes = _charter_outcomes(checks)
+    assert outcomes and set(outcomes.values()) == {"failed"}, outcomes
+    assert set(_charter_outcomes(checks).values()) == {"passed"}, "the host was not restored"
+
+
+def test_retention_check_fails_on_longer_journal() -> None:
+    drop_in = "/etc/systemd/journald.conf.d/zz-broken.conf"
+    with broken(f"printf '[Journal]\\nMaxRetentionSec=1year\\n' > {drop_in}", f"rm -f {drop_in}"):
+        outcomes = _charter_outcomes("test_journald_retention")
+    assert list(outcomes.values()) == ["failed"], outcomes
+
+
+def test_telemetry_check_fails_with_popcon_installed() -> None:
+    with broken(
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -q popularity-contest",
+        "apt-get purge -y -q popularity-contest",
+    ):
+        outcomes = _charter_outcomes("test_no_telemetry_package")
+    assert list(outcomes.values()) == ["failed"], outcomes
