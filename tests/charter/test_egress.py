@@ -59,11 +59,7 @@ def test_egress_default_deny_loaded(
     evidence: Callable[[str], None],
 ) -> None:
     ruleset = json.loads(connect(host_name).check_output("nft -j list ruleset"))
-    chains = [i["chain"] for i in ruleset["nftables"] if i.get("chain", {}).get("hook") == "output"]
-    evidence(
-        f"{host_name} : chaînes de sortie "
-        + ", ".join(f"{c['table']}/{c['name']} politique {c.get('policy')}" for c in chains)
-    )
+    evidence(f"{host_name} : chaînes de sortie {egress.describe_chains(ruleset, 'output')}")
     problems = egress.ruleset_problems(ruleset, policies.destinations)
     assert not problems, "; ".join(problems)
 

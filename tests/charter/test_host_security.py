@@ -16,11 +16,7 @@ def test_inbound_default_deny(
     host_name: str, connect: Callable[[str], Any], evidence: Callable[[str], None]
 ) -> None:
     ruleset = json.loads(connect(host_name).check_output("nft -j list ruleset"))
-    chains = [i["chain"] for i in ruleset["nftables"] if i.get("chain", {}).get("hook") == "input"]
-    evidence(
-        f"{host_name} : chaînes d'entrée "
-        + ", ".join(f"{c['table']}/{c['name']} politique {c.get('policy')}" for c in chains)
-    )
+    evidence(f"{host_name} : chaînes d'entrée {egress.describe_chains(ruleset, 'input')}")
     problems = egress.inbound_problems(ruleset)
     assert not problems, "; ".join(problems)
 

@@ -110,3 +110,29 @@ def test_telemetry_check_fails_with_popcon_installed() -> None:
     ):
         outcomes = _charter_outcomes("test_no_telemetry_package")
     assert list(outcomes.values()) == ["failed"], outcomes
+
+
+def test_keycloak_retention_check_fails_on_longer_event_expiration() -> None:
+    from keycloak import KeycloakAdmin
+
+    from educloud.lab import secrets as lab_secrets
+    from educloud.lab.settings import LabPaths
+    from educloud.netpin import pinned_names
+
+    paths = LabPaths.default()
+    with pinned_names({"auth-admin.educloud.test": "198.18.0.11"}):
+        admin = KeycloakAdmin(
+            server_url="https://auth-admin.educloud.test",
+            username="admin",
+            password=lab_secrets.read(paths)["vault_keycloak_admin_password"],
+            realm_name="master",
+            verify=str(paths.root / "ca.crt"),
+        )
+        original = admin.get_realm("lab")["eventsExpiration"]
+        admin.update_realm("lab", {"eventsExpiration": original * 4})
+        try:
+            outcomes = _charter_outcomes("test_login_events_expiration")
+        finally:
+            admin.update_realm("lab", {"eventsExpiration": original})
+    assert list(outcomes.values()) == ["failed"], outcomes
+    assert list(_charter_outcomes("test_login_events_expiration").values()) == ["passed"]

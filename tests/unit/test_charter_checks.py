@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from educloud.charter import browser, egress, geo, headers, hostconfig, keycloak, report
+from educloud.charter import browser, egress, geo, headers, hostconfig, keycloak, report, services
 from educloud.junit import Case
 from educloud.policy import Destination, load
 
@@ -368,3 +368,13 @@ def test_report_renders_in_french(tmp_path: Any) -> None:
     html = outputs["html"].read_text(encoding="utf-8")
     assert '<html lang="fr">' in html and 'class="failed">échec' in html
     assert '"status": "failed"' in outputs["json"].read_text(encoding="utf-8")
+
+
+def test_services_least_privilege() -> None:
+    expected = services.expected_services(["keycloak", "reverse_proxy"], {})
+    assert [s.unit for s in expected] == ["keycloak", "nginx"]
+    assert services.service_problems(expected[0], "active", ["keycloak"]) == []
+    assert services.service_problems(expected[0], "active", ["root"]) == [
+        "keycloak runs as root, expected keycloak"
+    ]
+    assert services.service_problems(expected[1], "failed", []) == ["nginx is failed"]

@@ -3,17 +3,13 @@ before changing anything (C1, C5)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from tests.unit.role_validation import validate_role
 
 from educloud import policy
-from educloud.paths import repo_root
 
-PLAYBOOK = Path(__file__).parent / "playbooks" / "common_validate.yml"
 LAB_HOSTING = {"provider": "educloud-lab", "country": "FR", "datacenter": "local"}
 
 
@@ -27,26 +23,7 @@ def _validate(extra: dict[str, object]) -> subprocess.CompletedProcess[str]:
         "educloud_hosting": LAB_HOSTING,
         **extra,
     }
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            str(PLAYBOOK),
-            "-i",
-            "localhost,",
-            "-e",
-            json.dumps(variables),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        env={
-            "ANSIBLE_ROLES_PATH": str(repo_root() / "roles"),
-            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-            "ANSIBLE_LOCALHOST_WARNING": "false",
-            "ANSIBLE_NOCOLOR": "1",
-        },
-    )
+    return validate_role("common", variables)
 
 
 def test_lab_declaration_is_accepted() -> None:

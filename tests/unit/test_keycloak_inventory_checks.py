@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from tests.unit.role_validation import validate_role
 
-from educloud.paths import repo_root
-
-PLAYBOOK = Path(__file__).parent / "playbooks" / "keycloak_validate.yml"
 BASE = {
     "keycloak_admin_password": "admin-password-0123",
     "keycloak_db_password": "db-password-0123",
@@ -21,27 +16,7 @@ BASE = {
 
 
 def _validate(extra: dict[str, object]) -> subprocess.CompletedProcess[str]:
-    env_vars = {**BASE, **extra}
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            str(PLAYBOOK),
-            "-i",
-            "localhost,",
-            "-e",
-            json.dumps(env_vars),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        env={
-            "ANSIBLE_ROLES_PATH": str(repo_root() / "roles"),
-            "PATH": "/usr/bin:/bin",
-            "ANSIBLE_LOCALHOST_WARNING": "false",
-            "ANSIBLE_NOCOLOR": "1",
-        },
-    )
+    return validate_role("keycloak", {**BASE, **extra})
 
 
 def _realm(providers: list[dict[str, object]]) -> dict[str, object]:

@@ -15,12 +15,24 @@ from educloud.policy import Destination
 DENY_LOG_PREFIX = "educloud-egress-drop: "
 
 
-def _output_chains(ruleset: dict[str, Any]) -> list[dict[str, Any]]:
+def hook_chains(ruleset: dict[str, Any], hook: str) -> list[dict[str, Any]]:
+    """The base chains attached to `hook` (input, output ...), from every table."""
     return [
         item["chain"]
         for item in ruleset.get("nftables", [])
-        if "chain" in item and item["chain"].get("hook") == "output"
+        if "chain" in item and item["chain"].get("hook") == hook
     ]
+
+
+def describe_chains(ruleset: dict[str, Any], hook: str) -> str:
+    """One line of evidence: each chain on `hook` with its default policy."""
+    return ", ".join(
+        f"{c['table']}/{c['name']} politique {c.get('policy')}" for c in hook_chains(ruleset, hook)
+    )
+
+
+def _output_chains(ruleset: dict[str, Any]) -> list[dict[str, Any]]:
+    return hook_chains(ruleset, "output")
 
 
 def _rules(ruleset: dict[str, Any], chain: dict[str, Any]) -> list[dict[str, Any]]:
@@ -103,11 +115,7 @@ def ruleset_problems(ruleset: dict[str, Any], destinations: Iterable[Destination
 
 def inbound_problems(ruleset: dict[str, Any]) -> list[str]:
     """Empty when every input hook refuses by default (C10)."""
-    chains = [
-        item["chain"]
-        for item in ruleset.get("nftables", [])
-        if "chain" in item and item["chain"].get("hook") == "input"
-    ]
+    chains = hook_chains(ruleset, "input")
     if not chains:
         return ["no input chain: inbound traffic is not filtered"]
     problems = []

@@ -1,0 +1,38 @@
+"""Which services each inventory group runs, and with which privileges (C10, least privilege)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ExpectedService:
+    unit: str
+    user: str  # the account its working processes must run as (never root)
+    workers: bool = False  # True when a root master forks workers (nginx)
+
+
+def expected_services(groups: Iterable[str], variables: Mapping[str, Any]) -> list[ExpectedService]:
+    services = []
+    if "postgresql" in groups:
+        version = str(variables.get("postgresql_version", "15"))
+        services.append(ExpectedService(f"postgresql@{version}-main", "postgres"))
+    if "keycloak" in groups:
+        services.append(
+            ExpectedService("keycloak", str(variables.get("keycloak_user", "keycloak")))
+        )
+    if "reverse_proxy" in groups:
+        services.append(ExpectedService("nginx", "www-data", workers=True))
+    return services
+
+
+def service_problems(service: ExpectedService, active: str, users: list[str]) -> list[str]:
+    """`users`: the accounts of the service's working processes."""
+    if active != "active":
+        return [f"{service.unit} is {active or 'unknown'}"]
+    if not users:
+        return [f"{service.unit} has no running process"]
+    wrong = sorted({u for u in users if u != service.user})
+    return [f"{service.unit} runs as {', '.join(wrong)}, expected {service.user}"] if wrong else []
