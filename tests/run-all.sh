@@ -28,8 +28,8 @@ pytest_to() {  # pytest_to REPORT ARGS...: pytest with a JUnit report
   pytest -p no:cacheprovider -o junit_family=xunit2 --junit-xml="$REPORTS/$report.xml" "$@"
 }
 
-step "ruff" ruff check python_tools tests roles
-step "ruff format" ruff format --check python_tools tests roles
+step "ruff" ruff check python_tools tests roles benchmarks
+step "ruff format" ruff format --check python_tools tests roles benchmarks
 step "mypy" mypy
 step "ansible-lint (production profile)" ansible-lint --profile production
 step "unit tests" pytest_to unit tests/unit

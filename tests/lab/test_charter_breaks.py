@@ -136,3 +136,10 @@ def test_keycloak_retention_check_fails_on_longer_event_expiration() -> None:
             admin.update_realm("lab", {"eventsExpiration": original})
     assert list(outcomes.values()) == ["failed"], outcomes
     assert list(_charter_outcomes("test_login_events_expiration").values()) == ["passed"]
+
+
+def test_privacy_notice_checks_fail_without_the_notice() -> None:
+    page = "/var/www/educloud/privacy/index.html"
+    with broken(f"mv {page} {page}.moved", f"mv {page}.moved {page}"):
+        outcomes = _charter_outcomes("test_privacy_notice")
+    assert outcomes and set(outcomes.values()) == {"failed"}, outcomes
