@@ -51,17 +51,9 @@ def _deployment(path: Path) -> Deployment:
     return deployment_mod.load(path)
 
 
-def _policies_dir(dep: Deployment) -> Path | None:
-    for host in dep.hosts:
-        value = host.variables.get("educloud_policies_dir")
-        if isinstance(value, str) and "{{" not in value:
-            return Path(value)
-    return None
-
-
 @functools.cache
 def _policies(path: Path) -> policy.Policies:
-    return policy.load(_policies_dir(_deployment(path)))
+    return policy.load(_deployment(path).policies_dir)
 
 
 def _check_id(item: pytest.Item) -> str:

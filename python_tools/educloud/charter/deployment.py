@@ -46,13 +46,18 @@ class Deployment:
     def own_names(self) -> frozenset[str]:
         return frozenset(s.name for s in self.sites)
 
+    @property
+    def policies_dir(self) -> Path | None:
+        """The inventory's own copy of the policies (`educloud_policies_dir`), if it has one."""
+        for host in self.hosts:
+            value = host.variables.get("educloud_policies_dir")
+            if _literal(value):
+                return Path(str(value))
+        return None
+
     def pins(self) -> dict[str, str]:
         """Each site name to its reverse proxy's address (reach it before DNS knows it)."""
         return {site.name: site.proxy_address for site in self.sites}
-
-
-def _hostname(url: str) -> str:
-    return url.split("//", 1)[-1].split("/", 1)[0].split(":", 1)[0]
 
 
 def _literal(value: Any) -> bool:
@@ -104,7 +109,3 @@ def public_addresses(host: InventoryHost, addresses: list[str]) -> list[str]:
         if address.is_global and str(address) not in found:
             found.append(str(address))
     return found
-
-
-def hostname(url: str) -> str:
-    return _hostname(url)

@@ -44,15 +44,7 @@ def verify(
     if not inventory.exists():
         raise EducloudError(f"inventory {inventory} not found")
     dep = deployment_mod.load(inventory)  # a broken inventory fails here, before any check
-    policies_dir = next(
-        (
-            Path(str(h.variables["educloud_policies_dir"]))
-            for h in dep.hosts
-            if "{{" not in str(h.variables.get("educloud_policies_dir", "{{"))
-        ),
-        None,
-    )
-    policies = policy.load(policies_dir)
+    policies = policy.load(dep.policies_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     junit = output_dir / "charter-junit.xml"
     workers = workers or min(4, max(2, os.cpu_count() or 2))
