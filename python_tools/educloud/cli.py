@@ -172,7 +172,9 @@ def verify(
     output: Annotated[Path, typer.Option(help="Where the reports are written.")] = Path(
         "reports/charter"
     ),
-    workers: Annotated[int, typer.Option(help="Parallel pytest workers (0: automatic).")] = 0,
+    workers: Annotated[
+        int, typer.Option(help="Parallel pytest workers (0: one per host, up to the CPUs).")
+    ] = 0,
     allow_public_targets: Annotated[
         bool,
         typer.Option(help="Let the checks reach addresses outside loopback and the lab range."),
