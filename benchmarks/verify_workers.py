@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from educloud.charter.verify import pytest_argv
 from educloud.deploy import ansible_env
 from educloud.junit import read_cases, tally
 from educloud.paths import repo_root
@@ -25,23 +25,7 @@ from educloud.paths import repo_root
 def one_run(inventory: Path, workers: int) -> tuple[float, dict[str, int]]:
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "junit.xml"
-        argv = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "tests/charter",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "no:warnings",
-            f"--educloud-inventory={inventory}",
-            f"--junit-xml={junit}",
-            "-o",
-            "junit_family=xunit1",
-        ]
-        if workers > 1:
-            argv += ["-n", str(workers)]
+        argv = pytest_argv(inventory, junit, workers=workers)
         start = time.monotonic()
         subprocess.run(argv, cwd=repo_root(), env=ansible_env(), capture_output=True, check=False)
         return time.monotonic() - start, tally(read_cases(junit))

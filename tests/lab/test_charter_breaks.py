@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from educloud.charter.verify import pytest_argv
 from educloud.deploy import ansible_env
 from educloud.junit import read_cases
-from educloud.paths import repo_root
+from educloud.paths import inventories_dir, repo_root
 
 pytestmark = pytest.mark.lab
 HOST = "edu1"
@@ -37,27 +38,8 @@ def _ssh(command: str) -> str:
 def _charter_outcomes(selection: str) -> dict[str, str]:
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "junit.xml"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "tests/charter",
-                "-q",
-                "-p",
-                "no:cacheprovider",
-                "-k",
-                selection,
-                f"--educloud-limit={HOST}",
-                f"--junit-xml={junit}",
-                "-o",
-                "junit_family=xunit1",
-            ],
-            cwd=repo_root(),
-            env=ansible_env(),
-            capture_output=True,
-            check=False,
-        )
+        argv = pytest_argv(inventories_dir() / "lab", junit, limit=HOST, selection=selection)
+        subprocess.run(argv, cwd=repo_root(), env=ansible_env(), capture_output=True, check=False)
         return {case.name: case.outcome for case in read_cases(junit)}
 
 

@@ -33,23 +33,10 @@ def charter_tests_dir() -> Path:
     return repo_root() / "tests" / "charter"
 
 
-def verify(
-    inventory: Path,
-    output_dir: Path,
-    limit: str = "",
-    workers: int = 0,
-    allow_public_targets: bool = False,
-) -> Verification:
-    inventory = inventory if inventory.is_absolute() else repo_root() / inventory
-    if not inventory.exists():
-        raise EducloudError(f"inventory {inventory} not found")
-    dep = deployment_mod.load(inventory)  # a broken inventory fails here, before any check
-    policies = policy.load(dep.policies_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    junit = output_dir / "charter-junit.xml"
-    # Parallel across hosts: measured on the one-host lab with 2 cores, 4 workers took
-    # 37 s against 30 s for one (benchmarks/verify_workers.py), so one worker per host.
-    workers = workers or min(len(dep.hosts), os.cpu_count() or 1, 8)
+def pytest_argv(
+    inventory: Path, junit: Path, *, workers: int = 1, limit: str = "", selection: str = ""
+) -> list[str]:
+    """The pytest command of the charter checks (verify, the benchmark, the lab tests)."""
     argv = [
         sys.executable,
         "-m",
@@ -70,6 +57,29 @@ def verify(
         argv += ["-n", str(workers)]
     if limit:
         argv.append(f"--educloud-limit={limit}")
+    if selection:
+        argv += ["-k", selection]
+    return argv
+
+
+def verify(
+    inventory: Path,
+    output_dir: Path,
+    limit: str = "",
+    workers: int = 0,
+    allow_public_targets: bool = False,
+) -> Verification:
+    inventory = inventory if inventory.is_absolute() else repo_root() / inventory
+    if not inventory.exists():
+        raise EducloudError(f"inventory {inventory} not found")
+    dep = deployment_mod.load(inventory)  # a broken inventory fails here, before any check
+    policies = policy.load(dep.policies_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    junit = output_dir / "charter-junit.xml"
+    # Parallel across hosts: measured on the one-host lab with 2 cores, 4 workers took
+    # 37 s against 30 s for one (benchmarks/verify_workers.py), so one worker per host.
+    workers = workers or min(len(dep.hosts), os.cpu_count() or 1, 8)
+    argv = pytest_argv(inventory, junit, workers=workers, limit=limit)
     env = ansible_env()
     if allow_public_targets:
         env[PUBLIC_TARGETS_ENV] = "1"
