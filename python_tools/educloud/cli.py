@@ -130,6 +130,8 @@ def deploy(
 
     result = deploy_lib.run_site(inventory, limit=limit, check=check)
     console.print(deploy_lib.summary_line(result))
+    for notice in result.notices:
+        console.print(f"not done: {notice}", markup=False, soft_wrap=True)
     if not result.ok:
         raise typer.Exit(2)
 

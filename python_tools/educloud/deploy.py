@@ -33,6 +33,8 @@ class PlaybookResult:
     returncode: int
     seconds: float
     recap: dict[str, HostRecap] = field(default_factory=dict)
+    # What a role stopped short of, in one line each (e.g. "Nextcloud not installed: ...").
+    notices: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -41,6 +43,28 @@ class PlaybookResult:
     @property
     def changed(self) -> int:
         return sum(r.changed for r in self.recap.values())
+
+
+def parse_notices(output: str) -> list[str]:
+    """The "... not installed: ..." messages roles print when they stop before a step.
+
+    The YAML callback wraps a long message over several indented lines: they are joined.
+    """
+    notices: list[str] = []
+    lines = output.splitlines()
+    for index, line in enumerate(lines):
+        text = line.strip()
+        if not (text.startswith("msg: ") and " not installed: " in text):
+            continue
+        message = text.removeprefix("msg: ")
+        for following in lines[index + 1 :]:
+            if not following.startswith("        ") or message.endswith("'"):
+                break
+            message += " " + following.strip()
+        message = message.strip("'")
+        if message not in notices:
+            notices.append(message)
+    return notices
 
 
 def parse_recap(output: str) -> dict[str, HostRecap]:
@@ -128,7 +152,9 @@ def run_playbook(
             f"{playbook} matched no host in {inventory}"
             + (": is the lab up? run 'educloud lab up'" if "lab" in inventory.parts else "")
         )
-    return PlaybookResult(playbook, returncode, time.monotonic() - start, recap)
+    return PlaybookResult(
+        playbook, returncode, time.monotonic() - start, recap, parse_notices(output)
+    )
 
 
 def run_site(inventory: Path, *, limit: str | None = None, check: bool = False) -> PlaybookResult:

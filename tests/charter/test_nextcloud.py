@@ -1,7 +1,9 @@
-"""Nextcloud's charter settings (C7, C8, C9, C13): checked once Nextcloud is installed.
+"""Nextcloud's charter settings (C2, C5-C10, C13): checked once Nextcloud is installed.
 
 Nextcloud's release archives cannot be downloaded on the build machines, so on the lab
 these checks report "not verifiable here" with the reason "Nextcloud not installed".
+Values are read through occ, as Nextcloud sees them (config.php merged with the role's
+charter.config.php), following the admin manual's "Using the occ command" page.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 
 from educloud.charter.deployment import Deployment
+from educloud.charter.nextcloud import VENDOR_APPS
 from educloud.policy import Policies
 
 
@@ -24,14 +27,27 @@ def _occ(
     target = connect(host_name)
     if not target.file(f"{root}/occ").exists or not target.file(f"{root}/config/config.php").exists:
         pytest.skip("Nextcloud not installed")
-    user = str(variables.get("nextcloud_user", "www-data"))
+    # occ runs as the owner of config.php (Nextcloud's console refuses any other user).
+    user = str(target.file(f"{root}/config/config.php").user)
 
     def occ(*args: str) -> str:
         placeholders = " ".join(["%s"] * len(args))
-        command = target.run(f"runuser -u %s -- php %s {placeholders}", user, f"{root}/occ", *args)
+        command = target.run(
+            f"runuser -u %s -- php %s --no-ansi {placeholders}", user, f"{root}/occ", *args
+        )
         return str(command.stdout.strip())
 
     return occ
+
+
+def _system(occ: Callable[..., str], key: str) -> Any:
+    return json.loads(occ("config:system:get", key, "--output=json") or "null")
+
+
+def _app_config(occ: Callable[..., str], app: str) -> dict[str, Any]:
+    """One app's settings as stored in Nextcloud's database (occ config:list)."""
+    settings: dict[str, Any] = json.loads(occ("config:list", "--output=json")).get("apps", {})
+    return dict(settings.get(app, {}))
 
 
 @pytest.mark.charter("C7")
@@ -89,6 +105,96 @@ def test_default_formats_odf(
     evidence: Callable[[str], None],
 ) -> None:
     occ = _occ(deployment, nextcloud_host_name, connect)
-    doc_format = occ("config:app:get", "richdocuments", "doc_format")
-    evidence(f"{nextcloud_host_name}: richdocuments doc_format {doc_format or '(default: ODF)'}")
+    # Nextcloud Office creates OOXML unless doc_format says otherwise (its default is 'ooxml').
+    doc_format = _app_config(occ, "richdocuments").get("doc_format", "(unset: ooxml)")
+    evidence(f"{nextcloud_host_name}: richdocuments doc_format {doc_format!r}")
     assert doc_format in {"", "odf"}, f"new documents default to {doc_format}"
+
+
+@pytest.mark.charter("C5")
+def test_nextcloud_closed_network(
+    nextcloud_host_name: str,
+    deployment: Deployment,
+    connect: Callable[[str], Any],
+    evidence: Callable[[str], None],
+) -> None:
+    occ = _occ(deployment, nextcloud_host_name, connect)
+    wanted = {
+        "appstoreenabled": False,
+        "updatechecker": False,
+        "has_internet_connection": False,
+        "connectivity_check_domains": [],
+        "lookup_server": "",
+        "reference_opengraph": False,
+    }
+    found = {key: _system(occ, key) for key in wanted}
+    evidence(f"{nextcloud_host_name}: {json.dumps(found)}")
+    assert found == wanted
+
+
+@pytest.mark.charter("C5")
+def test_nextcloud_lookup_server_off(
+    nextcloud_host_name: str,
+    deployment: Deployment,
+    connect: Callable[[str], Any],
+    evidence: Callable[[str], None],
+) -> None:
+    occ = _occ(deployment, nextcloud_host_name, connect)
+    sharing = _app_config(occ, "files_sharing")
+    upload = sharing.get("lookupServerUploadEnabled", "(unset: yes)")
+    lookups = sharing.get("lookupServerEnabled", "(unset)")
+    evidence(
+        f"{nextcloud_host_name}: lookupServerUploadEnabled {upload}, lookupServerEnabled {lookups}"
+    )
+    assert upload == "no", "profiles would be uploaded to the lookup server"
+    assert lookups == "no"
+
+
+@pytest.mark.charter("C2")
+def test_vendor_apps_disabled(
+    nextcloud_host_name: str,
+    deployment: Deployment,
+    connect: Callable[[str], Any],
+    evidence: Callable[[str], None],
+) -> None:
+    occ = _occ(deployment, nextcloud_host_name, connect)
+    enabled = set(json.loads(occ("app:list", "--output=json")).get("enabled", {}))
+    evidence(f"{nextcloud_host_name}: enabled apps {sorted(enabled)}")
+    # lookup_server_connector cannot be disabled: test_nextcloud_lookup_server_off covers it.
+    refused = (enabled & VENDOR_APPS) - {"lookup_server_connector"}
+    assert not refused, f"vendor apps enabled: {sorted(refused)}"
+
+
+@pytest.mark.charter("C6")
+def test_nextcloud_links_to_the_privacy_notice(
+    nextcloud_host_name: str,
+    deployment: Deployment,
+    connect: Callable[[str], Any],
+    evidence: Callable[[str], None],
+) -> None:
+    occ = _occ(deployment, nextcloud_host_name, connect)
+    theming = _app_config(occ, "theming")
+    hostname = str(deployment.host(nextcloud_host_name).variables.get("nextcloud_hostname", ""))
+    privacy = theming.get("privacyUrl", "(unset)")
+    evidence(f"{nextcloud_host_name}: privacyUrl {privacy}")
+    assert privacy.startswith(f"https://{hostname}/"), "the privacy link leaves the platform"
+
+
+@pytest.mark.charter("C10")
+def test_nextcloud_setup_checks(
+    nextcloud_host_name: str,
+    deployment: Deployment,
+    connect: Callable[[str], Any],
+    evidence: Callable[[str], None],
+) -> None:
+    occ = _occ(deployment, nextcloud_host_name, connect)
+    # occ setupchecks exits 1 on warnings too: the severities decide (Nextcloud >= 28).
+    results = json.loads(occ("setupchecks", "--output=json"))
+    errors = [
+        f"{category}/{name}: {result.get('description', '')}"
+        for category, checks in results.items()
+        for name, result in checks.items()
+        if result.get("severity") == "error"
+    ]
+    evidence(f"{nextcloud_host_name}: setup check errors {errors or 'none'}")
+    assert not errors

@@ -1,4 +1,4 @@
-"""Run one role's input checks (tasks/validate.yml) locally with the given variables."""
+"""Run one role's input checks (tasks/validate.yml), or render one of its templates, locally."""
 
 from __future__ import annotations
 
@@ -9,18 +9,37 @@ from pathlib import Path
 
 from educloud.paths import repo_root
 
-PLAYBOOK = Path(__file__).parent / "playbooks" / "role_validate.yml"
+PLAYBOOKS = Path(__file__).parent / "playbooks"
 
 
 def validate_role(role: str, variables: dict[str, object]) -> subprocess.CompletedProcess[str]:
+    return _playbook("role_validate.yml", {**variables, "educloud_role_under_test": role})
+
+
+def render_role_template(
+    role: str, template: str, destination: Path, variables: dict[str, object]
+) -> subprocess.CompletedProcess[str]:
+    """Render roles/ROLE/templates/TEMPLATE to DESTINATION with the role's defaults and policies."""
+    return _playbook(
+        "render_template.yml",
+        {
+            **variables,
+            "educloud_role_under_test": role,
+            "educloud_template": template,
+            "educloud_render_to": str(destination),
+        },
+    )
+
+
+def _playbook(name: str, extra_vars: dict[str, object]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             str(Path(sys.executable).parent / "ansible-playbook"),
-            str(PLAYBOOK),
+            str(PLAYBOOKS / name),
             "-i",
             "localhost,",
             "-e",
-            json.dumps({**variables, "educloud_role_under_test": role}),
+            json.dumps(extra_vars),
         ],
         capture_output=True,
         text=True,

@@ -174,6 +174,17 @@ def test_csp_third_party_fails(csp: str, problem: str) -> None:
     assert problem in headers.csp_problems({"Content-Security-Policy": csp} if csp else {})
 
 
+def test_csp_local_content_accepted_only_outside_scripts() -> None:
+    # Nextcloud's pages need blob: workers and data: fonts: content the page made itself.
+    local = "default-src 'self'; font-src 'self' data:; worker-src 'self' blob:"
+    assert headers.csp_problems({"Content-Security-Policy": local}) == []
+    scripts = "default-src 'self'; script-src 'self' data: blob:"
+    assert headers.csp_problems({"Content-Security-Policy": scripts}) == [
+        "script-src allows data:",
+        "script-src allows blob:",
+    ]
+
+
 OWN = ["auth.educloud.test"]
 
 
@@ -363,11 +374,20 @@ def test_report_renders_in_french(tmp_path: Any) -> None:
     }
     outputs = report.write(built, meta, tmp_path)
     markdown = outputs["markdown"].read_text(encoding="utf-8")
-    assert "| C2 | Aucun usage commercial | technique | échec | 0 | 1 | 1 |" in markdown
+    assert "| C2 | Aucun usage commercial | technique | échec | 0 | 1 | 2 |" in markdown
     assert "À attester par l'exploitant" in markdown
     html = outputs["html"].read_text(encoding="utf-8")
     assert '<html lang="fr">' in html and 'class="failed">échec' in html
     assert '"status": "failed"' in outputs["json"].read_text(encoding="utf-8")
+
+
+def test_nextcloud_services_expected() -> None:
+    expected = services.expected_services(["reverse_proxy", "nextcloud"], {})
+    assert [(s.unit, s.user) for s in expected] == [
+        ("nginx", "www-data"),
+        ("php8.2-fpm", "nextcloud"),
+        ("redis-server", "redis"),
+    ]
 
 
 def test_services_least_privilege() -> None:

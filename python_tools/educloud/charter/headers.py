@@ -8,6 +8,15 @@ from collections.abc import Mapping
 MIN_HSTS_SECONDS = 31536000
 # Sources that let a page load from anywhere (third-party scripts, fonts, pixels, CDNs).
 OPEN_SOURCES = ("*", "http:", "https:", "data:", "blob:")
+# data: and blob: URLs hold content the page built itself, never a third party's: accepted
+# for images, fonts, media and workers (Nextcloud's own CSP allows them there), never for
+# scripts, styles or frames.
+LOCAL_CONTENT_SOURCES = {
+    "img-src": ("data:", "blob:"),
+    "font-src": ("data:",),
+    "media-src": ("blob:",),
+    "worker-src": ("blob:",),
+}
 FETCH_DIRECTIVES = (
     "default-src",
     "script-src",
@@ -75,7 +84,7 @@ def csp_problems(headers: Mapping[str, str]) -> list[str]:
     problems = []
     for directive in FETCH_DIRECTIVES:
         for source in csp.get(directive, []):
-            if source in OPEN_SOURCES and not (directive == "img-src" and source == "data:"):
+            if source in OPEN_SOURCES and source not in LOCAL_CONTENT_SOURCES.get(directive, ()):
                 problems.append(f"{directive} allows {source}")
             elif not source.startswith("'") and source not in OPEN_SOURCES:
                 problems.append(f"{directive} allows another origin: {source}")

@@ -23,8 +23,14 @@ def expected_services(groups: Iterable[str], variables: Mapping[str, Any]) -> li
         services.append(
             ExpectedService("keycloak", str(variables.get("keycloak_user", "keycloak")))
         )
-    if "reverse_proxy" in groups:
+    if "reverse_proxy" in groups or "nextcloud" in groups:
         services.append(ExpectedService("nginx", "www-data", workers=True))
+    if "nextcloud" in groups:
+        # PHP-FPM's master runs as root and forks the pool's workers as the nextcloud user.
+        version = str(variables.get("nextcloud_php_version", "8.2"))
+        nextcloud_user = str(variables.get("nextcloud_user", "nextcloud"))
+        services.append(ExpectedService(f"php{version}-fpm", nextcloud_user, workers=True))
+        services.append(ExpectedService("redis-server", "redis"))
     return services
 
 

@@ -1,0 +1,399 @@
+"""Nextcloud on a converged host: PHP-FPM, nginx vhost, Redis, files, charter config (testinfra).
+
+Run by molecule on its temporary host and against an inventory (the lab's edu1). Nextcloud's
+release archive cannot be downloaded on the build machines: without it the role prepares
+everything and stops before the install step, and the checks of an installed Nextcloud skip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from educloud.hostscope import skip_unless_in_group
+
+ROLE_DIR = Path(__file__).resolve().parents[3]
+RETENTION_FILE = ROLE_DIR.parents[1] / "policies" / "retention.yml"
+# Where the role writes the vhost (tasks/nginx.yml); nginx -T prints each file under this name.
+VHOST_FILE = "/etc/nginx/educloud.d/nextcloud.conf"
+
+
+@pytest.fixture(autouse=True)
+def _only_nextcloud_hosts(host):
+    skip_unless_in_group(host.ansible.get_variables(), "nextcloud")
+
+
+def _render(host, name: str, value: Any) -> Any:
+    """An inventory value as the play sees it: get_variables() leaves templates
+    ("{{ vault_redis_password }}") unrendered."""
+    if isinstance(value, str) and "{{" in value:
+        return host.ansible("ansible.builtin.debug", f"var={name}", check=False)[name]
+    return value
+
+
+@pytest.fixture
+def nc(host) -> dict[str, Any]:
+    """The role's variables on this host: the inventory's, else the role's defaults."""
+    defaults = yaml.safe_load((ROLE_DIR / "defaults" / "main.yml").read_text(encoding="utf-8"))
+    variables = host.ansible.get_variables()
+    names = [
+        "nextcloud_php_version",
+        "nextcloud_user",
+        "nextcloud_install_dir",
+        "nextcloud_data_dir",
+        "nextcloud_log_file",
+        "nextcloud_hostname",
+        "nextcloud_listen_address",
+        "nextcloud_listen_port",
+        "nextcloud_redis_socket",
+        "nextcloud_php_memory_limit",
+        "nextcloud_php_opcache_memory_mb",
+        "nextcloud_php_opcache_interned_strings_mb",
+        "nextcloud_apps_allowed",
+        "nextcloud_apps_denied",
+        "nextcloud_apps_always_enabled",
+    ]
+    settings = {
+        name.removeprefix("nextcloud_"): _render(host, name, variables.get(name, defaults[name]))
+        for name in names
+    }
+    settings["php"] = f"php{settings['php_version']}"
+    settings["config_dir"] = f"{settings['install_dir']}/config"
+    return settings
+
+
+@pytest.fixture
+def retention() -> dict[str, Any]:
+    return yaml.safe_load(RETENTION_FILE.read_text(encoding="utf-8"))["categories"]
+
+
+def _ini(phpinfo: str, directive: str) -> str:
+    """The local value of a directive in `php -i` output ("name => local => master")."""
+    match = re.search(rf"^{re.escape(directive)} => (.*?) => ", phpinfo, re.MULTILINE)
+    assert match, f"{directive} is not in the PHP configuration"
+    return match.group(1)
+
+
+def _http(host, nc: dict[str, Any], path: str) -> tuple[int, dict[str, str], str]:
+    """A request to the loopback vhost: status, headers (lower-case names), body."""
+    url = f"http://{nc['listen_address']}:{nc['listen_port']}{path}"
+    response = host.run("curl -sS --max-time 10 -D - -H %s %s", f"Host: {nc['hostname']}", url)
+    assert response.rc == 0, response.stderr
+    head, _, body = response.stdout.replace("\r\n", "\n").partition("\n\n")
+    status_line, *header_lines = head.splitlines()
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers, body
+
+
+def _redis_cli(host, nc: dict[str, Any], *args: str):
+    """redis-cli as the Nextcloud user, with the Redis password of Nextcloud's config.
+
+    The password travels from that file into REDISCLI_AUTH inside the host's shell, so it
+    is on no command line (ps shows those); its SHA-256 is printed first, for comparison
+    with the inventory's.
+    """
+    read_password = (
+        f"include {json.dumps(nc['config_dir'] + '/educloud.config.php')}; "
+        'echo $CONFIG["redis"]["password"];'
+    )
+    redis_cli = shlex.join(
+        ["runuser", "-u", nc["user"], "--", "redis-cli", "-s", nc["redis_socket"], *args]
+    )
+    return host.run(
+        f'REDISCLI_AUTH="$({nc["php"]} -r {shlex.quote(read_password)})" '
+        "&& export REDISCLI_AUTH "
+        """&& printf '%s' "$REDISCLI_AUTH" | sha256sum """
+        f"&& {redis_cli}"
+    )
+
+
+@pytest.fixture
+def occ(host, nc: dict[str, Any]):
+    """occ as the Nextcloud user; skips unless Nextcloud is installed."""
+    occ_path = f"{nc['install_dir']}/occ"
+    if not host.file(occ_path).exists or not host.file(f"{nc['config_dir']}/config.php").exists:
+        pytest.skip("Nextcloud not installed")
+
+    def run(*args: str):
+        return host.run(shlex.join(["runuser", "-u", nc["user"], "--", nc["php"], occ_path, *args]))
+
+    return run
+
+
+# --- PHP-FPM ----------------------------------------------------------------------------
+
+
+def test_php_fpm_enabled_and_running(host, nc):
+    service = host.service(f"{nc['php']}-fpm")
+    assert service.is_enabled
+    assert service.is_running
+
+
+def test_fpm_socket_only_for_nginx(host, nc):
+    socket = host.file(f"/run/php/{nc['php']}-fpm-nextcloud.sock")
+    assert socket.is_socket
+    assert socket.user == "www-data"
+    assert socket.mode == 0o660
+
+
+def test_fpm_workers_run_as_the_nextcloud_user(host, nc):
+    listing = host.check_output(f"ps -C php-fpm{nc['php_version']} -o user:32=,args=")
+    workers = [line.split()[0] for line in listing.splitlines() if "php-fpm: pool" in line]
+    assert workers, "no PHP-FPM worker is running"
+    assert set(workers) == {nc["user"]}
+
+
+def test_debian_default_pool_is_removed(host, nc):
+    assert not host.file(f"/etc/php/{nc['php_version']}/fpm/pool.d/www.conf").exists
+
+
+def test_php_cli_has_apcu_and_the_memory_limit(host, nc):
+    phpinfo = host.check_output(f"{nc['php']} -i")
+    assert _ini(phpinfo, "apc.enable_cli") == "On"
+    assert _ini(phpinfo, "memory_limit") == nc["php_memory_limit"]
+
+
+def test_fpm_has_opcache_sized_for_nextcloud(host, nc):
+    # php-fpm -i reports the FPM SAPI's own ini files (fpm/php.ini and fpm/conf.d).
+    phpinfo = host.check_output(f"php-fpm{nc['php_version']} -i")
+    assert _ini(phpinfo, "opcache.enable") == "On"
+    assert _ini(phpinfo, "opcache.memory_consumption") == str(nc["php_opcache_memory_mb"])
+    assert _ini(phpinfo, "opcache.interned_strings_buffer") == str(
+        nc["php_opcache_interned_strings_mb"]
+    )
+
+
+# --- nginx ------------------------------------------------------------------------------
+
+
+def test_nginx_configuration_is_valid(host):
+    assert host.run("nginx -t").rc == 0
+
+
+# /data/.ncdata: the marker file Nextcloud keeps in its data directory, served if that
+# directory ever sat under the web root without the deny rule.
+@pytest.mark.parametrize("path", ["/config/config.php", "/data/", "/data/.ncdata", "/occ"])
+def test_internals_are_never_served(host, nc, path):
+    status, _, body = _http(host, nc, path)
+    assert status == 404
+    assert "<?php" not in body
+    assert "$CONFIG" not in body
+
+
+def test_caldav_discovery_redirects_to_dav(host, nc):
+    status, headers, _ = _http(host, nc, "/.well-known/caldav")
+    assert status == 301
+    assert urlsplit(headers["location"]).path == "/remote.php/dav/"
+
+
+def test_mjs_is_served_as_javascript(host):
+    configuration = host.check_output("nginx -T 2>/dev/null")
+    _, marker, rest = configuration.partition(f"# configuration file {VHOST_FILE}:")
+    assert marker, f"nginx does not read {VHOST_FILE}"
+    vhost = rest.split("# configuration file ", 1)[0]
+    assert re.search(r"types\s*\{[^}]*\btext/javascript\s+(?:[\w.+-]+\s+)*mjs\s*;", vhost)
+
+
+def test_vhost_listens_on_loopback_only(host, nc):
+    port = nc["listen_port"]
+    listeners = [s for s in host.socket.get_listening_sockets() if s.endswith(f":{port}")]
+    assert f"tcp://{nc['listen_address']}:{port}" in listeners
+    for listener in listeners:
+        address = listener.removeprefix("tcp://").removeprefix("tcp6://").rsplit(":", 1)[0]
+        assert ipaddress.ip_address(address).is_loopback, listener
+
+
+# --- Redis ------------------------------------------------------------------------------
+
+
+def test_redis_has_no_tcp_listener(host):
+    listeners = host.socket.get_listening_sockets()
+    assert not [s for s in listeners if s.endswith(":6379")]
+    assert "redis-server" not in host.check_output("ss -Htlnp")
+
+
+def test_redis_socket_only_for_its_group(host, nc):
+    socket = host.file(nc["redis_socket"])
+    assert socket.is_socket
+    assert socket.group == "redis"
+    assert socket.mode == 0o770
+
+
+def test_redis_refuses_a_client_without_password(host, nc):
+    reply = host.check_output(
+        "runuser -u %s -- env -u REDISCLI_AUTH redis-cli -s %s ping",
+        nc["user"],
+        nc["redis_socket"],
+    )
+    assert reply.startswith("NOAUTH")
+
+
+def _inventory_redis_password_sha256(host) -> str:
+    # Only the digest leaves this frame: a failing assertion never prints the password.
+    configured = host.ansible.get_variables()["nextcloud_redis_password"]
+    password = str(_render(host, "nextcloud_redis_password", configured))
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+def test_redis_answers_the_inventory_password(host, nc):
+    expected = _inventory_redis_password_sha256(host)
+    result = _redis_cli(host, nc, "ping")
+    assert result.rc == 0, result.stderr
+    digest, reply = result.stdout.split("\n", 1)
+    assert digest.split()[0] == expected, "Nextcloud's config holds another Redis password"
+    assert reply.strip() == "PONG"
+
+
+def test_redis_persists_nothing(host, nc):
+    result = _redis_cli(host, nc, "config", "get", "save")
+    assert result.rc == 0, result.stderr
+    assert result.stdout.splitlines()[1:] == ["save", ""]
+
+
+# --- Files ------------------------------------------------------------------------------
+
+
+def test_config_dir_belongs_to_nextcloud(host, nc):
+    config_dir = host.file(nc["config_dir"])
+    assert config_dir.is_directory
+    assert config_dir.user == nc["user"]
+    assert config_dir.mode == 0o750
+
+
+@pytest.mark.parametrize("name", ["charter.config.php", "educloud.config.php"])
+def test_generated_config_is_not_world_readable(host, nc, name):
+    config = host.file(f"{nc['config_dir']}/{name}")
+    assert config.user == nc["user"]
+    assert config.mode == 0o640
+
+
+def test_data_dir_is_private_to_nextcloud(host, nc):
+    data_dir = host.file(nc["data_dir"])
+    assert data_dir.is_directory
+    assert data_dir.user == nc["user"]
+    assert data_dir.mode == 0o750
+
+
+def test_nextcloud_cannot_modify_its_code(host, nc):
+    assert host.file(nc["install_dir"]).user == "root"
+    probe = host.run("runuser -u %s -- test -w %s", nc["user"], nc["install_dir"])
+    assert probe.rc != 0
+
+
+def test_log_dir_exists(host, nc):
+    assert host.file(str(Path(nc["log_file"]).parent)).is_directory
+
+
+# --- Charter configuration (C2, C5, C7) -------------------------------------------------
+
+
+@pytest.fixture
+def charter_config(host, nc) -> dict[str, Any]:
+    """config/charter.config.php as PHP reads it."""
+    code = (
+        f"include {json.dumps(nc['config_dir'] + '/charter.config.php')}; "
+        "echo json_encode($CONFIG);"
+    )
+    return json.loads(host.check_output("%s -r %s", nc["php"], code))
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("appstoreenabled", False),
+        ("has_internet_connection", False),
+        ("updatechecker", False),
+        ("lookup_server", ""),
+        ("connectivity_check_domains", []),
+    ],
+)
+def test_charter_cuts_nextcloud_off_from_the_vendor(charter_config, key, value):
+    assert charter_config[key] == value
+
+
+def test_charter_expires_trash_versions_and_activity(charter_config, retention):
+    trash = retention["deleted_files"]["retention_days"]
+    versions = retention["file_versions"]["retention_days"]
+    assert charter_config["trashbin_retention_obligation"] == f"auto, {trash}"
+    assert charter_config["versions_retention_obligation"] == f"auto, {versions}"
+    assert charter_config["activity_expire_days"] == retention["activity"]["retention_days"]
+
+
+# --- Log rotation (C7) ------------------------------------------------------------------
+
+
+def test_log_kept_for_the_system_logs_period(host, retention):
+    rotation = host.file("/etc/logrotate.d/nextcloud").content_string
+    maxage = re.search(r"^\s*maxage\s+(\d+)\s*$", rotation, re.MULTILINE)
+    assert maxage, "no maxage in /etc/logrotate.d/nextcloud"
+    assert int(maxage.group(1)) == retention["system_logs"]["retention_days"]
+
+
+def test_logrotate_accepts_the_configuration(host):
+    assert host.run("logrotate --debug /etc/logrotate.d/nextcloud").rc == 0
+
+
+# --- Background jobs --------------------------------------------------------------------
+
+
+def test_cron_timer_enabled_and_active(host):
+    timer = host.service("nextcloud-cron.timer")
+    assert timer.is_enabled
+    assert timer.is_running
+
+
+def test_cron_service_runs_as_nextcloud(host, nc):
+    assert host.check_output("systemctl show -P User nextcloud-cron.service") == nc["user"]
+
+
+def test_cron_service_waits_for_the_install(host, nc):
+    # systemctl show prints conditions as "[unprintable]": read the unit as systemd loads it.
+    unit = host.check_output("systemctl cat nextcloud-cron.service")
+    conditions = re.findall(r"^ConditionPathExists=(.*)$", unit, re.MULTILINE)
+    assert conditions and conditions[-1] == f"{nc['config_dir']}/config.php"
+
+
+# --- Installed Nextcloud ----------------------------------------------------------------
+
+
+def test_occ_reports_installed(occ):
+    status = json.loads(occ("status", "--output=json").stdout)
+    assert status["installed"] is True
+
+
+@pytest.fixture
+def enabled_apps(occ) -> set[str]:
+    return set(json.loads(occ("app:list", "--output=json").stdout)["enabled"])
+
+
+def test_no_denied_app_is_enabled(nc, enabled_apps):
+    denied = set(nc["apps_denied"]) - set(nc["apps_always_enabled"])
+    assert sorted(denied & enabled_apps) == []
+
+
+def test_every_allowed_app_is_enabled(nc, enabled_apps):
+    assert sorted(set(nc["apps_allowed"]) - enabled_apps) == []
+
+
+def test_setup_checks_report_no_error(occ):
+    # Exit code 1 means warnings too: read the severities from the JSON.
+    checks = json.loads(occ("setupchecks", "--output=json").stdout)
+    errors = [
+        f"{category}/{name}: {result.get('description', '')}"
+        for category, results in checks.items()
+        for name, result in results.items()
+        if result.get("severity") == "error"
+    ]
+    assert errors == []

@@ -1,0 +1,1 @@
+"""Test doubles: local stand-ins for services, named as doubles wherever they are used."""

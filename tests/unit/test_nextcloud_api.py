@@ -1,0 +1,240 @@
+"""educloud.nextcloud_api against NextcloudApiDouble, a double of Nextcloud's HTTP APIs.
+
+The double is a real HTTP server on 127.0.0.1 answering as Nextcloud documents (OCS
+v1/v2 envelopes, WebDAV multistatus, basic auth); nothing here leaves this machine.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+from collections.abc import Iterator
+
+import pytest
+from nextcloud.requester import Requester
+from tests.doubles.nextcloud_api_double import NextcloudApiDouble
+
+from educloud.netpin import PUBLIC_TARGETS_ENV, pinned_names
+from educloud.nextcloud_api import (
+    NextcloudAuthError,
+    NextcloudClient,
+    NextcloudConnectionError,
+    NextcloudRequestError,
+    NextcloudTargetError,
+    Permission,
+    ShareType,
+)
+
+
+@pytest.fixture
+def double() -> Iterator[NextcloudApiDouble]:
+    with NextcloudApiDouble() as server:
+        yield server
+
+
+@pytest.fixture
+def client(double: NextcloudApiDouble) -> NextcloudClient:
+    return NextcloudClient(double.url, double.admin_user, double.admin_password, timeout=5)
+
+
+def test_created_user_is_listed_with_its_details(client: NextcloudClient) -> None:
+    client.create_user(
+        "alice", "Correct-Horse-7", display_name="Alice Martin", email="alice@educloud.test"
+    )
+
+    assert "alice" in client.list_users()
+    user = client.get_user("alice")
+    assert (user.display_name, user.email, user.enabled) == (
+        "Alice Martin",
+        "alice@educloud.test",
+        True,
+    )
+
+
+def test_disabled_user_reads_as_disabled(client: NextcloudClient) -> None:
+    client.create_user("alice", "Correct-Horse-7")
+
+    client.disable_user("alice")
+
+    assert client.get_user("alice").enabled is False
+
+
+def test_group_members_follow_additions_and_removals(client: NextcloudClient) -> None:
+    for user_id in ("alice", "bob"):
+        client.create_user(user_id, "Correct-Horse-7")
+    client.create_group("teachers")
+
+    client.add_member("teachers", "alice")
+    client.add_member("teachers", "bob")
+    client.remove_member("teachers", "alice")
+
+    assert "teachers" in client.list_groups()
+    assert client.get_group("teachers").members == ("bob",)
+
+
+def test_group_folder_is_created_and_granted_to_a_group(client: NextcloudClient) -> None:
+    client.create_group("teachers")
+    folder = client.create_group_folder("Maths")
+
+    granted = client.grant_group_folder(folder.id, "teachers", Permission.READ | Permission.UPDATE)
+
+    assert granted.mount_point == "Maths"
+    assert granted.groups == {"teachers": 3}
+    assert client.list_group_folders() == [granted]
+
+
+def test_group_folder_quota_is_set_in_bytes(client: NextcloudClient) -> None:
+    folder = client.create_group_folder("Maths")
+
+    assert client.set_group_folder_quota(folder.id, 5 * 1024**3).quota == 5 * 1024**3
+
+
+def test_file_shared_with_a_user_is_listed(client: NextcloudClient) -> None:
+    client.create_user("bob", "Correct-Horse-7")
+    client.upload("report.odt", b"report")
+
+    share = client.share_with_user("report.odt", "bob", Permission.READ)
+
+    assert (share.share_type, share.share_with, share.path, share.permissions) == (
+        ShareType.USER,
+        "bob",
+        "/report.odt",
+        Permission.READ,
+    )
+    assert client.list_shares() == [share]
+
+
+def test_public_link_has_a_token_and_no_recipient(client: NextcloudClient) -> None:
+    client.upload("report.odt", b"report")
+
+    link = client.create_public_link("report.odt", password=secrets.token_urlsafe(12))
+
+    assert link.token and link.url and link.url.endswith(link.token)
+    assert link.share_with is None
+
+
+def test_tag_is_assigned_to_a_file_id(client: NextcloudClient, double: NextcloudApiDouble) -> None:
+    client.upload("report.odt", b"report")
+    file_id = client.file_id("report.odt")
+    tag = client.create_tag("grade-5")
+
+    client.assign_tag(file_id, tag.id)
+
+    assert tag in client.list_tags()
+    assert double.tag_assignments[file_id] == {tag.id}
+
+
+def test_ocs_calls_keep_their_header_after_tag_calls(
+    client: NextcloudClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The wrapper caches headers per HTTP method for OCS and WebDAV alike: from a fresh
+    # cache, a tag POST leaves later POSTs without OCS-APIRequest (decision 0004).
+    monkeypatch.setattr(Requester, "headers", {})
+    client.create_tag("grade-5")
+
+    client.create_user("alice", "Correct-Horse-7")
+
+    assert client.get_user("alice").id == "alice"
+
+
+def test_webdav_round_trip_keeps_bytes_and_awkward_names(client: NextcloudClient) -> None:
+    content = bytes(range(256))
+    client.make_folder("Cours 2025")
+
+    client.upload("Cours 2025/notes #1?.bin", content)
+
+    assert client.download("Cours 2025/notes #1?.bin") == content
+    (entry,) = client.list_folder("Cours 2025")
+    assert (entry.name, entry.is_dir, entry.size) == ("notes #1?.bin", False, 256)
+
+
+def test_file_id_is_the_one_the_server_gave(
+    client: NextcloudClient, double: NextcloudApiDouble
+) -> None:
+    client.make_folder("docs")
+    client.upload("docs/a.txt", b"a")
+
+    assert client.file_id("docs/a.txt") == double.files["admin"]["docs/a.txt"].file_id
+
+
+def test_missing_file_is_a_clear_webdav_error(client: NextcloudClient) -> None:
+    with pytest.raises(NextcloudRequestError, match=r"nothing\.txt does not exist") as raised:
+        client.download("nothing.txt")
+
+    assert raised.value.http_status == 404
+
+
+def test_wrong_password_is_an_auth_error_without_the_password(
+    double: NextcloudApiDouble,
+) -> None:
+    wrong = "Not-The-Password-3141"
+    client = NextcloudClient(double.url, double.admin_user, wrong, timeout=5)
+
+    with pytest.raises(NextcloudAuthError) as raised:
+        client.list_users()
+
+    assert "app password" in str(raised.value)
+    assert wrong not in str(raised.value)
+
+
+def test_ocs_failure_code_is_a_clear_error(client: NextcloudClient) -> None:
+    client.create_user("alice", "Correct-Horse-7")
+
+    with pytest.raises(NextcloudRequestError) as raised:
+        client.create_user("alice", "Other-Horse-8")
+
+    assert raised.value.ocs_status == 102
+    assert "create user alice" in str(raised.value)
+    assert "already exists" in str(raised.value)
+    assert "Other-Horse-8" not in str(raised.value)
+
+
+def test_public_target_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PUBLIC_TARGETS_ENV, raising=False)
+
+    with pytest.raises(NextcloudTargetError, match=r"192\.0\.2\.10"):
+        NextcloudClient("https://192.0.2.10", "admin", "App-Password-1")
+
+
+def test_unpinned_lab_name_is_refused_without_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket, "getaddrinfo", _refuse_dns)
+
+    with pytest.raises(NextcloudTargetError, match="pinned_names"):
+        NextcloudClient("https://cloud.educloud.test", "admin", "App-Password-1")
+
+
+def test_pinned_lab_name_reaches_the_pinned_address(double: NextcloudApiDouble) -> None:
+    with pinned_names({"cloud.educloud.test": "127.0.0.1"}):
+        client = NextcloudClient(
+            f"http://cloud.educloud.test:{double.port}",
+            double.admin_user,
+            double.admin_password,
+            timeout=5,
+        )
+
+        assert client.list_users() == ["admin"]
+
+
+def test_unreachable_server_is_a_connection_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again before the client connects
+
+    client = NextcloudClient(f"http://127.0.0.1:{port}", "admin", "App-Password-1", timeout=5)
+
+    with pytest.raises(NextcloudConnectionError, match=f"127.0.0.1:{port}"):
+        client.list_users()
+
+
+def test_password_is_not_in_repr(double: NextcloudApiDouble) -> None:
+    client = NextcloudClient(double.url, double.admin_user, double.admin_password)
+
+    assert double.admin_password not in repr(client)
+    assert double.admin_password not in str(client)
+
+
+def _refuse_dns(host: object, port: object, *args: object, flags: int = 0, **kw: object) -> object:
+    """getaddrinfo that fails a test when asked for a DNS lookup (no AI_NUMERICHOST)."""
+    if not flags & socket.AI_NUMERICHOST:
+        raise AssertionError(f"{host} was looked up in DNS")
+    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")

@@ -1,0 +1,161 @@
+"""The nextcloud role's charter configuration and input checks, without a server.
+
+charter.config.php is rendered by Ansible with the role's defaults and the policy wiring of
+ansible/site.yml, then read by the real PHP CLI (Debian's php8.2-cli), as Nextcloud reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.unit.role_validation import render_role_template, validate_role
+
+from educloud.charter.nextcloud import VENDOR_APPS
+from educloud.paths import repo_root
+
+ROLE_DEFAULTS = repo_root() / "roles" / "nextcloud" / "defaults" / "main.yml"
+RETENTION = repo_root() / "policies" / "retention.yml"
+PHP = shutil.which("php8.2") or shutil.which("php")
+
+VALID = {
+    "nextcloud_hostname": "cloud.academie.test",
+    "nextcloud_db_password": "db-password-0123",
+    "nextcloud_admin_password": "admin-password-0123",
+    "nextcloud_redis_password": "redis-password-0123456",
+}
+
+
+def _charter_config(tmp_path: Path, policies_dir: Path | None = None) -> dict[str, Any]:
+    if PHP is None:
+        pytest.fail("the PHP CLI is missing: install php8.2-cli (./run.sh setup does)")
+    rendered = tmp_path / "charter.config.php"
+    variables: dict[str, object] = {
+        **VALID,
+        "educloud_policies_dir": str(policies_dir or repo_root() / "policies"),
+    }
+    result = render_role_template("nextcloud", "charter.config.php.j2", rendered, variables)
+    assert result.returncode == 0, result.stdout + result.stderr
+    php = subprocess.run(
+        [PHP, "-r", "include $argv[1]; echo json_encode($CONFIG);", str(rendered)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    config: dict[str, Any] = json.loads(php.stdout)
+    return config
+
+
+def _retention_days(category: str, retention_file: Path = RETENTION) -> int:
+    policy = yaml.safe_load(retention_file.read_text(encoding="utf-8"))
+    return int(policy["categories"][category]["retention_days"])
+
+
+@pytest.fixture(scope="module")
+def charter_config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _charter_config(tmp_path_factory.mktemp("charter"))
+
+
+@pytest.mark.charter("C2", "C5")
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("appstoreenabled", False),
+        ("updatechecker", False),
+        ("upgrade.disable-web", True),
+        ("has_internet_connection", False),
+        ("connectivity_check_domains", []),
+        ("lookup_server", ""),
+        ("gs.enabled", False),
+        ("reference_opengraph", False),
+    ],
+)
+def test_closed_network_keys(charter_config: dict[str, Any], key: str, expected: object) -> None:
+    assert key in charter_config, f"{key} missing from charter.config.php"
+    assert charter_config[key] == expected
+
+
+@pytest.mark.charter("C3", "C13")
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("knowledgebaseenabled", False),
+        ("simpleSignUpLink.shown", False),
+        ("skeletondirectory", ""),
+        ("templatedirectory", ""),
+        ("default_language", "fr"),
+    ],
+)
+def test_no_vendor_content_keys(charter_config: dict[str, Any], key: str, expected: object) -> None:
+    assert charter_config.get(key, "(missing)") == expected
+
+
+@pytest.mark.charter("C7")
+def test_retention_keys_follow_the_policy(charter_config: dict[str, Any]) -> None:
+    deleted = _retention_days("deleted_files")
+    versions = _retention_days("file_versions")
+    assert charter_config["trashbin_retention_obligation"] == f"auto, {deleted}"
+    assert charter_config["versions_retention_obligation"] == f"auto, {versions}"
+    assert charter_config["activity_expire_days"] == _retention_days("activity")
+    assert charter_config["log_rotate_size"] == 0, "logrotate, not Nextcloud, must rotate"
+
+
+@pytest.mark.charter("C7")
+def test_a_changed_policy_changes_the_configuration(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(repo_root() / "policies", policies)
+    retention = yaml.safe_load((policies / "retention.yml").read_text(encoding="utf-8"))
+    retention["categories"]["deleted_files"]["retention_days"] = 12
+    (policies / "retention.yml").write_text(yaml.safe_dump(retention), encoding="utf-8")
+    config = _charter_config(tmp_path, policies)
+    assert config["trashbin_retention_obligation"] == "auto, 12"
+
+
+@pytest.mark.charter("C2", "C5")
+def test_no_denied_app_in_the_default_allow_list() -> None:
+    defaults = yaml.safe_load(ROLE_DEFAULTS.read_text(encoding="utf-8"))
+    allowed, denied = (
+        set(defaults["nextcloud_apps_allowed"]),
+        set(defaults["nextcloud_apps_denied"]),
+    )
+    assert not allowed & denied, f"denied apps in the allow list: {sorted(allowed & denied)}"
+    for vendor_app in sorted(VENDOR_APPS):
+        assert vendor_app in denied, f"{vendor_app} contacts the vendor and must be denied"
+
+
+def test_valid_inventory_passes() -> None:
+    result = validate_role("nextcloud", VALID)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.charter("C2", "C5")
+def test_denied_app_in_the_allow_list_is_refused() -> None:
+    defaults = yaml.safe_load(ROLE_DEFAULTS.read_text(encoding="utf-8"))
+    allowed = [*defaults["nextcloud_apps_allowed"], "survey_client"]
+    result = validate_role("nextcloud", {**VALID, "nextcloud_apps_allowed": allowed})
+    assert result.returncode != 0
+    assert "nextcloud_apps_allowed names denied apps: survey_client" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"nextcloud_archive_url": "https://mirror.test/nextcloud-34.0.4.tar.bz2"}, "SHA-256"),
+        (
+            {"nextcloud_app_archives": [{"name": "user_oidc", "url": "https://mirror.test/u.tgz"}]},
+            "needs a name (app id),",
+        ),
+        ({"nextcloud_redis_password": "short"}, "from Ansible Vault"),
+        ({"nextcloud_hostname": "https://cloud.academie.test"}, "must be a DNS name"),
+    ],
+)
+def test_bad_inventory_is_refused(extra: dict[str, object], message: str) -> None:
+    result = validate_role("nextcloud", {**VALID, **extra})
+    assert result.returncode != 0
+    assert message in result.stdout
