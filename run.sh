@@ -11,7 +11,7 @@ REPORTS="$REPO/reports"
 # Debian packages the tooling needs on this (controller) machine.
 HOST_PACKAGES=(python3 python3-venv python3-dev debootstrap systemd-container apt-cacher-ng
                nftables iproute2 openssh-client ca-certificates maven
-               chromium geoip-bin geoip-database php8.2-cli)
+               chromium geoip-bin geoip-database php8.2-cli gnupg)
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 2; }
