@@ -262,7 +262,9 @@ class NextcloudClient:
     def get_group(self, group_id: str) -> Group:
         """The group and its members."""
         what = f"get group {group_id}"
-        hints = {404: f"no group {group_id}: check the id (list_groups)"}
+        # Provisioning's getGroup answers OCS 998 (v1) / 404 (v2) for an unknown group.
+        hint = f"no group {group_id}: check the id (list_groups)"
+        hints = {404: hint, 998: hint}
         data = self._ocs(what, lambda: self._wrapper.get_group(_segment(group_id)), hints)
         return Group(group_id, tuple(str(m) for m in _field(data, "users", what)))
 

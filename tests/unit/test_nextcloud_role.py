@@ -153,6 +153,18 @@ def test_denied_app_in_the_allow_list_is_refused() -> None:
         ),
         ({"nextcloud_redis_password": "short"}, "from Ansible Vault"),
         ({"nextcloud_hostname": "https://cloud.academie.test"}, "must be a DNS name"),
+        (
+            {"nextcloud_static_hosts": {"auth.academie.test": "127.0.0.1"}},
+            "needs nextcloud_allow_local_remote_servers: true",
+        ),
+        (
+            {
+                "nextcloud_oidc_discovery_url": "https://auth.academie.test/realms/a/.well-known/openid-configuration",
+                "nextcloud_oidc_client_secret": "client-secret-0123456",
+                "nextcloud_apps_allowed": ["files"],
+            },
+            "needs user_oidc in nextcloud_apps_allowed",
+        ),
     ],
 )
 def test_bad_inventory_is_refused(extra: dict[str, object], message: str) -> None:
