@@ -387,6 +387,22 @@ def test_every_allowed_app_is_enabled(nc, enabled_apps):
     assert sorted(set(nc["apps_allowed"]) - enabled_apps) == []
 
 
+# Every key of the charter file, read from the role's template at collection time.
+CHARTER_KEYS = re.findall(
+    r"^  '([^']+)' =>",
+    (Path(__file__).parents[3] / "templates" / "charter.config.php.j2").read_text(encoding="utf-8"),
+    flags=re.MULTILINE,
+)
+
+
+@pytest.mark.parametrize("key", CHARTER_KEYS)
+def test_occ_sees_the_charter_value(occ, charter_config, key):
+    # What Nextcloud runs with (config.php merged with charter.config.php, environment
+    # included), not only what the file says.
+    seen = json.loads(occ("config:system:get", key, "--output=json").stdout or "null")
+    assert seen == charter_config[key]
+
+
 def test_setup_checks_report_no_error(occ):
     # Exit code 1 means warnings too: read the severities from the JSON.
     checks = json.loads(occ("setupchecks", "--output=json").stdout)
