@@ -8,13 +8,13 @@ control (the restoration is what the role itself applies, so the host ends as it
 from __future__ import annotations
 
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from tests.lab.lab_shell import lab_ssh
 
 from educloud.charter.verify import pytest_argv
 from educloud.deploy import ansible_env
@@ -26,13 +26,7 @@ HOST = "edu1"
 
 
 def _ssh(command: str) -> str:
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "educloud"), "lab", "ssh", HOST, "--", command],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return result.stdout
+    return lab_ssh(HOST, command)
 
 
 def _charter_outcomes(selection: str) -> dict[str, str]:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.lab.lab_shell import lab_ssh
 
 from educloud.deploy import ansible_env
 from educloud.lab.settings import LabPaths
@@ -27,13 +28,7 @@ ARCHIVE_NAME = "nextcloud-refused-by-test.tar.bz2"
 
 
 def _ssh(command: str) -> str:
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "educloud"), "lab", "ssh", HOST, "--", command],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return result.stdout.strip()
+    return lab_ssh(HOST, command).strip()
 
 
 def _install_step(archive: str, sha256: str, **extra: str) -> subprocess.CompletedProcess[str]:
