@@ -19,25 +19,27 @@ from educloud.charter.nextcloud import VENDOR_APPS
 from educloud.policy import Policies
 
 
-def _occ(
-    deployment: Deployment, host_name: str, connect: Callable[[str], Any]
+@pytest.fixture
+def occ(
+    nextcloud_host_name: str, deployment: Deployment, connect: Callable[[str], Any]
 ) -> Callable[..., str]:
-    variables = deployment.host(host_name).variables
+    """occ on the Nextcloud host; skips with "Nextcloud not installed" before the install."""
+    variables = deployment.host(nextcloud_host_name).variables
     root = str(variables.get("nextcloud_install_dir", "/var/www/nextcloud"))
-    target = connect(host_name)
+    target = connect(nextcloud_host_name)
     if not target.file(f"{root}/occ").exists or not target.file(f"{root}/config/config.php").exists:
         pytest.skip("Nextcloud not installed")
     # occ runs as the owner of config.php (Nextcloud's console refuses any other user).
     user = str(target.file(f"{root}/config/config.php").user)
 
-    def occ(*args: str) -> str:
+    def run(*args: str) -> str:
         placeholders = " ".join(["%s"] * len(args))
         command = target.run(
             f"runuser -u %s -- php %s --no-ansi {placeholders}", user, f"{root}/occ", *args
         )
         return str(command.stdout.strip())
 
-    return occ
+    return run
 
 
 def _system(occ: Callable[..., str], key: str) -> Any:
@@ -53,12 +55,10 @@ def _app_config(occ: Callable[..., str], app: str) -> dict[str, Any]:
 @pytest.mark.charter("C7")
 def test_nextcloud_retention(
     nextcloud_host_name: str,
-    deployment: Deployment,
-    connect: Callable[[str], Any],
+    occ: Callable[..., str],
     policies: Policies,
     evidence: Callable[[str], None],
 ) -> None:
-    occ = _occ(deployment, nextcloud_host_name, connect)
     trash = occ("config:system:get", "trashbin_retention_obligation")
     versions = occ("config:system:get", "versions_retention_obligation")
     activity = occ("config:system:get", "activity_expire_days")
@@ -71,11 +71,9 @@ def test_nextcloud_retention(
 @pytest.mark.charter("C8")
 def test_user_data_export(
     nextcloud_host_name: str,
-    deployment: Deployment,
-    connect: Callable[[str], Any],
+    occ: Callable[..., str],
     evidence: Callable[[str], None],
 ) -> None:
-    occ = _occ(deployment, nextcloud_host_name, connect)
     apps = json.loads(occ("app:list", "--output=json"))
     enabled = apps.get("enabled", {})
     evidence(
@@ -86,13 +84,11 @@ def test_user_data_export(
 
 
 @pytest.mark.charter("C9")
+@pytest.mark.usefixtures("occ")  # skips until Nextcloud is installed
 def test_illicit_content_reporting(
     nextcloud_host_name: str,
-    deployment: Deployment,
-    connect: Callable[[str], Any],
     evidence: Callable[[str], None],
 ) -> None:
-    _occ(deployment, nextcloud_host_name, connect)
     evidence(f"{nextcloud_host_name} : aucun canal de signalement intégré à Nextcloud")
     pytest.fail("no in-app reporting of illicit content is deployed yet (issue #7)")
 
@@ -100,11 +96,9 @@ def test_illicit_content_reporting(
 @pytest.mark.charter("C13")
 def test_default_formats_odf(
     nextcloud_host_name: str,
-    deployment: Deployment,
-    connect: Callable[[str], Any],
+    occ: Callable[..., str],
     evidence: Callable[[str], None],
 ) -> None:
-    occ = _occ(deployment, nextcloud_host_name, connect)
     # Nextcloud Office creates OOXML unless doc_format says otherwise (its default is 'ooxml').
     doc_format = _app_config(occ, "richdocuments").get("doc_format", "(unset: ooxml)")
     evidence(f"{nextcloud_host_name}: richdocuments doc_format {doc_format!r}")
@@ -114,11 +108,9 @@ def test_default_formats_odf(
 @pytest.mark.charter("C5")
 def test_nextcloud_closed_network(
     nextcloud_host_name: str,
-    deployment: Deployment,
-    connect: Callable[[str], Any],
+    occ: Callable[..., str],
     evidence: Callable[[str], None],
 ) -> None:
-    occ = _occ(deployment, nextcloud_host_name, connect)
     wanted = {
         "appstoreenabled": False,
         "updatechecker": False,
@@ -135,11 +127,9 @@ def test_nextcloud_closed_network(
 @pytest.mark.charter("C5")
 def test_nextcloud_lookup_server_off(
     nextcloud_host_name: str,
-    deployment: Deployment,
-    connect: Callable[[str], Any],
+    occ: Callable[..., str],
     evidence: Callable[[str], None],
 ) -> None:
-    occ = _occ(deployment, nextcloud_host_name, connect)
     sharing = _app_config(occ, "files_sharing")
     upload = sharing.get("lookupServerUploadEnabled", "(unset: yes)")
     lookups = sharing.get("lookupServerEnabled", "(unset)")
@@ -153,11 +143,9 @@ def test_nextcloud_lookup_server_off(
 @pytest.mark.charter("C2")
 def test_vendor_apps_disabled(
     nextcloud_host_name: str,
-    deployment: Deployment,
-    connect: Callable[[str], Any],
+    occ: Callable[..., str],
     evidence: Callable[[str], None],
 ) -> None:
-    occ = _occ(deployment, nextcloud_host_name, connect)
     enabled = set(json.loads(occ("app:list", "--output=json")).get("enabled", {}))
     evidence(f"{nextcloud_host_name}: enabled apps {sorted(enabled)}")
     # lookup_server_connector cannot be disabled: test_nextcloud_lookup_server_off covers it.
@@ -169,10 +157,9 @@ def test_vendor_apps_disabled(
 def test_nextcloud_links_to_the_privacy_notice(
     nextcloud_host_name: str,
     deployment: Deployment,
-    connect: Callable[[str], Any],
+    occ: Callable[..., str],
     evidence: Callable[[str], None],
 ) -> None:
-    occ = _occ(deployment, nextcloud_host_name, connect)
     theming = _app_config(occ, "theming")
     hostname = str(deployment.host(nextcloud_host_name).variables.get("nextcloud_hostname", ""))
     privacy = theming.get("privacyUrl", "(unset)")
@@ -183,11 +170,9 @@ def test_nextcloud_links_to_the_privacy_notice(
 @pytest.mark.charter("C10")
 def test_nextcloud_setup_checks(
     nextcloud_host_name: str,
-    deployment: Deployment,
-    connect: Callable[[str], Any],
+    occ: Callable[..., str],
     evidence: Callable[[str], None],
 ) -> None:
-    occ = _occ(deployment, nextcloud_host_name, connect)
     # occ setupchecks exits 1 on warnings too: the severities decide (Nextcloud >= 28).
     results = json.loads(occ("setupchecks", "--output=json"))
     errors = [
