@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from educloud.accounts_cli import accounts_app
 from educloud.errors import EducloudError
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 lab_app = typer.Typer(no_args_is_help=True, help="The local lab of Debian 12 hosts.")
 app.add_typer(lab_app, name="lab")
+app.add_typer(accounts_app, name="accounts")
 
 console = Console()
 err_console = Console(stderr=True)

@@ -79,3 +79,48 @@ def test_wildcard_redirect_uri_is_refused():
     }
     result = _validate({"keycloak_clients": [client]})
     assert result.returncode != 0
+
+
+def _service_client(**changes: object) -> dict[str, object]:
+    return {
+        "keycloak_service_clients": [
+            {
+                "client_id": "educloud-accounts",
+                "secret": "accounts-secret-0123",
+                "realm_management_roles": ["manage-users"],
+                **changes,
+            }
+        ]
+    }
+
+
+def test_least_privilege_service_client_is_accepted():
+    result = _validate(_service_client())
+    assert result.returncode == 0, result.stdout[-2000:]
+
+
+@pytest.mark.charter("C10")
+@pytest.mark.parametrize("role", ["manage-realm", "realm-admin", "manage-clients"])
+def test_service_client_with_a_wider_role_is_refused(role):
+    result = _validate(_service_client(realm_management_roles=["manage-users", role]))
+    assert result.returncode != 0
+    assert f"refused: {role}" in result.stdout
+    assert "accounts-secret-0123" not in result.stdout
+
+
+def test_bulk_import_client_may_hold_manage_realm_and_nothing_wider():
+    bulk = _validate(
+        _service_client(realm_management_roles=["manage-users", "manage-realm"], bulk_import=True)
+    )
+    assert bulk.returncode == 0, bulk.stdout[-2000:]
+    wider = _validate(
+        _service_client(realm_management_roles=["manage-realm", "realm-admin"], bulk_import=True)
+    )
+    assert wider.returncode != 0
+    assert "refused: realm-admin" in wider.stdout
+
+
+def test_service_client_without_a_secret_is_refused():
+    result = _validate(_service_client(secret="tiny-secret"))  # noqa: S106 - a test value
+    assert result.returncode != 0
+    assert "tiny-secret" not in result.stdout

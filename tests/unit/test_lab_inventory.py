@@ -45,3 +45,20 @@ def test_lab_secrets_live_in_the_lab_and_are_kept(tmp_path, monkeypatch):
     stored = secrets.vault_store(paths).read_text()
     assert stored.startswith("$ANSIBLE_VAULT")
     assert not any(value in stored for value in first.values())
+
+
+def test_a_new_lab_secret_is_added_and_the_others_are_kept(tmp_path, monkeypatch):
+    from educloud.lab import secrets
+
+    monkeypatch.setenv("EDUCLOUD_REPO", str(tmp_path / "repo"))
+    paths = LabPaths(tmp_path / "lab")
+    paths.root.mkdir()
+    older = tuple(name for name in secrets.LAB_SECRETS if name != "vault_accounts_client_secret")
+    monkeypatch.setattr(secrets, "LAB_SECRETS", older)
+    secrets.ensure(paths)
+    before = secrets.read(paths)
+    monkeypatch.undo()
+    monkeypatch.setenv("EDUCLOUD_REPO", str(tmp_path / "repo"))
+    assert secrets.ensure(paths) == ["vault_accounts_client_secret"]
+    after = secrets.read(paths)
+    assert {name: after[name] for name in before} == before

@@ -27,6 +27,8 @@ LAB_SECRETS = (
     "vault_nextcloud_db_password",
     "vault_nextcloud_admin_password",
     "vault_redis_password",
+    "vault_accounts_client_secret",
+    "vault_accounts_bulk_client_secret",
 )
 
 

@@ -1,0 +1,1 @@
+"""Accounts from an academy's directory exports: read, check, plan, apply (`educloud accounts`)."""

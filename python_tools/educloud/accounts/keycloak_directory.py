@@ -1,0 +1,557 @@
+"""The realm as a directory: read the managed accounts and groups, apply a plan's changes.
+
+Through python-keycloak's connection (token refresh, one HTTP session). Creations go through
+Keycloak's partial import (`POST /admin/realms/{realm}/partialImport`, `ifResourceExists:
+SKIP`) in batches: one transaction per batch, and a batch replayed after an interruption
+skips what already exists, so a resumed apply never duplicates anything. Updates, moves and
+disables are per-user REST calls (partial import's OVERWRITE would delete and recreate the
+user with a new id, breaking the `sub` Nextcloud keys its accounts on), run by a few workers.
+The naive path (one request per user, one at a time) exists to be measured against.
+
+Admin REST API: https://www.keycloak.org/docs-api/latest/rest-api/index.html
+(PartialImportRepresentation, UserRepresentation, GroupRepresentation).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+import requests
+from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+from keycloak.exceptions import (
+    KeycloakAuthenticationError,
+    KeycloakConnectionError,
+    KeycloakError,
+)
+
+from educloud.accounts.model import (
+    AccountState,
+    DirectoryState,
+    GroupKind,
+    GroupState,
+    Login,
+    Profile,
+)
+from educloud.accounts.plan import Change, ChangeKind, Plan
+from educloud.errors import EducloudError
+
+PAGE = 500
+IMPORT_RETRIES = 5
+# Attributes the realm's user profile declares for this tool (roles/keycloak vars/main.yml).
+ATTR_PROFILE = "educloud_profile"
+ATTR_LOGIN = "educloud_login"
+ATTR_END = "educloud_end_date"
+ATTR_DEPARTED = "educloud_departed_on"
+# Group attributes (groups have no declared profile).
+GATTR_KIND = "educloud_kind"
+GATTR_UAI = "educloud_uai"
+GATTR_LABEL = "educloud_label"
+GATTR_YEAR = "educloud_year"
+GATTR_ARCHIVED = "educloud_archived_on"
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+class KeycloakDirectoryError(EducloudError):
+    """The realm could not be read or changed."""
+
+
+class PartialImportRefusedError(KeycloakDirectoryError):
+    """The service account lacks manage-realm: creations fall back to one request each."""
+
+
+class ImportPath(StrEnum):
+    BATCHED = "batched"  # partial import for creations, parallel REST for the rest
+    NAIVE = "naive"  # one request per user, in sequence: the reference to beat
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where the realm is and the service account that manages its accounts."""
+
+    server_url: str  # the admin URL (Keycloak's hostname-admin), e.g. https://auth-admin.example
+    realm: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    verify: bool | str = True
+    timeout: float = 60.0
+
+
+@dataclass
+class ApplyResult:
+    applied: dict[ChangeKind, int] = field(default_factory=dict)
+    created_ids: dict[str, str] = field(default_factory=dict)  # username -> Keycloak id
+
+
+def _one(attrs: Mapping[str, Sequence[str]] | None, name: str) -> str | None:
+    values = (attrs or {}).get(name) or []
+    return values[0] if values else None
+
+
+def _date(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
+def user_representation(account: AccountState) -> dict[str, Any]:
+    """The UserRepresentation of a managed account (without groups or credentials)."""
+    attributes = {ATTR_PROFILE: [str(account.profile)], ATTR_LOGIN: [str(account.login)]}
+    if account.end_date:
+        attributes[ATTR_END] = [account.end_date.isoformat()]
+    if account.departed_on:
+        attributes[ATTR_DEPARTED] = [account.departed_on.isoformat()]
+    return {
+        "username": account.id,
+        "firstName": account.given_name,
+        "lastName": account.family_name,
+        # "" clears a stored address (null would keep it).
+        "email": account.email or "",
+        "emailVerified": bool(account.email),
+        "enabled": account.enabled,
+        "attributes": attributes,
+    }
+
+
+def group_representation(group: GroupState) -> dict[str, Any]:
+    attributes = {GATTR_KIND: [str(group.kind)], GATTR_UAI: [group.uai]}
+    if group.label:
+        attributes[GATTR_LABEL] = [group.label]
+    if group.year is not None:
+        attributes[GATTR_YEAR] = [str(group.year)]
+    if group.archived_on:
+        attributes[GATTR_ARCHIVED] = [group.archived_on.isoformat()]
+    return {"name": group.name, "path": f"/{group.name}", "attributes": attributes}
+
+
+def _group_state(rep: Mapping[str, Any]) -> GroupState | None:
+    attrs = rep.get("attributes") or {}
+    kind = _one(attrs, GATTR_KIND)
+    if kind not in {k.value for k in GroupKind}:
+        return None  # not managed by this tool
+    year = _one(attrs, GATTR_YEAR)
+    return GroupState(
+        name=rep["name"],
+        kind=GroupKind(kind),
+        uai=_one(attrs, GATTR_UAI) or "",
+        label=_one(attrs, GATTR_LABEL) or "",
+        year=int(year) if year else None,
+        archived_on=_date(_one(attrs, GATTR_ARCHIVED)),
+    )
+
+
+def _account_state(rep: Mapping[str, Any], groups: frozenset[str]) -> AccountState | None:
+    attrs = rep.get("attributes") or {}
+    profile = _one(attrs, ATTR_PROFILE)
+    if profile not in {p.value for p in Profile}:
+        return None
+    login = _one(attrs, ATTR_LOGIN)
+    return AccountState(
+        id=rep["username"],
+        given_name=rep.get("firstName") or "",
+        family_name=rep.get("lastName") or "",
+        email=rep.get("email") or None,
+        profile=Profile(profile),
+        groups=groups,
+        enabled=bool(rep.get("enabled")),
+        end_date=_date(_one(attrs, ATTR_END)),
+        departed_on=_date(_one(attrs, ATTR_DEPARTED)),
+        login=Login(login) if login in {v.value for v in Login} else Login.FEDERATED,
+    )
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class KeycloakDirectory:
+    """One realm, managed by a service account (client credentials)."""
+
+    def __init__(self, admin: KeycloakAdmin, realm: str, *, workers: int = 4) -> None:
+        self.admin = admin
+        self.realm = realm
+        self.workers = workers
+        # Accounts per partial import (one transaction each) and batches in flight: measured
+        # on the lab (benchmarks/accounts_import.py), a transaction of 500 accounts with
+        # their groups is 3 times slower per account than one of 50.
+        self.batch_size = 50
+        self.import_workers = 2
+        self.notices: list[str] = []
+        self._user_ids: dict[str, str] = {}
+        self._group_ids: dict[str, str] = {}
+
+    @classmethod
+    def connect(cls, connection: Connection, *, workers: int = 4) -> KeycloakDirectory:
+        """Log in with the service account's client credentials (clear errors otherwise)."""
+        try:
+            oidc = KeycloakOpenIDConnection(
+                server_url=connection.server_url,
+                realm_name=connection.realm,
+                user_realm_name=connection.realm,
+                client_id=connection.client_id,
+                client_secret_key=connection.client_secret,
+                verify=connection.verify,
+                timeout=int(connection.timeout),
+                pool_maxsize=max(workers, 4),
+            )
+            admin = KeycloakAdmin(connection=oidc)
+            admin.connection.get_token()
+        except KeycloakAuthenticationError as exc:
+            raise KeycloakDirectoryError(
+                f"Keycloak refused the client {connection.client_id!r} of realm "
+                f"{connection.realm!r}: check its client secret (HTTP {exc.response_code})"
+            ) from None
+        except (requests.exceptions.RequestException, KeycloakConnectionError) as exc:
+            raise KeycloakDirectoryError(
+                f"Keycloak at {connection.server_url} is unreachable "
+                f"({type(exc).__name__}): check the URL and that the server is up"
+            ) from None
+        except KeycloakError as exc:
+            raise KeycloakDirectoryError(
+                f"Keycloak at {connection.server_url} refused the service account "
+                f"{connection.client_id!r} (HTTP {exc.response_code}): {_reason(exc)}"
+            ) from None
+        return cls(admin, connection.realm, workers=workers)
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    def _call(
+        self,
+        what: str,
+        method: str,
+        path: str,
+        payload: Any = None,
+        *,
+        raw: bool = False,
+        **params: Any,
+    ) -> Any:
+        url = f"admin/realms/{self.realm}/{path}"
+        conn = self.admin.connection
+        try:
+            if method == "GET":
+                response = conn.raw_get(url, **params)
+            elif method == "POST":
+                response = conn.raw_post(url, data=json.dumps(payload), **params)
+            elif method == "PUT":
+                response = conn.raw_put(url, data=json.dumps(payload or {}), **params)
+            else:
+                response = conn.raw_delete(url, **params)
+        except requests.exceptions.RequestException as exc:
+            raise KeycloakDirectoryError(
+                f"{what}: Keycloak unreachable ({type(exc).__name__}); run apply again when it "
+                "is back: it resumes where it stopped"
+            ) from None
+        if response.status_code >= 400:
+            hint = ""
+            if response.status_code == 403:
+                hint = " (the service account lacks a realm-management role: see docs/accounts.md)"
+            raise KeycloakDirectoryError(
+                f"{what}: HTTP {response.status_code}{hint}: {response.text[:200]}"
+            )
+        if raw:
+            return response
+        if not response.content:
+            return None
+        return response.json()
+
+    def _paged(self, what: str, path: str, **query: Any) -> Iterator[dict[str, Any]]:
+        first = 0
+        while True:
+            page = self._call(what, "GET", path, first=first, max=PAGE, **query)
+            yield from page
+            if len(page) < PAGE:
+                return
+            first += PAGE
+
+    # -- reading ------------------------------------------------------------------------
+
+    def read_state(self, progress: Progress | None = None) -> DirectoryState:
+        """The managed groups, accounts and memberships of the realm."""
+        groups: dict[str, GroupState] = {}
+        self._group_ids.clear()
+        self._user_ids.clear()
+        for rep in self._paged("list groups", "groups", briefRepresentation="false"):
+            group = _group_state(rep)
+            if group is not None:
+                groups[group.name] = group
+                self._group_ids[group.name] = rep["id"]
+        members: dict[str, set[str]] = {}
+        for done, (name, group_id) in enumerate(self._group_ids.items(), 1):
+            for rep in self._paged(
+                f"list members of {name}", f"groups/{group_id}/members", briefRepresentation="true"
+            ):
+                members.setdefault(rep["username"], set()).add(name)
+            if progress:
+                progress("read groups", done, len(self._group_ids))
+        accounts: dict[str, AccountState] = {}
+        for rep in self._paged("list users", "users", briefRepresentation="false"):
+            account = _account_state(rep, frozenset(members.get(rep["username"], ())))
+            if account is not None:
+                accounts[account.id] = account
+                self._user_ids[account.id] = rep["id"]
+        return DirectoryState(accounts, groups)
+
+    # -- applying -----------------------------------------------------------------------
+
+    def apply(
+        self,
+        plan: Plan,
+        *,
+        path: ImportPath = ImportPath.BATCHED,
+        passwords: Callable[[AccountState], str | None] = lambda _account: None,
+        progress: Progress | None = None,
+    ) -> ApplyResult:
+        """Apply the plan's changes in order; `read_state` must have run on this object.
+
+        `passwords` gives the initial password of an account to create (or None): it is
+        called before the account's batch is sent, so the credential journal holds it first.
+        """
+        result = ApplyResult()
+        changes = plan.applicable
+        for kind in (ChangeKind.CREATE_GROUP, ChangeKind.CREATE_ACCOUNT):
+            todo = [c for c in changes if c.kind is kind]
+            if not todo:
+                continue
+            if path is ImportPath.BATCHED:
+                self._import(kind, todo, passwords, result, progress)
+            else:
+                self._one_by_one(kind, todo, passwords, result, progress)
+        rest = [
+            c for c in changes if c.kind not in (ChangeKind.CREATE_GROUP, ChangeKind.CREATE_ACCOUNT)
+        ]
+        self._per_change(
+            rest,
+            workers=1 if path is ImportPath.NAIVE else self.workers,
+            result=result,
+            progress=progress,
+        )
+        return result
+
+    def _import(
+        self,
+        kind: ChangeKind,
+        todo: list[Change],
+        passwords: Callable[[AccountState], str | None],
+        result: ApplyResult,
+        progress: Progress | None,
+    ) -> None:
+        """Partial import in batches, `import_workers` batches in flight at a time.
+
+        Payloads are built here, in order, so each account's password is journaled before
+        its batch leaves; the requests run on the pool.
+        """
+        done = 0
+        batches = list(_chunks(todo, self.batch_size))
+        with ThreadPoolExecutor(max_workers=self.import_workers) as pool:
+            for start in range(0, len(batches), self.import_workers):
+                wave = batches[start : start + self.import_workers]
+                payloads = [self._payload(kind, batch, passwords) for batch in wave]
+                try:
+                    answers = list(
+                        pool.map(
+                            lambda pair: self._import_batch(
+                                f"import {len(pair[0])} {kind}", pair[1]
+                            ),
+                            zip(wave, payloads, strict=True),
+                        )
+                    )
+                except PartialImportRefusedError as refused:
+                    self.notices.append(str(refused))
+                    rest = [c for batch in batches[start:] for c in batch]
+                    self._one_by_one(kind, rest, passwords, result, progress, self.workers)
+                    return
+                for batch, answer in zip(wave, answers, strict=True):
+                    self._record_ids(answer, result)
+                    done += len(batch)
+                result.applied[kind] = done
+                if progress:
+                    progress(str(kind), done, len(todo))
+        if kind is ChangeKind.CREATE_GROUP and any(c.target not in self._group_ids for c in todo):
+            self._refresh_group_ids()
+
+    def _payload(
+        self,
+        kind: ChangeKind,
+        batch: Sequence[Change],
+        passwords: Callable[[AccountState], str | None],
+    ) -> dict[str, Any]:
+        if kind is ChangeKind.CREATE_GROUP:
+            groups = [group_representation(c.group) for c in batch if c.group]
+            return {"ifResourceExists": "SKIP", "groups": groups}
+        users = [self._new_user(c, passwords) for c in batch]
+        return {"ifResourceExists": "SKIP", "users": users}
+
+    def _record_ids(self, answer: Any, result: ApplyResult) -> None:
+        for entry in (answer or {}).get("results", []):
+            if entry.get("resourceType") == "GROUP":
+                self._group_ids[entry["resourceName"]] = entry["id"]
+            elif entry.get("resourceType") == "USER":
+                self._user_ids[entry["resourceName"]] = entry["id"]
+                result.created_ids[entry["resourceName"]] = entry["id"]
+
+    def _import_batch(self, what: str, payload: dict[str, Any]) -> Any:
+        # A killed client does not stop Keycloak: the batch it sent may still be committing
+        # when the resumed apply sends the same accounts, and Keycloak answers 409 instead of
+        # skipping them. Once that transaction ends, SKIP skips them: retry a few times.
+        for attempt in range(IMPORT_RETRIES):
+            try:
+                return self._call(what, "POST", "partialImport", payload)
+            except KeycloakDirectoryError as exc:
+                if "HTTP 403" in str(exc):
+                    raise PartialImportRefusedError(
+                        "the service account may not use partial import (it needs "
+                        "manage-realm: a bulk_import client, docs/accounts.md); creating "
+                        f"accounts one request each on {self.workers} workers instead"
+                    ) from None
+                if "HTTP 409" not in str(exc) or attempt == IMPORT_RETRIES - 1:
+                    raise
+                time.sleep(2**attempt)
+        return None
+
+    def _new_user(
+        self, change: Change, passwords: Callable[[AccountState], str | None]
+    ) -> dict[str, Any]:
+        assert change.account is not None
+        rep = user_representation(change.account)
+        rep["groups"] = [f"/{name}" for name in sorted(change.account.groups)]
+        password = passwords(change.account)
+        if password is not None:
+            rep["credentials"] = [{"type": "password", "value": password, "temporary": True}]
+            # Import does not turn `temporary` into the action: ask for it explicitly.
+            rep["requiredActions"] = ["UPDATE_PASSWORD"]
+        return rep
+
+    def _one_by_one(
+        self,
+        kind: ChangeKind,
+        todo: list[Change],
+        passwords: Callable[[AccountState], str | None],
+        result: ApplyResult,
+        progress: Progress | None,
+        workers: int = 1,
+    ) -> None:
+        """One request per group or account (POST with its groups), `workers` at a time."""
+
+        def create(change: Change) -> None:
+            if kind is ChangeKind.CREATE_GROUP:
+                assert change.group is not None
+                rep = group_representation(change.group)
+                rep.pop("path")
+                self._create(f"create group {change.target}", "groups", rep)
+            else:
+                new_id = self._create(f"create user {change.target}", "users", reps[change.target])
+                if new_id:
+                    self._user_ids[change.target] = new_id
+                    result.created_ids[change.target] = new_id
+
+        done = result.applied.get(kind, 0)
+        total = done + len(todo)
+        # Built first, in order: each password is journaled before its account is sent.
+        reps = (
+            {}
+            if kind is ChangeKind.CREATE_GROUP
+            else {c.target: self._new_user(c, passwords) for c in todo}
+        )
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for _ in pool.map(create, todo):
+                done += 1
+                result.applied[kind] = done
+                if progress:
+                    progress(str(kind), done, total)
+        if kind is ChangeKind.CREATE_GROUP:
+            self._refresh_group_ids()
+
+    def _create(self, what: str, path: str, rep: dict[str, Any]) -> str | None:
+        """POST a new resource; its id (from Location), or None if it existed already."""
+        try:
+            response = self._call(what, "POST", path, rep, raw=True)
+        except KeycloakDirectoryError as exc:
+            if "HTTP 409" not in str(exc):  # created by an interrupted run: nothing to do
+                raise
+            return None
+        location = response.headers.get("Location", "")
+        return location.rsplit("/", 1)[-1] or None
+
+    def _refresh_group_ids(self) -> None:
+        for rep in self._paged("list groups", "groups", briefRepresentation="true"):
+            self._group_ids[rep["name"]] = rep["id"]
+
+    def _refresh_user_ids(self, usernames: set[str]) -> None:
+        for name in usernames - set(self._user_ids):
+            found = self._call(f"find user {name}", "GET", "users", username=name, exact="true")
+            if found:
+                self._user_ids[name] = found[0]["id"]
+
+    def _per_change(
+        self,
+        changes: list[Change],
+        *,
+        workers: int,
+        result: ApplyResult,
+        progress: Progress | None,
+    ) -> None:
+        if not changes:
+            return
+        missing = {c.target for c in changes if c.account is not None} - set(self._user_ids)
+        self._refresh_user_ids(missing)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for done, kind in enumerate(pool.map(self._apply_one, changes), 1):
+                result.applied[kind] = result.applied.get(kind, 0) + 1
+                if progress:
+                    progress("update", done, len(changes))
+
+    def _apply_one(self, change: Change) -> ChangeKind:
+        if change.group is not None:  # archive or restore
+            group_id = self._group_ids[change.target]
+            rep = group_representation(change.group)
+            rep.pop("path")
+            self._call(f"{change.kind} {change.target}", "PUT", f"groups/{group_id}", rep)
+            return change.kind
+        assert change.account is not None
+        user_id = self._user_ids.get(change.target)
+        if user_id is None:
+            raise KeycloakDirectoryError(
+                f"{change.kind} {change.target}: the account is not in the realm any more; "
+                "run plan again"
+            )
+        if change.kind is ChangeKind.MOVE_ACCOUNT:
+            for name in sorted(change.add_groups):
+                self._call(
+                    f"add {change.target} to {name}",
+                    "PUT",
+                    f"users/{user_id}/groups/{self._group_ids[name]}",
+                )
+            for name in sorted(change.remove_groups):
+                member_of = self._group_ids.get(name)
+                if member_of is not None:
+                    self._call(
+                        f"remove {change.target} from {name}",
+                        "DELETE",
+                        f"users/{user_id}/groups/{member_of}",
+                    )
+        else:  # update, enable, disable: the whole representation, so no attribute is lost
+            self._call(
+                f"{change.kind} {change.target}",
+                "PUT",
+                f"users/{user_id}",
+                user_representation(change.account),
+            )
+        return change.kind
+
+    def existing_usernames(self, usernames: Iterable[str]) -> set[str]:
+        """Which of these accounts exist in the realm (after an apply)."""
+        wanted = set(usernames)
+        self._refresh_user_ids(wanted)
+        return wanted & set(self._user_ids)
+
+
+def _reason(exc: KeycloakError) -> str:
+    body = exc.response_body
+    text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or exc)
+    return text[:200]

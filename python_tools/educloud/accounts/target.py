@@ -1,0 +1,103 @@
+"""Where `educloud accounts` works: the realm's admin URL and its service account.
+
+From the deployment's inventory (Keycloak's admin hostname, the first realm, the reverse
+proxy's address to reach the names before DNS knows them) and the service client's secret
+from the environment (`EDUCLOUD_ACCOUNTS_CLIENT_SECRET`, or a file): never from the command
+line, where it would show in the process list and the shell history. For the lab's own
+inventory the secret is read from the lab's vault when the environment does not give it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from educloud.accounts.keycloak_directory import Connection
+from educloud.errors import EducloudError
+
+SECRET_ENV = "EDUCLOUD_ACCOUNTS_CLIENT_SECRET"  # noqa: S105 (a variable name)
+SECRET_FILE_ENV = "EDUCLOUD_ACCOUNTS_CLIENT_SECRET_FILE"  # noqa: S105 (a variable name)
+DEFAULT_CLIENT = "educloud-accounts"  # daily runs: manage-users only
+BULK_CLIENT = "educloud-accounts-bulk"  # first loads and rollovers: partial import
+
+
+@dataclass(frozen=True)
+class Target:
+    connection: Connection
+    login_url: str  # what the sheets tell pupils to open
+    pins: dict[str, str]  # host name -> reverse proxy address
+
+
+def _lab_secret(found: Any, client_id: str) -> str | None:
+    """The lab vault's value behind the client's `secret: "{{ vault_... }}"` entry."""
+    from educloud.lab import secrets
+    from educloud.lab.settings import LabPaths
+
+    for host in found.in_group("keycloak"):
+        for client in host.variables.get("keycloak_service_clients", []) or []:
+            if client.get("client_id") != client_id:
+                continue
+            match = re.fullmatch(r"\{\{\s*(vault_\w+)\s*\}\}", str(client.get("secret", "")))
+            if match:
+                return secrets.read(LabPaths.default()).get(match.group(1))
+    return None
+
+
+def _secret(inventory: Path, found: Any, client_id: str) -> str:
+    if os.environ.get(SECRET_ENV):
+        return os.environ[SECRET_ENV]
+    secret_file = os.environ.get(SECRET_FILE_ENV)
+    if secret_file:
+        try:
+            return Path(secret_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise EducloudError(f"{SECRET_FILE_ENV}: cannot read {secret_file}: {exc}") from None
+    if inventory.resolve().name == "lab":
+        value = _lab_secret(found, client_id)
+        if value:
+            return value
+    raise EducloudError(
+        f"the service client's secret is missing: set {SECRET_ENV} or {SECRET_FILE_ENV} "
+        f"(the secret of client {client_id} in the realm, keycloak_service_clients)"
+    )
+
+
+def from_inventory(
+    inventory: Path,
+    *,
+    realm: str | None = None,
+    client_id: str = DEFAULT_CLIENT,
+    ca_file: str | None = None,
+) -> Target:
+    from educloud.charter import deployment
+
+    found = deployment.load(inventory)
+    if not found.keycloak_admin_url:
+        raise EducloudError(f"inventory {inventory} has no host in the keycloak group")
+    if realm is None:
+        if not found.realms:
+            raise EducloudError(f"inventory {inventory} declares no keycloak_realms")
+        realm = found.realms[0]
+    elif realm not in found.realms:
+        raise EducloudError(f"realm {realm!r} is not one of {', '.join(found.realms)}")
+    verify: bool | str = True
+    if ca_file is None and inventory.resolve().name == "lab":
+        from educloud.lab.settings import LabPaths
+
+        ca_file = str(LabPaths.default().root / "ca.crt")
+    if ca_file is not None:
+        if not Path(ca_file).is_file():
+            raise EducloudError(f"CA file {ca_file} not found")
+        verify = ca_file
+    connection = Connection(
+        server_url=found.keycloak_admin_url,
+        realm=realm,
+        client_id=client_id,
+        client_secret=_secret(inventory, found, client_id),
+        verify=verify,
+    )
+    login_url = found.keycloak_url and f"{found.keycloak_url}/realms/{realm}/account"
+    return Target(connection, login_url, found.pins())
