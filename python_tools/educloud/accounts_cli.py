@@ -18,6 +18,7 @@ from rich.table import Table
 from educloud.accounts.keycloak_directory import ImportPath, KeycloakDirectory
 from educloud.accounts.plan import ChangeKind
 from educloud.accounts.sync import PlanReport
+from educloud.errors import EducloudError
 
 accounts_app = typer.Typer(
     no_args_is_help=True,
@@ -217,10 +218,16 @@ def apply_command(
     if nextcloud_url:
         from educloud.nextcloud_api import NextcloudClient
 
+        app_password = os.environ.get("EDUCLOUD_NEXTCLOUD_PASSWORD")
+        if not app_password:
+            raise EducloudError(
+                "--nextcloud-url needs EDUCLOUD_NEXTCLOUD_PASSWORD (an app password of "
+                "EDUCLOUD_NEXTCLOUD_USER, default admin) in the environment"
+            )
         nextcloud = NextcloudClient(
             nextcloud_url,
             os.environ.get("EDUCLOUD_NEXTCLOUD_USER", "admin"),
-            os.environ.get("EDUCLOUD_NEXTCLOUD_PASSWORD", ""),
+            app_password,
             verify=os.environ.get("EDUCLOUD_NEXTCLOUD_CA", True),
         )
     with (

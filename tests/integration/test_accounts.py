@@ -29,7 +29,7 @@ from educloud.accounts.keycloak_directory import ImportPath, KeycloakDirectory
 from educloud.accounts.model import CANONICAL_FIELDS, class_group, school_group
 from educloud.accounts.plan import ChangeKind
 from educloud.accounts.policy import load_policy
-from educloud.accounts.sync import apply_file, make_plan
+from educloud.accounts.sync import InvalidFileError, apply_file, make_plan
 from educloud.paths import repo_root
 
 pytestmark = pytest.mark.lab
@@ -442,3 +442,26 @@ def test_cli_applies_nothing_when_a_line_is_invalid(kc_admin, lab_keycloak, tmp_
     assert "line 3: uai" in message and "Traceback" not in message, message
     kc_admin.change_current_realm(lab_keycloak.realm)
     assert kc_admin.get_users({"search": f"bad{tag}"}) == []
+
+
+def test_an_unmanaged_account_is_never_created_over(kc_admin, scratch_realm, directory, tmp_path):
+    kc_admin.connection.raw_post(
+        f"admin/realms/{scratch_realm}/users",
+        data=json.dumps({"username": "eleve0001", "enabled": True}),  # e.g. made by hand
+    )
+    file = write_csv(tmp_path / "annuaire.csv", [pupil(1, "3A"), pupil(2, "3A")])
+
+    report = make_plan(
+        file,
+        mapping="canonical",
+        encoding=None,
+        policy=load_policy(),
+        directory=directory,
+        today=TODAY,
+        year=YEAR,
+    )
+    assert [p.message.split(":")[0] for p in report.problems] == ["eleve0001"]
+    assert "not managed by educloud accounts" in report.problems[0].message
+    with pytest.raises(InvalidFileError):
+        apply(directory, file, tmp_path / "state")
+    assert set(users_by_name(kc_admin, scratch_realm)) == {"eleve0001"}  # nothing applied

@@ -294,7 +294,11 @@ def test_duplicate_id_ignores_case_and_names_the_first_line(tmp_path: Path) -> N
 
 
 def test_class_no_pupil_is_in_is_unknown(tmp_path: Path) -> None:
-    teacher = TEACHER.replace("t.martin01", "t.roux0001").replace(",3A,", ",3A|5C,")
+    teacher = (
+        TEACHER.replace("t.martin01", "t.roux0001")
+        .replace("paul.martin@", "paul.roux@")
+        .replace(",3A,", ",3A|5C,")
+    )
     other_school = _line(id="p.autre01", uai="0750655E", classes="5C")
     validated = _check(tmp_path, PUPIL, teacher, other_school, TEACHER)
     assert [(p.line, p.field) for p in validated.problems] == [(3, "classes")]
@@ -354,3 +358,29 @@ def test_canonical_row_reads_back_as_written(cells: list[str]) -> None:
         path = _write(Path(folder), buffer.getvalue().encode())
         rows = _rows(path)
     assert [row.values for row in rows] == [dict(zip(CANONICAL_FIELDS, cells, strict=True))]
+
+
+def test_one_address_on_two_accounts_is_refused_whatever_its_case(tmp_path: Path) -> None:
+    twin = TEACHER.replace("t.martin01", "t.martin02").replace("paul.martin@", "Paul.Martin@")
+    validated = _check(tmp_path, PUPIL, TEACHER, twin)
+    assert [str(p) for p in validated.problems] == [
+        "line 4: email: 'Paul.Martin@example.org' is already on line 3: one address, one account"
+    ]
+    assert validated.accounts[1].email == "paul.martin@example.org"  # as Keycloak stores it
+
+
+def test_name_with_a_character_keycloak_refuses_is_a_problem(tmp_path: Path) -> None:
+    validated = _check(tmp_path, PUPIL.replace("Dupont", "Dupont (Mme)"))
+    assert [(p.line, p.field) for p in validated.problems] == [(2, "family_name")]
+
+
+def test_two_labels_of_one_group_name_are_a_problem(tmp_path: Path) -> None:
+    other = _line(id="p.durand01", classes="3a")
+    validated = _check(tmp_path, PUPIL, other)
+    assert [(p.line, p.field) for p in validated.problems] == [(3, "classes")]
+    assert "would be one group" in validated.problems[0].message
+
+
+def test_staff_only_file_has_no_unknown_class(tmp_path: Path) -> None:
+    validated = _check(tmp_path, TEACHER)
+    assert validated.problems == []

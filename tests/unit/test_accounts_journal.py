@@ -49,6 +49,8 @@ def test_a_line_cut_by_a_kill_is_ignored_but_damage_elsewhere_is_refused(tmp_pat
     journal.write_text(journal.read_text() + '{"account_id": "p2", "giv')
 
     assert [s.account_id for s in CredentialJournal(state).slips()] == ["p1"]
+    CredentialJournal(state).password_for(_slip("p3"))  # starts on a line of its own
+    assert [s.account_id for s in CredentialJournal(state).slips()] == ["p1", "p3"]
 
     journal.write_text('{"broken\n' + journal.read_text())
     with pytest.raises(EducloudError, match="line 1 is damaged"):

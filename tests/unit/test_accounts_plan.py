@@ -18,7 +18,14 @@ from educloud.accounts.model import (
     class_group,
     school_group,
 )
-from educloud.accounts.plan import ChangeKind, apply_to, desired_groups, plan, target_state
+from educloud.accounts.plan import (
+    ChangeKind,
+    apply_to,
+    desired_groups,
+    plan,
+    scope_of,
+    target_state,
+)
 
 TODAY = date(2026, 11, 26)
 YEAR = 2026
@@ -84,6 +91,7 @@ def directory_states(draw: st.DrawFn) -> DirectoryState:
             end_date=draw(dates),
             departed_on=departed,
             login=draw(st.sampled_from(Login)),
+            uai=draw(st.sampled_from((*UAIS, ""))),
         )
     return DirectoryState(accounts, groups)
 
@@ -99,18 +107,33 @@ def test_plan_of_b_applied_to_a_yields_b(current, accounts):
         key = account.id.lower()
         assert result.accounts[key] == target_state(account, current.accounts.get(key), YEAR, TODAY)
     listed = {a.id.lower() for a in accounts}
+    scope = scope_of(accounts)
     for key, before in current.accounts.items():
-        if key not in listed:
-            after = result.accounts[key]
-            assert not after.enabled
-            assert after.departed_on == (before.departed_on or TODAY)
-            assert after.groups == before.groups  # kept: disabled accounts lose nothing
+        if key in listed:
+            continue
+        after = result.accounts[key]
+        if (before.uai, before.profile) not in scope:
+            assert after == before  # the file does not speak for this account
+            continue
+        assert not after.enabled
+        assert after.departed_on == (before.departed_on or TODAY)
+        assert after.groups == before.groups  # kept: disabled accounts lose nothing
     wanted = desired_groups(accounts, YEAR)
+    schools = {uai for uai, _ in scope}
+    held = {
+        name
+        for key, a in current.accounts.items()
+        if a.enabled and key not in listed and (a.uai, a.profile) not in scope
+        for name in a.groups
+    }
     for name, group in result.groups.items():
+        before = current.groups.get(name)
         if name in wanted:
-            assert group == wanted[name] or (group.archived_on is None and name in current.groups)
-        else:
+            assert group == wanted[name] or (group.archived_on is None and before is not None)
+        elif group.uai in schools and name not in held:
             assert group.archived_on is not None, f"{name} should be archived"
+        else:
+            assert group == before, f"{name} is outside the file's scope"
     assert set(wanted) <= set(result.groups)
 
 
@@ -189,10 +212,28 @@ def test_account_not_started_is_created_disabled():
     assert after.accounts["p1"].departed_on is None
 
 
+def test_a_file_speaks_only_for_its_schools_and_profiles():
+    teacher = Account("t1", "Jean", "Prof", None, Profile.TEACHER, "0750001A", ("3A",))
+    other_school = Account("p9", "Zoé", "Martin", None, Profile.PUPIL, "0690002B", ("5C",))
+    _, before = _applied(DirectoryState(), [_pupil("p1", "3A"), teacher, other_school])
+    # A pupils' export of one school: the teacher and the other school are not in it.
+    result, after = _applied(before, [_pupil("p1", "4A")])
+
+    assert after.accounts["t1"] == before.accounts["t1"]
+    assert after.accounts["p9"] == before.accounts["p9"]
+    # 3A still has its teacher (outside the scope): not archived by a pupils' file.
+    assert class_group("0750001A", YEAR, "3A") not in {
+        c.target for c in result.of_kind(ChangeKind.ARCHIVE_GROUP)
+    }
+    assert not list(result.of_kind(ChangeKind.DISABLE_ACCOUNT))
+
+
 def test_returning_account_is_enabled_and_no_longer_due():
-    _, before = _applied(DirectoryState(), [_pupil("p1", "3A")])
-    _, gone = _applied(before, [], today=TODAY)
-    result, back = _applied(gone, [_pupil("p1", "3A")], today=TODAY + timedelta(days=GRACE + 1))
+    _, before = _applied(DirectoryState(), [_pupil("p1", "3A"), _pupil("p2", "3A")])
+    _, gone = _applied(before, [_pupil("p2", "3A")], today=TODAY)
+    result, back = _applied(
+        gone, [_pupil("p1", "3A"), _pupil("p2", "3A")], today=TODAY + timedelta(days=GRACE + 1)
+    )
 
     assert [c.kind for c in result.changes if c.target == "p1"] == [ChangeKind.ENABLE_ACCOUNT]
     assert back.accounts["p1"].enabled and back.accounts["p1"].departed_on is None

@@ -27,15 +27,19 @@ class CredentialJournal:
         self.path = state_dir / JOURNAL_NAME
         self._slips: dict[str, CredentialSlip] = {}
         if self.path.exists():
-            for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            content = self.path.read_bytes()
+            if content and not content.endswith(b"\n"):
+                # A line cut by a kill: its batch was never sent. Cut it off, so that the
+                # next entry starts on a line of its own.
+                content = content[: content.rfind(b"\n") + 1]
+                with open(self.path, "r+b") as journal:
+                    journal.truncate(len(content))
+            for number, line in enumerate(content.decode("utf-8").splitlines(), 1):
                 if not line.strip():
                     continue
                 try:
                     slip = CredentialSlip(**json.loads(line))
                 except (ValueError, TypeError):
-                    # A line cut by a kill is the last one and its batch was never sent.
-                    if number == len(self.path.read_text(encoding="utf-8").splitlines()):
-                        continue
                     raise EducloudError(
                         f"{self.path} line {number} is damaged: restore it from the sheets "
                         "already printed, or remove the line and reset those passwords"
@@ -51,12 +55,19 @@ class CredentialJournal:
         if known is not None:
             return known.password
         slip = CredentialSlip(**{**_fields(slip_without_password), "password": generate_password()})
+        new_file = not self.path.exists()
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             os.write(fd, (json.dumps(_fields(slip), ensure_ascii=False) + "\n").encode())
             os.fsync(fd)
         finally:
             os.close(fd)
+        if new_file:  # the file's name must survive a crash too
+            directory = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
         self._slips[slip.account_id] = slip
         return slip.password
 

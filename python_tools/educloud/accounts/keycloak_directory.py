@@ -15,6 +15,7 @@ Admin REST API: https://www.keycloak.org/docs-api/latest/rest-api/index.html
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -95,8 +96,14 @@ def _one(attrs: Mapping[str, Sequence[str]] | None, name: str) -> str | None:
     return values[0] if values else None
 
 
-def _date(value: str | None) -> date | None:
-    return date.fromisoformat(value) if value else None
+def _date(value: str | None, where: str) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        raise KeycloakDirectoryError(
+            f"{where}: {value!r} is not a date YYYY-MM-DD (edited by hand in the admin "
+            "console?): correct it there, then run again"
+        ) from None
 
 
 def user_representation(account: AccountState) -> dict[str, Any]:
@@ -135,22 +142,28 @@ def _group_state(rep: Mapping[str, Any]) -> GroupState | None:
     if kind not in {k.value for k in GroupKind}:
         return None  # not managed by this tool
     year = _one(attrs, GATTR_YEAR)
+    if year is not None and not year.isdigit():
+        raise KeycloakDirectoryError(
+            f"group {rep['name']}: {GATTR_YEAR} {year!r} is not a year: correct it in the "
+            "admin console, then run again"
+        )
     return GroupState(
-        name=rep["name"],
+        name=sys.intern(rep["name"]),
         kind=GroupKind(kind),
-        uai=_one(attrs, GATTR_UAI) or "",
+        uai=sys.intern(_one(attrs, GATTR_UAI) or ""),
         label=_one(attrs, GATTR_LABEL) or "",
         year=int(year) if year else None,
-        archived_on=_date(_one(attrs, GATTR_ARCHIVED)),
+        archived_on=_date(_one(attrs, GATTR_ARCHIVED), f"group {rep['name']}"),
     )
 
 
-def _account_state(rep: Mapping[str, Any], groups: frozenset[str]) -> AccountState | None:
+def _account_state(rep: Mapping[str, Any], groups: frozenset[str], uai: str) -> AccountState | None:
     attrs = rep.get("attributes") or {}
     profile = _one(attrs, ATTR_PROFILE)
     if profile not in {p.value for p in Profile}:
         return None
     login = _one(attrs, ATTR_LOGIN)
+    where = f"user {rep['username']}"
     return AccountState(
         id=rep["username"],
         given_name=rep.get("firstName") or "",
@@ -159,9 +172,10 @@ def _account_state(rep: Mapping[str, Any], groups: frozenset[str]) -> AccountSta
         profile=Profile(profile),
         groups=groups,
         enabled=bool(rep.get("enabled")),
-        end_date=_date(_one(attrs, ATTR_END)),
-        departed_on=_date(_one(attrs, ATTR_DEPARTED)),
+        end_date=_date(_one(attrs, ATTR_END), where),
+        departed_on=_date(_one(attrs, ATTR_DEPARTED), where),
         login=Login(login) if login in {v.value for v in Login} else Login.FEDERATED,
+        uai=uai,
     )
 
 
@@ -183,6 +197,8 @@ class KeycloakDirectory:
         self.batch_size = 50
         self.import_workers = 2
         self.notices: list[str] = []
+        # Usernames and addresses of the realm's other accounts (admins...): never created over.
+        self.unmanaged: set[str] = set()
         self._user_ids: dict[str, str] = {}
         self._group_ids: dict[str, str] = {}
 
@@ -258,7 +274,13 @@ class KeycloakDirectory:
             return response
         if not response.content:
             return None
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            raise KeycloakDirectoryError(
+                f"{what}: Keycloak answered HTTP {response.status_code} with no JSON: is "
+                f"{self.admin.connection.server_url} Keycloak's admin URL?"
+            ) from None
 
     def _paged(self, what: str, path: str, **query: Any) -> Iterator[dict[str, Any]]:
         first = 0
@@ -272,10 +294,15 @@ class KeycloakDirectory:
     # -- reading ------------------------------------------------------------------------
 
     def read_state(self, progress: Progress | None = None) -> DirectoryState:
-        """The managed groups, accounts and memberships of the realm."""
+        """The managed groups, accounts and memberships of the realm.
+
+        Memberships are read group by group (one request a page of members) rather than
+        user by user. Many pupils share one set of groups: each distinct set is kept once.
+        """
         groups: dict[str, GroupState] = {}
         self._group_ids.clear()
         self._user_ids.clear()
+        self.unmanaged.clear()
         for rep in self._paged("list groups", "groups", briefRepresentation="false"):
             group = _group_state(rep)
             if group is not None:
@@ -286,16 +313,36 @@ class KeycloakDirectory:
             for rep in self._paged(
                 f"list members of {name}", f"groups/{group_id}/members", briefRepresentation="true"
             ):
-                members.setdefault(rep["username"], set()).add(name)
+                members.setdefault(sys.intern(rep["username"]), set()).add(name)
             if progress:
                 progress("read groups", done, len(self._group_ids))
+        shared: dict[frozenset[str], frozenset[str]] = {}
         accounts: dict[str, AccountState] = {}
         for rep in self._paged("list users", "users", briefRepresentation="false"):
-            account = _account_state(rep, frozenset(members.get(rep["username"], ())))
+            names = frozenset(members.pop(rep["username"], ()))
+            names = shared.setdefault(names, names)
+            school = next((groups[n].uai for n in names if groups[n].kind is GroupKind.SCHOOL), "")
+            account = _account_state(rep, names, school)
             if account is not None:
                 accounts[account.id] = account
                 self._user_ids[account.id] = rep["id"]
+            else:
+                self.unmanaged.add(rep["username"])
+                if rep.get("email"):
+                    self.unmanaged.add(str(rep["email"]).lower())
         return DirectoryState(accounts, groups)
+
+    def taken(self, accounts: Iterable[AccountState]) -> list[str]:
+        """Usernames or addresses of accounts to create that an unmanaged account holds."""
+        clashes = []
+        for account in accounts:
+            for value in (account.id, account.email):
+                if value and value.lower() in self.unmanaged:
+                    clashes.append(
+                        f"{account.id}: {value!r} belongs to an account not managed by "
+                        "educloud accounts (rename or remove one of them)"
+                    )
+        return clashes
 
     # -- applying -----------------------------------------------------------------------
 
@@ -367,9 +414,10 @@ class KeycloakDirectory:
                     self._one_by_one(kind, rest, passwords, result, progress, self.workers)
                     return
                 for batch, answer in zip(wave, answers, strict=True):
-                    self._record_ids(answer, result)
+                    result.applied[kind] = result.applied.get(kind, 0) + self._record_ids(
+                        answer, result
+                    )
                     done += len(batch)
-                result.applied[kind] = done
                 if progress:
                     progress(str(kind), done, len(todo))
         if kind is ChangeKind.CREATE_GROUP and any(c.target not in self._group_ids for c in todo):
@@ -387,13 +435,19 @@ class KeycloakDirectory:
         users = [self._new_user(c, passwords) for c in batch]
         return {"ifResourceExists": "SKIP", "users": users}
 
-    def _record_ids(self, answer: Any, result: ApplyResult) -> None:
+    def _record_ids(self, answer: Any, result: ApplyResult) -> int:
+        """Record the ids of what the batch added; how many it added (skips not counted)."""
+        added = 0
         for entry in (answer or {}).get("results", []):
+            if entry.get("action") != "ADDED":
+                continue  # SKIPPED: it existed, created by an interrupted run
+            added += 1
             if entry.get("resourceType") == "GROUP":
                 self._group_ids[entry["resourceName"]] = entry["id"]
             elif entry.get("resourceType") == "USER":
                 self._user_ids[entry["resourceName"]] = entry["id"]
                 result.created_ids[entry["resourceName"]] = entry["id"]
+        return added
 
     def _import_batch(self, what: str, payload: dict[str, Any]) -> Any:
         # A killed client does not stop Keycloak: the batch it sent may still be committing
@@ -508,7 +562,12 @@ class KeycloakDirectory:
 
     def _apply_one(self, change: Change) -> ChangeKind:
         if change.group is not None:  # archive or restore
-            group_id = self._group_ids[change.target]
+            group_id = self._group_ids.get(change.target)
+            if group_id is None:
+                raise KeycloakDirectoryError(
+                    f"{change.kind} {change.target}: the group is not in the realm any more; "
+                    "run apply again"
+                )
             rep = group_representation(change.group)
             rep.pop("path")
             self._call(f"{change.kind} {change.target}", "PUT", f"groups/{group_id}", rep)
@@ -522,10 +581,14 @@ class KeycloakDirectory:
             )
         if change.kind is ChangeKind.MOVE_ACCOUNT:
             for name in sorted(change.add_groups):
+                group_id = self._group_ids.get(name)
+                if group_id is None:
+                    raise KeycloakDirectoryError(
+                        f"add {change.target} to {name}: the group is not in the realm any "
+                        "more (deleted by hand?); run apply again to recreate it"
+                    )
                 self._call(
-                    f"add {change.target} to {name}",
-                    "PUT",
-                    f"users/{user_id}/groups/{self._group_ids[name]}",
+                    f"add {change.target} to {name}", "PUT", f"users/{user_id}/groups/{group_id}"
                 )
             for name in sorted(change.remove_groups):
                 member_of = self._group_ids.get(name)

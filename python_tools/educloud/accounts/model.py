@@ -109,6 +109,7 @@ class AccountState:
     end_date: date | None = None
     departed_on: date | None = None  # set when the account is disabled as a departure
     login: Login = Login.FEDERATED
+    uai: str = ""  # the school whose group the account is in ("" if none)
 
 
 @dataclass(frozen=True)

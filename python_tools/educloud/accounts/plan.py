@@ -7,20 +7,26 @@ and that a second plan is empty (what `apply` relies on to be idempotent and res
 
 Rules (docs/accounts.md):
 - an account is enabled from its start date to its end date; outside, it is disabled;
-- an account absent from the file, or past its end date, is disabled at once and its
-  departure date recorded; `grace_days` later it is due for export and deletion (C7), which
-  the data-rights tooling does, not this one: the plan shows the date;
-- a managed group that no account of the file needs any more (last year's classes at the
-  rollover) is archived, never deleted: its files stay under the retention policy.
+- a file speaks for the (school, profile) pairs it contains — its *scope* — and for no
+  other: a pupils' export leaves the teachers alone, one school's export the other schools
+  (academies feed one file per profile and school, as the AAF feeds are cut);
+- an account of the scope absent from the file, or past its end date, is disabled at once
+  and its departure date recorded; `grace_days` later it is due for export and deletion
+  (C7), which the data-rights tooling does, not this one: the plan shows the date;
+- a managed group of a school of the file that no account of the file needs any more (last
+  year's classes at the rollover) is archived — unless an enabled account outside the scope
+  is still in it — and never deleted: its files stay under the retention policy.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from enum import StrEnum
+from functools import lru_cache
 
 from educloud.accounts.model import (
     Account,
@@ -28,6 +34,7 @@ from educloud.accounts.model import (
     DirectoryState,
     GroupKind,
     GroupState,
+    Profile,
     class_group,
     other_group,
     school_group,
@@ -73,6 +80,8 @@ class Change:
             return ", ".join(self.fields)
         if self.kind in (ChangeKind.DISABLE_ACCOUNT, ChangeKind.DUE_FOR_DELETION):
             departed = self.account.departed_on if self.account else None
+            if departed is None:
+                return "not started yet: enabled on its start date"
             return f"departed {departed}, export and deletion due {self.due_on}"
         if self.kind is ChangeKind.CREATE_ACCOUNT and self.account:
             state = "enabled" if self.account.enabled else "disabled until its start date"
@@ -100,12 +109,25 @@ class Plan:
         return (c for c in self.changes if c.kind is kind)
 
 
+def scope_of(accounts: Iterable[Account]) -> frozenset[tuple[str, Profile]]:
+    """The (school, profile) pairs a file speaks for."""
+    return frozenset((account.uai, account.profile) for account in accounts)
+
+
 def groups_of(account: Account, school_year: int) -> frozenset[str]:
     """The managed groups an account of the file belongs to this school year."""
-    names = {school_group(account.uai)}
-    names.update(class_group(account.uai, school_year, label) for label in account.classes)
-    names.update(other_group(account.uai, label) for label in account.groups)
-    return frozenset(names)
+    return _group_names(account.uai, account.classes, account.groups, school_year)
+
+
+@lru_cache(maxsize=65536)
+def _group_names(
+    uai: str, classes: tuple[str, ...], others: tuple[str, ...], school_year: int
+) -> frozenset[str]:
+    # Cached: a class's pupils share one set, so 500,000 accounts hold a few thousand sets.
+    names = {school_group(uai)}
+    names.update(class_group(uai, school_year, label) for label in classes)
+    names.update(other_group(uai, label) for label in others)
+    return frozenset(sys.intern(name) for name in names)
 
 
 def desired_groups(accounts: Iterable[Account], school_year: int) -> dict[str, GroupState]:
@@ -152,6 +174,7 @@ def target_state(
         end_date=account.end_date,
         departed_on=departed_on,
         login=account.login,
+        uai=account.uai,
     )
 
 
@@ -203,6 +226,16 @@ def plan(
     by_kind: dict[ChangeKind, list[Change]] = {kind: [] for kind in ChangeKind}
     wanted = list(accounts)
     groups = desired_groups(wanted, school_year)
+    scope = scope_of(wanted)
+    schools = {uai for uai, _profile in scope}
+    listed = {account.id.lower() for account in wanted}
+    # Groups an enabled account outside the file and its scope is in: not the file's to archive.
+    held_elsewhere = {
+        name
+        for key, existing in current.accounts.items()
+        if existing.enabled and key not in listed and (existing.uai, existing.profile) not in scope
+        for name in existing.groups
+    }
 
     for name, group in groups.items():
         existing = current.groups.get(name)
@@ -213,7 +246,9 @@ def plan(
                 Change(ChangeKind.RESTORE_GROUP, name, replace(existing, archived_on=None))
             )
     for name, existing in current.groups.items():
-        if name not in groups and existing.archived_on is None:
+        if name in groups or existing.archived_on is not None:
+            continue
+        if existing.uai in schools and name not in held_elsewhere:
             archived = replace(existing, archived_on=today)
             by_kind[ChangeKind.ARCHIVE_GROUP].append(
                 Change(ChangeKind.ARCHIVE_GROUP, name, archived)
@@ -228,7 +263,7 @@ def plan(
         for change in _account_changes(existing_account, target, grace):
             by_kind[change.kind].append(change)
     for key, existing_account in current.accounts.items():
-        if key in seen:
+        if key in seen or (existing_account.uai, existing_account.profile) not in scope:
             continue
         target = departed_state(existing_account, today)
         for change in _account_changes(existing_account, target, grace):
@@ -246,8 +281,13 @@ def plan(
                     due_on=departed + grace,
                 )
             )
-    # An account that comes back is no longer due: drop those entries.
-    returning = {c.target for c in by_kind[ChangeKind.ENABLE_ACCOUNT]}
+    # An account back in the file is no longer due (enabled now or on its start date).
+    returning = {
+        c.target
+        for kind in (ChangeKind.ENABLE_ACCOUNT, ChangeKind.UPDATE_ACCOUNT)
+        for c in by_kind[kind]
+        if c.account is not None and c.account.departed_on is None
+    }
     by_kind[ChangeKind.DUE_FOR_DELETION] = [
         c for c in by_kind[ChangeKind.DUE_FOR_DELETION] if c.target not in returning
     ]
@@ -272,7 +312,7 @@ def apply_to(state: DirectoryState, changes: Iterable[Change]) -> DirectoryState
             accounts[key] = change.account
         elif change.kind is ChangeKind.MOVE_ACCOUNT:
             new_groups = (current.groups - change.remove_groups) | change.add_groups
-            accounts[key] = replace(current, groups=new_groups)
+            accounts[key] = replace(current, groups=new_groups, uai=change.account.uai)
         elif change.kind is ChangeKind.UPDATE_ACCOUNT:
             accounts[key] = replace(
                 current, **{f: getattr(change.account, f) for f in change.fields}

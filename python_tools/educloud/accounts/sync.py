@@ -123,6 +123,9 @@ def make_plan(
         today=today,
         grace_days=policy.grace_days,
     )
+    if directory is not None:
+        creations = (c.account for c in report.plan.of_kind(ChangeKind.CREATE_ACCOUNT) if c.account)
+        report.problems.extend(Problem(0, "id", clash) for clash in directory.taken(creations))
     created = report.plan.counts()[ChangeKind.CREATE_ACCOUNT]
     report.path, report.offline_hint = choose_path(created, len(current.accounts))
     return report

@@ -69,6 +69,10 @@ def _iso_date(text: str) -> date | None:
         return None
 
 
+# Keycloak's person-name validator (user profile `person_name_prohibited_characters`).
+_NAME_REFUSED = frozenset('<>&"$%!#?§;*~/\\|^=[]{}()')
+
+
 def _has_control(text: str) -> bool:
     # isprintable() is the fast path; categories tell a control from a no-break space.
     return not text.isprintable() and any(
@@ -96,6 +100,7 @@ class _Validator:
         self.policy = policy
         self.id_pattern = re.compile(policy.id_pattern)
         self.first_line_of_id: dict[str, int] = {}
+        self.first_line_of_email: dict[str, int] = {}
 
     def check(self, row: SourceRow) -> tuple[_Line, Account | None]:
         line = _Line(row, list(row.problems))
@@ -174,6 +179,10 @@ class _Validator:
             line.bad(name, f"{len(value)} characters, more than {NAME_MAX}")
         if _has_control(value):
             line.bad(name, "contains a control character (invisible): retype the name")
+        refused = sorted(set(value) & _NAME_REFUSED)
+        if refused:
+            # The realm's user profile (person_name_prohibited_characters) refuses them.
+            line.bad(name, f"contains {' '.join(refused)}, which Keycloak refuses in a name")
 
     @staticmethod
     def _check_profile(line: _Line, value: str | None) -> Profile | None:
@@ -204,7 +213,13 @@ class _Validator:
         if len(value) > 254 or not _EMAIL.fullmatch(value):
             line.bad("email", f"{value!r} is not an e-mail address")
             return None
-        return value
+        # Keycloak stores addresses lower-cased and refuses one address on two accounts.
+        address = value.lower()
+        first = self.first_line_of_email.setdefault(address, line.row.line)
+        if first != line.row.line:
+            line.bad("email", f"{value!r} is already on line {first}: one address, one account")
+            return None
+        return address
 
     @staticmethod
     def _labels(line: _Line, name: str, value: str) -> tuple[tuple[str, ...], bool]:
@@ -259,6 +274,9 @@ def validate(rows: Iterable[SourceRow], policy: AccountsPolicy) -> Validated:
     accounts: list[Account] = []
     problems: list[Problem] = []
     classes_with_pupils: set[tuple[str, str]] = set()  # (uai, slug of the class label)
+    schools_with_pupils: set[str] = set()
+    # Two labels of one school with one slug would be one group: (uai, field, slug) -> label.
+    label_of_slug: dict[tuple[str, str, str], tuple[str, int]] = {}
     # Lines naming classes for someone who is not a pupil: checked once all pupils are known.
     naming_classes: list[tuple[_Line, int | None]] = []
     for row in rows:
@@ -266,9 +284,25 @@ def validate(rows: Iterable[SourceRow], policy: AccountsPolicy) -> Validated:
         problems.extend(line.problems)
         if account is not None:
             accounts.append(account)
+        if account is not None:
+            for field, labels in (("classes", account.classes), ("groups", account.groups)):
+                for label in labels:
+                    known, first = label_of_slug.setdefault(
+                        (account.uai, field, slug(label)), (label, row.line)
+                    )
+                    if known != label:
+                        problems.append(
+                            Problem(
+                                row.line,
+                                field,
+                                f"{label!r} and {known!r} (line {first}) would be one group in "
+                                f"{account.uai}: spell them alike or apart",
+                            )
+                        )
         if line.uai is None or not line.classes_ok:
             continue
         if line.profile is Profile.PUPIL:
+            schools_with_pupils.add(line.uai)
             # Even from a line with other problems: its class exists, the line needs fixing.
             classes_with_pupils.update((line.uai, slug(label)) for label in line.classes)
         elif line.profile is not None and line.classes:
@@ -276,6 +310,8 @@ def validate(rows: Iterable[SourceRow], policy: AccountsPolicy) -> Validated:
     rejected: set[int] = set()
     for line, index in naming_classes:
         assert line.uai is not None  # appended only with a UAI
+        if line.uai not in schools_with_pupils:
+            continue  # a file of staff only (one AAF feed a profile): nothing to check against
         unknown = [c for c in line.classes if (line.uai, slug(c)) not in classes_with_pupils]
         if unknown:
             problems.append(
