@@ -79,6 +79,7 @@ def directory_states(draw: st.DrawFn) -> DirectoryState:
     accounts = {}
     for account_id in draw(st.lists(st.sampled_from(IDS), unique=True)):
         enabled = draw(st.booleans())
+        member_of = frozenset(draw(st.sets(st.sampled_from(names)))) if names else frozenset()
         departed = None if enabled else draw(dates)
         accounts[account_id] = AccountState(
             id=account_id,
@@ -86,12 +87,15 @@ def directory_states(draw: st.DrawFn) -> DirectoryState:
             family_name="Martin",
             email=None,
             profile=draw(st.sampled_from(Profile)),
-            groups=frozenset(draw(st.sets(st.sampled_from(names)))) if names else frozenset(),
+            groups=member_of,
             enabled=enabled,
             end_date=draw(dates),
             departed_on=departed,
             login=draw(st.sampled_from(Login)),
-            uai=draw(st.sampled_from((*UAIS, ""))),
+            # As read_state derives it: the school whose group the account is in.
+            uai=min(
+                (groups[n].uai for n in member_of if groups[n].kind is GroupKind.SCHOOL), default=""
+            ),
         )
     return DirectoryState(accounts, groups)
 
