@@ -321,7 +321,10 @@ class KeycloakDirectory:
         for rep in self._paged("list users", "users", briefRepresentation="false"):
             names = frozenset(members.pop(rep["username"], ()))
             names = shared.setdefault(names, names)
-            school = next((groups[n].uai for n in names if groups[n].kind is GroupKind.SCHOOL), "")
+            # In two schools' groups (edited by hand)? The same one every time.
+            school = min(
+                (groups[n].uai for n in names if groups[n].kind is GroupKind.SCHOOL), default=""
+            )
             account = _account_state(rep, names, school)
             if account is not None:
                 accounts[account.id] = account
