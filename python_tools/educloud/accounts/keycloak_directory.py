@@ -197,6 +197,7 @@ class KeycloakDirectory:
         self.batch_size = 50
         self.import_workers = 2
         self.notices: list[str] = []
+        self._import_refused = False  # the service account lacks manage-realm
         # Usernames and addresses of the realm's other accounts (admins...): never created over.
         self.unmanaged: set[str] = set()
         self._user_ids: dict[str, str] = {}
@@ -396,6 +397,9 @@ class KeycloakDirectory:
         Payloads are built here, in order, so each account's password is journaled before
         its batch leaves; the requests run on the pool.
         """
+        if self._import_refused:
+            self._one_by_one(kind, todo, passwords, result, progress, self.workers)
+            return
         done = 0
         batches = list(_chunks(todo, self.batch_size))
         with ThreadPoolExecutor(max_workers=self.import_workers) as pool:
@@ -413,6 +417,7 @@ class KeycloakDirectory:
                     )
                 except PartialImportRefusedError as refused:
                     self.notices.append(str(refused))
+                    self._import_refused = True
                     rest = [c for batch in batches[start:] for c in batch]
                     self._one_by_one(kind, rest, passwords, result, progress, self.workers)
                     return
