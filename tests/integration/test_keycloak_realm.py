@@ -163,7 +163,17 @@ def test_no_social_identity_provider(kc_admin):
 def test_user_profile_keeps_only_the_listed_attributes(kc_admin, lab_keycloak):
     profile = kc_admin.connection.raw_get(f"admin/realms/{lab_keycloak.realm}/users/profile").json()
     names = {attribute["name"] for attribute in profile["attributes"]}
-    assert names == {"username", "email", "firstName", "lastName"}
+    # The role's default list: identity, plus the four attributes of the accounts policy (C4).
+    assert names == {
+        "username",
+        "email",
+        "firstName",
+        "lastName",
+        "educloud_profile",
+        "educloud_login",
+        "educloud_end_date",
+        "educloud_departed_on",
+    }
     assert profile.get("unmanagedAttributePolicy") in (None, "")
 
 
