@@ -119,8 +119,8 @@ def apply(directory, file: Path, state_dir: Path, *, today: date = TODAY, year: 
     )
 
 
-def plan_of(directory, file: Path, *, today: date = TODAY, year: int = YEAR):
-    report = make_plan(
+def report_of(directory, file: Path, *, today: date = TODAY, year: int = YEAR):
+    return make_plan(
         file,
         mapping="canonical",
         encoding=None,
@@ -129,6 +129,10 @@ def plan_of(directory, file: Path, *, today: date = TODAY, year: int = YEAR):
         today=today,
         year=year,
     )
+
+
+def plan_of(directory, file: Path, *, today: date = TODAY, year: int = YEAR):
+    report = report_of(directory, file, today=today, year=year)
     assert report.plan is not None, report.problems
     return report.plan
 
@@ -451,15 +455,7 @@ def test_an_unmanaged_account_is_never_created_over(kc_admin, scratch_realm, dir
     )
     file = write_csv(tmp_path / "annuaire.csv", [pupil(1, "3A"), pupil(2, "3A")])
 
-    report = make_plan(
-        file,
-        mapping="canonical",
-        encoding=None,
-        policy=load_policy(),
-        directory=directory,
-        today=TODAY,
-        year=YEAR,
-    )
+    report = report_of(directory, file)
     assert [p.message.split(":")[0] for p in report.problems] == ["eleve0001"]
     assert "not managed by educloud accounts" in report.problems[0].message
     with pytest.raises(InvalidFileError):
