@@ -11,7 +11,9 @@ REPORTS="$REPO/reports"
 # Debian packages the tooling needs on this (controller) machine.
 HOST_PACKAGES=(python3 python3-venv python3-dev debootstrap systemd-container apt-cacher-ng
                nftables iproute2 openssh-client ca-certificates maven
-               chromium geoip-bin geoip-database php8.2-cli gnupg)
+               chromium geoip-bin geoip-database php8.2-cli gnupg
+               # postgresql: the report service's unit tests start a throwaway cluster (C9).
+               postgresql)
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 2; }
@@ -35,7 +37,7 @@ setup() {
     say "creating the Python environment in .venv (pinned dependencies)"
     /usr/bin/python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q -e "$REPO[test]"
+    "$VENV/bin/pip" install -q -e "$REPO[controller,test]"
     echo "$want" > "$stamp"
   fi
   export PATH="$VENV/bin:$PATH"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +17,6 @@ from rich.table import Table
 from educloud.accounts.keycloak_directory import ImportPath, KeycloakDirectory
 from educloud.accounts.plan import ChangeKind
 from educloud.accounts.sync import PlanReport
-from educloud.errors import EducloudError
 
 accounts_app = typer.Typer(
     no_args_is_help=True,
@@ -216,20 +214,9 @@ def apply_command(
     policy = load_policy()
     nextcloud = None
     if nextcloud_url:
-        from educloud.nextcloud_api import NextcloudClient
+        from educloud.nextcloud_api import client_from_env
 
-        app_password = os.environ.get("EDUCLOUD_NEXTCLOUD_PASSWORD")
-        if not app_password:
-            raise EducloudError(
-                "--nextcloud-url needs EDUCLOUD_NEXTCLOUD_PASSWORD (an app password of "
-                "EDUCLOUD_NEXTCLOUD_USER, default admin) in the environment"
-            )
-        nextcloud = NextcloudClient(
-            nextcloud_url,
-            os.environ.get("EDUCLOUD_NEXTCLOUD_USER", "admin"),
-            app_password,
-            verify=os.environ.get("EDUCLOUD_NEXTCLOUD_CA", True),
-        )
+        nextcloud = client_from_env(nextcloud_url)
     with (
         _directory(inventory, realm, False, client_id) as (directory, default_login),
         _progress_bars(not as_json) as progress,

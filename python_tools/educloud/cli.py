@@ -16,8 +16,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from educloud import data_rights_cli
 from educloud.accounts_cli import accounts_app
 from educloud.errors import EducloudError
+from educloud.export_cli import export_app
+from educloud.moderation_cli import moderation_app
+from educloud.retention_cli import retention_app
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -27,6 +31,11 @@ app = typer.Typer(
 lab_app = typer.Typer(no_args_is_help=True, help="The local lab of Debian 12 hosts.")
 app.add_typer(lab_app, name="lab")
 app.add_typer(accounts_app, name="accounts")
+app.command("stats")(data_rights_cli.stats)
+app.command("docs")(data_rights_cli.docs)
+app.add_typer(retention_app, name="retention")
+app.add_typer(export_app, name="export")
+app.add_typer(moderation_app, name="moderation")
 
 console = Console()
 err_console = Console(stderr=True)

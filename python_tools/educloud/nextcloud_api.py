@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import socket
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -42,6 +43,13 @@ _LAB_SUFFIX = ".test"
 # groupfolders README "REST API" and its maintainer in nextcloud/groupfolders#63:
 # index.php/apps/groupfolders/folders, index.php can be dropped with pretty URLs only.
 _GROUP_FOLDERS = "/index.php/apps/groupfolders/folders"
+DOWNLOAD_CHUNK = 1 << 20
+"""Bytes per chunk of a streamed download (stream_download, stream_calendar...)."""
+_CALDAV_CALENDAR = "{urn:ietf:params:xml:ns:caldav}calendar"
+_CARDDAV_ADDRESSBOOK = "{urn:ietf:params:xml:ns:carddav}addressbook"
+# Address books the server builds from other accounts (the system address book): not
+# data the user created (apps/dav/lib/CardDAV/SyncService and ContactsManager).
+_GENERATED_BOOK_PREFIXES = ("z-server-generated--", "z-app-generated--")
 
 
 class NextcloudError(EducloudError):
@@ -156,6 +164,18 @@ class DavEntry:
         return self.path.rsplit("/", 1)[-1]
 
 
+@dataclass(frozen=True)
+class DavCollection:
+    """A calendar or an address book of the user's DAV home."""
+
+    name: str
+    """The last segment of its URL, as stream_calendar / stream_address_book take it."""
+    display_name: str
+    resource_types: frozenset[str] = frozenset()
+    """Clark names of its d:resourcetype children, e.g. {urn:ietf:params:xml:ns:caldav}calendar."""
+    owner_principal: str | None = None
+
+
 class NextcloudClient:
     """One Nextcloud account (an admin for provisioning and group folders).
 
@@ -218,6 +238,29 @@ class NextcloudClient:
         hints = {404: f"no user {user_id}: check the id (list_users)"}
         data = self._ocs(what, lambda: self._wrapper.get_user(_segment(user_id)), hints)
         return _user(data, what)
+
+    def storage_used(self, user_id: str) -> int | None:
+        """Bytes the user's files take (the provisioning API's `quota.used`); None: no user.
+
+        user_oidc creates the Nextcloud account at its first login, so an account of the
+        directory that never used Nextcloud has none. Nextcloud gives `used` 0 while the
+        user's storage is not set up yet (UsersController::fillStorageInfo).
+        """
+        what = f"read the storage used by {user_id}"
+        try:
+            data = self._ocs(what, lambda: self._wrapper.get_user(_segment(user_id)))
+        except NextcloudRequestError as exc:
+            if exc.ocs_status == 404 or exc.http_status == 404:
+                return None
+            raise
+        quota = data.get("quota") if isinstance(data, dict) else None
+        used = quota.get("used", 0) if isinstance(quota, dict) else 0
+        try:
+            return max(int(used), 0)
+        except (TypeError, ValueError):
+            raise NextcloudRequestError(
+                f"{what}: quota.used is {used!r}, not a number of bytes", http_status=200
+            ) from None
 
     def create_user(
         self,
@@ -383,6 +426,26 @@ class NextcloudClient:
             hints,
         )
 
+    def public_link_active(self, token: str) -> bool:
+        """Whether the public link /s/<token> still opens, as for anyone following it.
+
+        The OCS share API lists and deletes only the caller's own shares (ocs-share-api
+        "Get all Shares"; ShareAPIController::canDeleteShare in nextcloud/server allows the
+        owner, the sharer or the recipient, and no admin): this is how a share of another
+        account is known to be gone. 404 is gone; 200 (the page) or 303 (a password
+        prompt, ShareController) is active.
+        """
+        if not token or not all(c.isascii() and (c.isalnum() or c in "-_") for c in token):
+            raise NextcloudError(f"{token!r} is not a public link token (letters, digits, -, _)")
+        what = f"open public link {token}"
+        response = self._http.send("GET", self._http.url(f"/index.php/s/{token}"))
+        if response.status_code == 404:
+            return False
+        if response.status_code in (200, 302, 303):
+            return True
+        self._http.expect(what, response, (200,))
+        return True  # not reached: expect raised
+
     def _create_share(
         self,
         path: str,
@@ -501,6 +564,29 @@ class NextcloudClient:
             )
         return entries[0].file_id
 
+    def stream_download(self, path: str, chunk_size: int = DOWNLOAD_CHUNK) -> Iterator[bytes]:
+        """The file's bytes in chunks of at most `chunk_size`: never the whole file in memory.
+
+        The request is sent on the first iteration; the connection is released when the
+        iterator is exhausted or closed.
+        """
+        return self._stream(
+            f"download {path}",
+            self._dav_url(path),
+            chunk_size,
+            {404: f"{path} does not exist in {self.user}'s files"},
+        )
+
+    def walk(self, path: str = "") -> Iterator[DavEntry]:
+        """Every file and folder under `path`, parents first; one folder listed at a time."""
+        pending = [_clean_path(path)]
+        while pending:
+            folder = pending.pop()
+            entries = self.list_folder(folder)
+            yield from entries
+            # Reversed so that the first subfolder is walked first (sorted output).
+            pending.extend(entry.path for entry in reversed(entries) if entry.is_dir)
+
     def _propfind(self, what: str, path: str, depth: int) -> list[DavEntry]:
         response = self._http.send(
             "PROPFIND",
@@ -523,6 +609,81 @@ class NextcloudClient:
         cleaned = _clean_path(path)
         quoted = "/".join(_segment(part) for part in cleaned.split("/")) if cleaned else ""
         return self._http.url(f"/remote.php/dav/files/{_segment(self.user)}/{quoted}")
+
+    # -- calendars and contacts: CalDAV and CardDAV exports ----------------------------
+    # https://docs.nextcloud.com/server/latest/developer_manual/client_apis/WebDAV/index.html
+    # (calendars/<uid>/, addressbooks/users/<uid>/); "?export" answers the whole collection
+    # as one iCalendar or vCard document (sabre's ICSExportPlugin and VCFExportPlugin).
+
+    def list_calendars(self) -> list[DavCollection]:
+        """This user's own calendars (not the scheduling inbox/outbox, the trash bin, or
+        calendars others share with them)."""
+        home = f"/remote.php/dav/calendars/{_segment(self.user)}/"
+        found = self._collections(f"list calendars of {self.user}", home)
+        return [c for c in found if _CALDAV_CALENDAR in c.resource_types and self._owns(c)]
+
+    def list_address_books(self) -> list[DavCollection]:
+        """This user's own address books (not the generated system address book, or books
+        others share with them)."""
+        home = f"/remote.php/dav/addressbooks/users/{_segment(self.user)}/"
+        found = self._collections(f"list address books of {self.user}", home)
+        return [
+            c
+            for c in found
+            if _CARDDAV_ADDRESSBOOK in c.resource_types
+            and not c.name.startswith(_GENERATED_BOOK_PREFIXES)
+            and self._owns(c)
+        ]
+
+    def stream_calendar(self, name: str, chunk_size: int = DOWNLOAD_CHUNK) -> Iterator[bytes]:
+        """The calendar as one iCalendar document (text/calendar), in chunks."""
+        url = self._http.url(f"/remote.php/dav/calendars/{_segment(self.user)}/{_segment(name)}")
+        hints = {404: f"{self.user} has no calendar {name} (list_calendars)"}
+        return self._stream(f"export calendar {name}", url + "?export", chunk_size, hints)
+
+    def stream_address_book(self, name: str, chunk_size: int = DOWNLOAD_CHUNK) -> Iterator[bytes]:
+        """The address book as one vCard document (text/vcard), in chunks."""
+        url = self._http.url(
+            f"/remote.php/dav/addressbooks/users/{_segment(self.user)}/{_segment(name)}"
+        )
+        hints = {404: f"{self.user} has no address book {name} (list_address_books)"}
+        return self._stream(f"export address book {name}", url + "?export", chunk_size, hints)
+
+    def _owns(self, collection: DavCollection) -> bool:
+        owner = collection.owner_principal
+        return owner is None or owner.rstrip("/").rsplit("/", 1)[-1] == self.user
+
+    def _collections(self, what: str, home: str) -> list[DavCollection]:
+        response = self._http.send(
+            "PROPFIND",
+            self._http.url(home),
+            headers={"Depth": "1", "Content-Type": "application/xml; charset=utf-8"},
+            data=_COLLECTIONS_PROPFIND_BODY,
+        )
+        hints = {404: f"no such DAV home for {self.user} (is the dav app enabled?)"}
+        self._http.expect(what, response, (207,), hints)
+        try:
+            return _dav_collections(response.content, self._http.base_path + home)
+        except (ET.ParseError, ValueError) as exc:
+            raise NextcloudRequestError(
+                f"{what}: unreadable WebDAV answer ({exc}): is the base URL a Nextcloud?",
+                http_status=response.status_code,
+            ) from exc
+
+    def _stream(
+        self, what: str, url: str, chunk_size: int, hints: Mapping[int, str]
+    ) -> Iterator[bytes]:
+        response = self._http.send("GET", url, stream=True)
+        try:
+            self._http.expect(what, response, (200,), hints)
+            try:
+                yield from response.iter_content(chunk_size)
+            except requests.exceptions.RequestException as exc:
+                raise NextcloudConnectionError(
+                    f"{what}: the download broke off ({type(exc).__name__}): run again"
+                ) from exc
+        finally:
+            response.close()
 
     # -- the plumbing ----------------------------------------------------------------------
 
@@ -617,7 +778,9 @@ class _Http:
         headers: Mapping[str, str] | None = None,
         params: Any = None,
         data: Any = None,
+        stream: bool = False,
     ) -> requests.Response:
+        """One request; with `stream` the body is read as the caller iterates over it."""
         request = f"{method.upper()} {urlsplit(url).path}"
         try:
             return self._session.request(
@@ -626,6 +789,7 @@ class _Http:
                 headers=dict(headers or {}),
                 params=params,
                 data=data,
+                stream=stream,
                 timeout=self._timeout,
                 # Per call: a session-level verify loses to REQUESTS_CA_BUNDLE.
                 verify=self._verify,
@@ -769,6 +933,27 @@ class _WrapperSession:
         if url.startswith(self._http.origin):
             url = self._http.url(url[len(self._http.origin) :])
         return self._http.send(method, url, headers=headers, params=params, data=data)
+
+
+USER_ENV = "EDUCLOUD_NEXTCLOUD_USER"
+PASSWORD_ENV = "EDUCLOUD_NEXTCLOUD_PASSWORD"  # noqa: S105 (a variable name)
+CA_ENV = "EDUCLOUD_NEXTCLOUD_CA"
+
+
+def client_from_env(base_url: str) -> NextcloudClient:
+    """A client for the admin account the environment names (never the command line)."""
+    app_password = os.environ.get(PASSWORD_ENV)
+    if not app_password:
+        raise NextcloudError(
+            f"a Nextcloud URL needs {PASSWORD_ENV} (an app password of {USER_ENV}, "
+            "default admin) in the environment"
+        )
+    return NextcloudClient(
+        base_url,
+        os.environ.get(USER_ENV, "admin"),
+        app_password,
+        verify=os.environ.get(CA_ENV, True),
+    )
 
 
 def _check_target_host(host: str, port: int) -> None:
@@ -924,6 +1109,48 @@ def _dav_entries(content: bytes, root_path: str) -> list[DavEntry]:
             )
         )
     return entries
+
+
+_COLLECTIONS_PROPFIND_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>'
+    b'<d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:prop>'
+    b"<d:resourcetype/><d:displayname/><oc:owner-principal/>"
+    b"</d:prop></d:propfind>"
+)
+
+
+def _dav_collections(content: bytes, home: str) -> list[DavCollection]:
+    """The collections directly in a DAV home (not the home itself)."""
+    root = ET.fromstring(content)  # noqa: S314 - expat >= 2.4 refuses entity expansion bombs
+    found = []
+    for response in root.iter(f"{_DAV}response"):
+        href = unquote(urlsplit(response.findtext(f"{_DAV}href") or "").path)
+        if not href.startswith(unquote(home).rstrip("/")):
+            raise ValueError(f"href {href} is outside {home}")
+        name = href[len(unquote(home).rstrip("/")) :].strip("/")
+        if not name:
+            continue
+        props: dict[str, ET.Element] = {}
+        for propstat in response.iter(f"{_DAV}propstat"):
+            if (propstat.findtext(f"{_DAV}status") or "").split()[1:2] != ["200"]:
+                continue
+            for prop in propstat.iter(f"{_DAV}prop"):
+                props.update((child.tag, child) for child in prop)
+        resource_type = props.get(f"{_DAV}resourcetype")
+        owner = props.get(f"{_OC}owner-principal")
+        # Nextcloud writes the owner as text; other servers as a d:href child.
+        owner_href = None if owner is None else (owner.findtext(f"{_DAV}href") or owner.text)
+        found.append(
+            DavCollection(
+                name=name,
+                display_name=_prop_text(props, f"{_DAV}displayname") or name,
+                resource_types=frozenset(
+                    child.tag for child in (resource_type if resource_type is not None else [])
+                ),
+                owner_principal=(owner_href or "").strip() or None,
+            )
+        )
+    return found
 
 
 def _prop_text(props: Mapping[str, ET.Element], name: str) -> str | None:

@@ -167,6 +167,10 @@ def _cross_check(policies: Policies, problems: list[Problem]) -> None:
                 )
             )
         for c_index, control in enumerate(guarantee.controls):
+            if not (repo_root() / "roles").is_dir():
+                # Installed on a server (the retention timer): no roles to compare with;
+                # the checkout the roles were deployed from validated these references.
+                break
             known = _role_variables(control.role)
             if known is None:
                 problems.append(
@@ -340,3 +344,33 @@ def charter_test_problems(
         if not named:
             problems.append(Problem(f"tests/charter/{check}", "", "no charter marker"))
     return problems
+
+
+STATISTICS_FILE = "statistics"
+DEFAULT_SMALL_COUNT_THRESHOLD = 10
+DEFAULT_ACTIVE_DAYS = 30
+
+
+@dataclass(frozen=True)
+class StatisticsPolicy:
+    """policies/statistics.yml (C12): how small a count may be printed, what "active" means."""
+
+    small_count_threshold: int = DEFAULT_SMALL_COUNT_THRESHOLD
+    active_days: int = DEFAULT_ACTIVE_DAYS
+
+
+def load_statistics(directory: Path | None = None) -> StatisticsPolicy:
+    """Read and validate statistics.yml; a policy copy without the file gets the defaults.
+
+    Kept apart from `load` so that an operator's older copy of policies/ stays valid.
+    """
+    directory = (directory or policies_dir()).resolve()
+    if not (directory / f"{STATISTICS_FILE}.yml").is_file():
+        return StatisticsPolicy()
+    problems: list[Problem] = []
+    data = _read(directory, STATISTICS_FILE, problems)
+    if problems:
+        raise PolicyError(problems)
+    return StatisticsPolicy(
+        small_count_threshold=data["small_count_threshold"], active_days=data["active_days"]
+    )

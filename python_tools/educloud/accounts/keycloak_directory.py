@@ -91,6 +91,43 @@ class ApplyResult:
     created_ids: dict[str, str] = field(default_factory=dict)  # username -> Keycloak id
 
 
+def connect_admin(connection: Connection, *, pool: int = 4) -> KeycloakAdmin:
+    """An admin client logged in with the service account's client credentials.
+
+    Every failure a user can cause (wrong secret, unreachable server, missing role) is a
+    KeycloakDirectoryError with one line saying what to check.
+    """
+    try:
+        oidc = KeycloakOpenIDConnection(
+            server_url=connection.server_url,
+            realm_name=connection.realm,
+            user_realm_name=connection.realm,
+            client_id=connection.client_id,
+            client_secret_key=connection.client_secret,
+            verify=connection.verify,
+            timeout=int(connection.timeout),
+            pool_maxsize=max(pool, 4),
+        )
+        admin = KeycloakAdmin(connection=oidc)
+        admin.connection.get_token()
+    except KeycloakAuthenticationError as exc:
+        raise KeycloakDirectoryError(
+            f"Keycloak refused the client {connection.client_id!r} of realm "
+            f"{connection.realm!r}: check its client secret (HTTP {exc.response_code})"
+        ) from None
+    except (requests.exceptions.RequestException, KeycloakConnectionError) as exc:
+        raise KeycloakDirectoryError(
+            f"Keycloak at {connection.server_url} is unreachable "
+            f"({type(exc).__name__}): check the URL and that the server is up"
+        ) from None
+    except KeycloakError as exc:
+        raise KeycloakDirectoryError(
+            f"Keycloak at {connection.server_url} refused the service account "
+            f"{connection.client_id!r} (HTTP {exc.response_code}): {_reason(exc)}"
+        ) from None
+    return admin
+
+
 def _one(attrs: Mapping[str, Sequence[str]] | None, name: str) -> str | None:
     values = (attrs or {}).get(name) or []
     return values[0] if values else None
@@ -206,35 +243,7 @@ class KeycloakDirectory:
     @classmethod
     def connect(cls, connection: Connection, *, workers: int = 4) -> KeycloakDirectory:
         """Log in with the service account's client credentials (clear errors otherwise)."""
-        try:
-            oidc = KeycloakOpenIDConnection(
-                server_url=connection.server_url,
-                realm_name=connection.realm,
-                user_realm_name=connection.realm,
-                client_id=connection.client_id,
-                client_secret_key=connection.client_secret,
-                verify=connection.verify,
-                timeout=int(connection.timeout),
-                pool_maxsize=max(workers, 4),
-            )
-            admin = KeycloakAdmin(connection=oidc)
-            admin.connection.get_token()
-        except KeycloakAuthenticationError as exc:
-            raise KeycloakDirectoryError(
-                f"Keycloak refused the client {connection.client_id!r} of realm "
-                f"{connection.realm!r}: check its client secret (HTTP {exc.response_code})"
-            ) from None
-        except (requests.exceptions.RequestException, KeycloakConnectionError) as exc:
-            raise KeycloakDirectoryError(
-                f"Keycloak at {connection.server_url} is unreachable "
-                f"({type(exc).__name__}): check the URL and that the server is up"
-            ) from None
-        except KeycloakError as exc:
-            raise KeycloakDirectoryError(
-                f"Keycloak at {connection.server_url} refused the service account "
-                f"{connection.client_id!r} (HTTP {exc.response_code}): {_reason(exc)}"
-            ) from None
-        return cls(admin, connection.realm, workers=workers)
+        return cls(connect_admin(connection, pool=workers), connection.realm, workers=workers)
 
     # -- HTTP ---------------------------------------------------------------------------
 
@@ -293,6 +302,10 @@ class KeycloakDirectory:
             first += PAGE
 
     # -- reading ------------------------------------------------------------------------
+
+    def keycloak_id(self, username: str) -> str | None:
+        """Keycloak's id of a managed account, as the last read_state or apply saw it."""
+        return self._user_ids.get(username)
 
     def read_state(self, progress: Progress | None = None) -> DirectoryState:
         """The managed groups, accounts and memberships of the realm.

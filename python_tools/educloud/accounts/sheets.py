@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
 import string
 import tempfile
 import unicodedata
@@ -23,8 +22,8 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from educloud.accounts.model import slug
-from educloud.commands import run
 from educloud.errors import EducloudError
+from educloud.pdf import print_pdf
 
 # Characters a child can read and type without confusion: no 0/O/o and no 1/l/I.
 _CONFUSABLE = frozenset("0Oo1lI")
@@ -35,8 +34,6 @@ PASSWORD_ALPHABET = PASSWORD_UPPER + PASSWORD_LOWER + PASSWORD_DIGITS
 # The realm's password policy is `length(12) and notUsername and notEmail`.
 MIN_PASSWORD_LENGTH = 12
 
-# Printing one class takes a few seconds; two minutes means chromium is stuck.
-PDF_TIMEOUT_SECONDS = 120.0
 # The sheet of pupils the export gives no class (its label is empty).
 NO_CLASS_LABEL = "sans classe"
 NO_CLASS_STEM = "sans-classe"
@@ -156,47 +153,6 @@ def _write_private(path: Path, content: str) -> None:
         raise
 
 
-def _print_pdf(html: Path, pdf: Path, chromium: str) -> None:
-    """Print `html` to `pdf` with headless chromium; the page is self-contained, so offline."""
-    executable = shutil.which(chromium)
-    if executable is None:
-        raise EducloudError(
-            f"printing the credential sheets to PDF needs {chromium!r}, which is not installed: "
-            "install Debian's chromium package (apt-get install chromium), or print the HTML "
-            "sheets from a browser"
-        )
-    # Written next to its destination (a 0700 directory), then renamed: all or nothing.
-    partial = pdf.with_name(f".{pdf.name}.partial")
-    partial.unlink(missing_ok=True)
-    # A throw-away profile: chromium keeps nothing of the page (passwords) in the user's home.
-    try:
-        with tempfile.TemporaryDirectory(prefix="educloud-chromium-") as profile:
-            run(
-                [
-                    executable,
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--no-pdf-header-footer",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    f"--user-data-dir={profile}",
-                    f"--print-to-pdf={partial}",
-                    html.resolve().as_uri(),
-                ],
-                what=f"printing {html.name} to PDF with chromium",
-                timeout=PDF_TIMEOUT_SECONDS,
-            )
-        if not partial.is_file() or partial.stat().st_size == 0:
-            raise EducloudError(f"chromium wrote no PDF for {html}; print the HTML from a browser")
-        partial.chmod(0o600)
-        os.replace(partial, pdf)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
 def render_class_sheets(
     slips: Iterable[CredentialSlip],
     out_dir: Path,
@@ -235,7 +191,7 @@ def render_class_sheets(
         written.append(html)
         if pdf:
             pdf_path = html.with_suffix(".pdf")
-            _print_pdf(html, pdf_path, chromium)
+            print_pdf(html, pdf_path, chromium, document="the credential sheets")
             written.append(pdf_path)
     return written
 

@@ -19,7 +19,6 @@ from educloud.accounts.keycloak_directory import Connection
 from educloud.errors import EducloudError
 
 SECRET_ENV = "EDUCLOUD_ACCOUNTS_CLIENT_SECRET"  # noqa: S105 (a variable name)
-SECRET_FILE_ENV = "EDUCLOUD_ACCOUNTS_CLIENT_SECRET_FILE"  # noqa: S105 (a variable name)
 DEFAULT_CLIENT = "educloud-accounts"  # daily runs: manage-users only
 BULK_CLIENT = "educloud-accounts-bulk"  # first loads and rollovers: partial import
 
@@ -46,21 +45,22 @@ def _lab_secret(found: Any, client_id: str) -> str | None:
     return None
 
 
-def _secret(inventory: Path, found: Any, client_id: str) -> str:
-    if os.environ.get(SECRET_ENV):
-        return os.environ[SECRET_ENV]
-    secret_file = os.environ.get(SECRET_FILE_ENV)
+def _secret(inventory: Path, found: Any, client_id: str, secret_env: str) -> str:
+    if os.environ.get(secret_env):
+        return os.environ[secret_env]
+    secret_file_env = f"{secret_env}_FILE"
+    secret_file = os.environ.get(secret_file_env)
     if secret_file:
         try:
             return Path(secret_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise EducloudError(f"{SECRET_FILE_ENV}: cannot read {secret_file}: {exc}") from None
+            raise EducloudError(f"{secret_file_env}: cannot read {secret_file}: {exc}") from None
     if inventory.resolve().name == "lab":
         value = _lab_secret(found, client_id)
         if value:
             return value
     raise EducloudError(
-        f"the service client's secret is missing: set {SECRET_ENV} or {SECRET_FILE_ENV} "
+        f"the service client's secret is missing: set {secret_env} or {secret_file_env} "
         f"(the secret of client {client_id} in the realm, keycloak_service_clients)"
     )
 
@@ -70,8 +70,10 @@ def from_inventory(
     *,
     realm: str | None = None,
     client_id: str = DEFAULT_CLIENT,
+    secret_env: str = SECRET_ENV,
     ca_file: str | None = None,
 ) -> Target:
+    """The realm and service client of `inventory`; the secret from `secret_env`(`_FILE`)."""
     from educloud.charter import deployment
 
     found = deployment.load(inventory)
@@ -96,7 +98,7 @@ def from_inventory(
         server_url=found.keycloak_admin_url,
         realm=realm,
         client_id=client_id,
-        client_secret=_secret(inventory, found, client_id),
+        client_secret=_secret(inventory, found, client_id, secret_env),
         verify=verify,
     )
     login_url = found.keycloak_url and f"{found.keycloak_url}/realms/{realm}/account"

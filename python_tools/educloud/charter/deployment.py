@@ -28,6 +28,10 @@ class Deployment:
     keycloak_admin_url: str
     realms: tuple[str, ...]
     privacy_path: str
+    # The report form every public site serves (C9); None when the inventory has none.
+    reporting_path: str | None = None
+    # The admin site serving the moderation API at /moderation/api/ (None: not exposed).
+    moderation_site: str | None = None
 
     def in_group(self, group: str) -> tuple[InventoryHost, ...]:
         return tuple(h for h in self.hosts if group in h.groups)
@@ -70,10 +74,15 @@ def load(inventory: Path) -> Deployment:
         raise EducloudError(f"inventory {inventory} has no hosts")
     sites: list[Site] = []
     privacy_path = "/confidentialite"
+    reporting_path = moderation_site = None
     for host in hosts:
         if "reverse_proxy" not in host.groups:
             continue
         privacy_path = str(host.variables.get("reverse_proxy_privacy_notice_path", privacy_path))
+        if host.variables.get("reverse_proxy_reporting_upstream"):
+            reporting_path = str(host.variables.get("reverse_proxy_reporting_path", "/signalement"))
+            moderation_site = str(host.variables.get("reverse_proxy_reporting_admin_site") or "")
+            moderation_site = moderation_site if _literal(moderation_site) else None
         for site in host.variables.get("reverse_proxy_sites", []) or []:
             name = site.get("name")
             if not _literal(name):
@@ -95,6 +104,8 @@ def load(inventory: Path) -> Deployment:
         keycloak_admin_url=keycloak_admin_url,
         realms=tuple(realms),
         privacy_path=privacy_path,
+        reporting_path=reporting_path,
+        moderation_site=moderation_site or None,
     )
 
 

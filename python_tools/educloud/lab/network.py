@@ -3,7 +3,8 @@
 Each lab host gets its own veth link (created by systemd-nspawn) attached to the bridge.
 Safety: lab hosts have no default route, and the host drops every forwarded packet
 that comes from or goes to the lab bridge, so no lab traffic can leave this machine.
-The host accepts from lab links only the apt proxy, the artifact server and the decoy.
+The host accepts from lab links only the apt proxy, the artifact server, the SMTP sink
+and the decoy.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from educloud.lab.settings import (
     DECOY_PORT,
     LAB_NETWORK,
     NFT_TABLE,
+    SMTP_SINK_PORT,
 )
 
 NF_LOG_ALL_NETNS = Path("/proc/sys/net/netfilter/nf_log_all_netns")
@@ -30,7 +32,7 @@ def _link_exists(name: str) -> bool:
     return run(["ip", "link", "show", name], what="reading links", check=False).returncode == 0
 
 
-LAB_SERVICE_PORTS = f"{APT_PROXY_PORT}, {ARTIFACT_PORT}"
+LAB_SERVICE_PORTS = f"{APT_PROXY_PORT}, {ARTIFACT_PORT}, {SMTP_SINK_PORT}"
 
 
 def nft_ruleset() -> str:

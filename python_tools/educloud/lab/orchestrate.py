@@ -103,7 +103,7 @@ def _up(paths: LabPaths, names: Sequence[str] | None, progress: Progress) -> UpR
     mirror = host_debian_mirror()
     progress("network: bridge and safety rules")
     network.up()
-    progress(f"services: apt proxy (to {mirror}), artifacts, decoy")
+    progress(f"services: apt proxy (to {mirror}), artifacts, SMTP sink, decoy")
     services.start_all(paths, mirror)
     created_secrets = secrets.ensure(paths)
     if created_secrets:

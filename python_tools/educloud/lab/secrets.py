@@ -29,6 +29,10 @@ LAB_SECRETS = (
     "vault_redis_password",
     "vault_accounts_client_secret",
     "vault_accounts_bulk_client_secret",
+    "vault_data_rights_client_secret",
+    "vault_reports_db_password",
+    "vault_reports_form_secret",
+    "vault_reports_moderation_token",
 )
 
 

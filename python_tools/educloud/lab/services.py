@@ -1,8 +1,10 @@
-"""Host-side services on the lab bridge: apt proxy, artifact server, and the decoy.
+"""Host-side services on the lab bridge: apt proxy, artifact server, SMTP sink, and the decoy.
 
 - apt-cacher-ng forwards Debian package requests to the host's own mirror and caches them;
 - a read-only HTTP server publishes the artifact directory (release archives such as
   Keycloak's, fetched on the host from a registry this machine reaches);
+- the SMTP sink is the lab's mail relay (policies/egress.yml, purpose mail_relay): it files
+  every message in a maildir under the lab directory and delivers nothing (smtp_sink.py);
 - the decoy is a lab address that answers HTTP but that no egress policy lists, so the
   charter checks can prove that egress filtering refuses it.
 """
@@ -27,6 +29,7 @@ from educloud.lab.settings import (
     BRIDGE_ADDRESS,
     DECOY_ADDRESS,
     DECOY_PORT,
+    SMTP_SINK_PORT,
     LabPaths,
 )
 
@@ -43,13 +46,20 @@ class Service:
     @property
     def marker(self) -> str:
         """What its command line contains: the program, or the address it serves."""
-        return "apt-cacher-ng" if self.name == "apt-cacher-ng" else self.address
+        if self.name in MARKERS:
+            return MARKERS[self.name]
+        return self.address
+
+
+# Services sharing an address are told apart by their program.
+MARKERS = {"apt-cacher-ng": "apt-cacher-ng", "smtp-sink": "educloud.lab.smtp_sink"}
 
 
 APT_PROXY = Service("apt-cacher-ng", str(BRIDGE_ADDRESS), APT_PROXY_PORT)
 ARTIFACTS = Service("artifacts", str(BRIDGE_ADDRESS), ARTIFACT_PORT)
+SMTP_SINK = Service("smtp-sink", str(BRIDGE_ADDRESS), SMTP_SINK_PORT)
 DECOY = Service("decoy", str(DECOY_ADDRESS), DECOY_PORT)
-ALL_SERVICES = (APT_PROXY, ARTIFACTS, DECOY)
+ALL_SERVICES = (APT_PROXY, ARTIFACTS, SMTP_SINK, DECOY)
 
 
 def read_pid(pidfile: Path, marker: str) -> int | None:
@@ -110,18 +120,14 @@ def _acng_config(paths: LabPaths, mirror: str) -> Path:
 
 def _start_python_server(service: Service, paths: LabPaths, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
+    arguments = ["--bind", service.address, "--directory", str(directory)]
+    _start_python_module(service, paths, ["http.server", str(service.port), *arguments])
+
+
+def _start_python_module(service: Service, paths: LabPaths, module_args: list[str]) -> None:
     log = (paths.logs / f"{service.name}.log").open("ab")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "http.server",
-            str(service.port),
-            "--bind",
-            service.address,
-            "--directory",
-            str(directory),
-        ],
+        [sys.executable, "-m", *module_args],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,
@@ -142,6 +148,11 @@ def start_all(paths: LabPaths, mirror: str) -> None:
     if not is_running(ARTIFACTS, paths):
         _start_python_server(ARTIFACTS, paths, paths.artifacts)
     _wait_port(ARTIFACTS)
+    if not is_running(SMTP_SINK, paths):
+        arguments = ["--bind", SMTP_SINK.address, "--port", str(SMTP_SINK.port)]
+        arguments += ["--maildir", str(paths.mail)]
+        _start_python_module(SMTP_SINK, paths, ["educloud.lab.smtp_sink", *arguments])
+    _wait_port(SMTP_SINK)
     if not is_running(DECOY, paths):
         decoy_dir = paths.run / "decoy"
         decoy_dir.mkdir(exist_ok=True)

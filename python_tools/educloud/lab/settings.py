@@ -24,6 +24,9 @@ BRIDGE_ADDRESS = ipaddress.IPv4Address("198.18.0.1")
 DECOY_ADDRESS = ipaddress.IPv4Address("198.18.0.254")
 APT_PROXY_PORT = 3142
 ARTIFACT_PORT = 8088
+# The lab's mail relay (policies/egress.yml, purpose mail_relay): an SMTP sink that files
+# every message in a maildir under the lab directory (LabPaths.mail), delivering nothing.
+SMTP_SINK_PORT = 2525
 DECOY_PORT = 8443
 # Hosts not in the topology (molecule platforms, drill hosts) get addresses from here.
 DYNAMIC_RANGE = (100, 199)
@@ -75,6 +78,11 @@ class LabPaths:
     @property
     def artifacts(self) -> Path:
         return self.root / "artifacts"
+
+    @property
+    def mail(self) -> Path:
+        """The SMTP sink's maildir: each message a file in new/."""
+        return self.root / "mail"
 
     @property
     def state_file(self) -> Path:

@@ -1,8 +1,11 @@
-"""Keycloak on a converged host: service, sockets, files, sandbox, health, realm (testinfra)."""
+"""Keycloak on a converged host: service, sockets, files, sandbox, realm, login page (testinfra)."""
 
 from __future__ import annotations
 
 import json
+import re
+import shlex
+from urllib.parse import urlencode
 
 import pytest
 
@@ -24,6 +27,10 @@ def kc(host):
         "management": variables.get("keycloak_management_port", 9000),
         "hostname": variables["keycloak_hostname"],
         "realms": [r["name"] for r in variables.get("keycloak_realms", [])],
+        # The role's default, unless the inventory sets its own.
+        "privacy_url": variables.get(
+            "keycloak_privacy_url", f"{variables['keycloak_hostname']}/confidentialite"
+        ),
     }
 
 
@@ -108,3 +115,23 @@ def test_discovery_issuer_is_the_public_hostname(host, kc):
             )
         )
         assert document["issuer"] == f"{kc['hostname']}/realms/{realm}"
+
+
+def test_login_page_links_to_the_privacy_notice(host, kc):
+    """The account console's sign-in page, on loopback, carries the privacy notice link (C6)."""
+    for realm in kc["realms"]:
+        query = urlencode(
+            {
+                "client_id": "account-console",
+                "redirect_uri": f"{kc['hostname']}/realms/{realm}/account/",
+                "response_type": "code",
+                "scope": "openid",
+                # The console requires PKCE; the page is only shown, no code is exchanged.
+                "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                "code_challenge_method": "S256",
+            }
+        )
+        url = f"http://127.0.0.1:{kc['http']}/realms/{realm}/protocol/openid-connect/auth?{query}"
+        page = host.check_output(f"curl -sf {shlex.quote(url)}")
+        href = re.escape(kc["privacy_url"])
+        assert re.search(f'<a\\s[^>]*href="{href}"', page), f"realm {realm}: no privacy notice link"

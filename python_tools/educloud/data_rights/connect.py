@@ -1,0 +1,58 @@
+"""Open the deployment's stores for retention from its settings (inventory or file)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import date
+
+from educloud.accounts.keycloak_directory import connect_admin
+from educloud.data_rights import export
+from educloud.data_rights.retention import Enforced, Rule, Stores
+from educloud.data_rights.settings import DataRightsSettings, SettingsError
+from educloud.data_rights.stores import (
+    ArchiveExporter,
+    KeycloakAccounts,
+    KeycloakEventsCheck,
+    ProfileOnly,
+    delegated_categories,
+)
+from educloud.netpin import pinned_names
+
+
+@contextmanager
+def open_stores(settings: DataRightsSettings) -> Iterator[Stores]:
+    with pinned_names(settings.pins):
+        stores = Stores(exports_dir=settings.exports_dir, journal_path=settings.journal)
+        nextcloud = settings.nextcloud is not None
+
+        def on_hosts(rules: dict[str, Rule], today: date) -> Iterable[Enforced]:
+            return delegated_categories(rules, nextcloud=nextcloud)
+
+        stores.checks.append(on_hosts)
+        if settings.keycloak is not None:
+            admin = connect_admin(settings.keycloak)
+            realm = settings.keycloak.realm
+            stores.accounts = KeycloakAccounts(admin, settings.nextcloud)
+            # Files, calendars and contacts need the user's own WebDAV session (an app
+            # password from occ on the Nextcloud host): without Nextcloud, the profile only.
+            # A Nextcloud account is erased only with its files in the export (C8):
+            # user_migration or WebDAV as the user, through occ on the Nextcloud host.
+            content: export.ContentSource = ProfileOnly()
+            if settings.nextcloud is not None:
+                if settings.occ is None:
+                    raise SettingsError("Nextcloud is configured without occ: cannot export files")
+                content = export.nextcloud_content(
+                    settings.occ, settings.nextcloud.base_url, verify=settings.nextcloud_verify
+                )
+            stores.exporter = ArchiveExporter(
+                export.ExportSources(export.KeycloakProfiles(admin, realm), content)
+            )
+            stores.checks.append(KeycloakEventsCheck(admin, realm))
+        if settings.reports is not None:
+            from educloud.data_rights.moderation import ModerationClient
+
+            stores.reports = ModerationClient(
+                settings.reports.url, settings.reports.token, verify=settings.reports.verify
+            )
+        yield stores

@@ -1,0 +1,381 @@
+"""Moderating the illicit-content reports (C9): the moderation API's client and takedowns.
+
+The report service (educloud.data_rights.reports, deployed by the data_rights role) keeps
+the reports; its moderation API is served on the admin vhost only, behind a bearer token.
+A takedown disables the reported public link through educloud.nextcloud_api, then records
+the decision (who, what, when, which shares) in the service, append-only.
+
+Nextcloud's OCS share API lists only the caller's own shares (GET /shares, "Get all shares
+from the user": ocs-share-api, docs.nextcloud.com/server/latest/developer_manual/
+client_apis/OCS/ocs-share-api.html) and has no parameter listing every account's shares;
+`reshares=true` widens a listing to other accounts' shares of one *path* the caller can
+see, which a reported link does not give. Deleting is allowed to the share's owner, its
+sharer or its recipient only (ShareAPIController::canDeleteShare, nextcloud/server), not
+to admins. So a takedown finds the share among the shares of the Nextcloud account it
+runs as; when the link still opens but that account does not own it, it stops and says so
+rather than recording a takedown that did not happen.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from educloud.errors import EducloudError
+from educloud.nextcloud_api import NextcloudClient, NextcloudRequestError, Share
+
+TOKEN_ENV = "EDUCLOUD_MODERATION_TOKEN"  # noqa: S105 - the variable's name, not a token
+TOKEN_FILE_ENV = "EDUCLOUD_MODERATION_TOKEN_FILE"  # noqa: S105
+URL_ENV = "EDUCLOUD_MODERATION_URL"
+CA_ENV = "EDUCLOUD_MODERATION_CA"
+STATUSES = ("open", "taken_down", "dismissed", "archived", "all")
+_REPORT_ID = re.compile(r"^SIG-[A-Z0-9]{6}$")
+# A Nextcloud public link: /s/<token>, also behind /index.php (ShareController's route).
+_SHARE_PATH = re.compile(r"^(?:/index\.php)?/s/([A-Za-z0-9_-]{4,64})/?$")
+
+
+class ModerationError(EducloudError):
+    """A moderation step failed; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    by: str
+    at: datetime
+    note: str = ""
+    share_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Report:
+    id: str
+    created_at: datetime
+    content_kind: str
+    status: str
+    link: str | None = None
+    description: str | None = None
+    contact_email: str | None = None
+    notify_pending: bool = False
+    archived_at: datetime | None = None
+    decisions: tuple[Decision, ...] = ()
+
+    @property
+    def last_decision(self) -> Decision | None:
+        return self.decisions[-1] if self.decisions else None
+
+
+@dataclass(frozen=True)
+class Takedown:
+    """What a takedown did (or, dry, would do)."""
+
+    report: Report
+    dry_run: bool
+    token: str | None
+    share_ids: tuple[str, ...] = ()
+    """The shares disabled (or to disable)."""
+    already_gone: bool = False
+    """The link no longer opened: recorded, nothing to disable."""
+    already_recorded: bool = False
+    """The report was taken down before: nothing done, nothing recorded again."""
+    paths: tuple[str, ...] = field(default=())
+    """The shared files or folders, for the operator (not recorded)."""
+
+
+def token_from_env(env: Mapping[str, str] | None = None) -> str:
+    """The moderators' bearer token: EDUCLOUD_MODERATION_TOKEN or the file in ..._FILE."""
+    env = os.environ if env is None else env
+    token = env.get(TOKEN_ENV, "").strip()
+    if not token and env.get(TOKEN_FILE_ENV):
+        try:
+            token = Path(env[TOKEN_FILE_ENV]).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ModerationError(
+                f"cannot read {TOKEN_FILE_ENV}={env[TOKEN_FILE_ENV]}: {exc.strerror}"
+            ) from exc
+    if not token:
+        raise ModerationError(
+            f"no moderation token: set {TOKEN_ENV} or {TOKEN_FILE_ENV} (a file holding it); "
+            "it is never taken from the command line"
+        )
+    return token
+
+
+def operator_login() -> str:
+    """Who runs the tool: the default author of a decision."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+class ModerationClient:
+    """The report service's moderation API (…/moderation/api/ on the admin vhost)."""
+
+    def __init__(
+        self, url: str, token: str, *, verify: bool | str = True, timeout: float = 30.0
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+            raise ModerationError(
+                f"{url!r} is not the moderation API's address: give "
+                "https://<admin vhost>/moderation/api"
+            )
+        self.url = url.rstrip("/")
+        self._token = token
+        self._session = requests.Session()
+        self._session.trust_env = False  # no proxy or netrc: the token goes to `url` only
+        self._verify = verify
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"ModerationClient(url={self.url!r})"
+
+    def list_reports(self, status: str = "all") -> list[Report]:
+        if status not in STATUSES:
+            raise ModerationError(f"status {status!r}: choose one of {', '.join(STATUSES)}")
+        data = self._call("GET", "reports", params={"status": status})
+        return [_report(item) for item in data.get("reports", [])]
+
+    def get_report(self, report_id: str) -> Report:
+        return _report(self._call("GET", f"reports/{_checked_id(report_id)}"))
+
+    def decide(
+        self,
+        report_id: str,
+        action: str,
+        by: str,
+        note: str = "",
+        share_ids: Sequence[str] = (),
+        *,
+        reopen: bool = False,
+    ) -> Report:
+        body: dict[str, Any] = {
+            "action": action,
+            "by": by,
+            "note": note,
+            "share_ids": list(share_ids),
+        }
+        if reopen:
+            body["reopen"] = True
+        route = f"reports/{_checked_id(report_id)}/decision"
+        return _report(self._call("POST", route, json_body=body))
+
+    def purge(self) -> dict[str, Any]:
+        """Archive the reports past their retention (the service knows the period)."""
+        return self._call("POST", "purge")
+
+    # retention's ReportArchive (educloud.data_rights.retention): `before` is the first day
+    # still kept; the service never archives a report younger than its retention_days.
+
+    def due(self, before: date) -> int:
+        """Reports created before `before` (00:00 UTC) and not archived yet."""
+        return int(self._call("GET", "purge", params={"before": before.isoformat()})["due"])
+
+    def archive(self, before: date) -> int:
+        """Archive the reports created before `before`; how many were archived."""
+        done = self._call("POST", "purge", json_body={"before": before.isoformat()})
+        return len(done.get("archived", []))
+
+    def retry_mail(self) -> dict[str, Any]:
+        return self._call("POST", "notify")
+
+    def _call(
+        self,
+        method: str,
+        route: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+    ) -> dict[str, Any]:
+        what = f"{method} {route}"
+        try:
+            response = self._session.request(
+                method,
+                f"{self.url}/{route}",
+                params=params,
+                json=json_body,
+                headers={"Authorization": f"Bearer {self._token}"},
+                timeout=self._timeout,
+                verify=self._verify,
+                allow_redirects=False,
+            )
+        except requests.exceptions.SSLError as exc:
+            raise ModerationError(
+                f"{what}: TLS with {self.url} failed: give the deployment's CA in {CA_ENV}"
+            ) from exc
+        except requests.exceptions.RequestException as exc:
+            raise ModerationError(
+                f"{what}: cannot reach {self.url} ({type(exc).__name__}): the moderation API "
+                "is served on the admin vhost, from the administrators' networks only"
+            ) from exc
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if response.status_code == 200 and isinstance(data, dict):
+            return data
+        message = data.get("error") if isinstance(data, dict) else None
+        hint = {
+            401: f"the token was refused: check {TOKEN_ENV} / {TOKEN_FILE_ENV}",
+            404: "no such report (educloud moderation list shows them)",
+            409: "the report is closed: --reopen revises a decision",
+            503: "the report service cannot reach its database",
+        }.get(response.status_code, "is the URL the moderation API (…/moderation/api)?")
+        detail = f" ({message})" if message else ""
+        raise ModerationError(f"{what}: HTTP {response.status_code}{detail}: {hint}")
+
+
+def share_token(link: str) -> str | None:
+    """The token of a public link https://<host>/s/<token>; None for any other URL."""
+    try:
+        match = _SHARE_PATH.match(urlsplit(link).path)
+    except ValueError:
+        return None
+    return match.group(1) if match else None
+
+
+def link_origin(link: str) -> str:
+    parts = urlsplit(link)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def takedown(
+    moderation: ModerationClient,
+    nextcloud: NextcloudClient,
+    report_id: str,
+    *,
+    by: str,
+    note: str = "",
+    dry_run: bool = False,
+    reopen: bool = False,
+) -> Takedown:
+    """Disable the reported public link, then record the takedown (who, when, which shares).
+
+    Idempotent: a link already gone is recorded as such and succeeds; a report already
+    taken down whose link no longer opens succeeds without a second record. `dry_run`
+    finds the shares and changes nothing.
+    """
+    report = moderation.get_report(report_id)
+    if report.archived_at is not None:
+        raise ModerationError(f"{report.id} is archived (past its retention): nothing to do")
+    if report.status == "dismissed" and not reopen:
+        raise ModerationError(_closed(report) + ": --reopen to take it down instead")
+    token = share_token(report.link) if report.link else None
+    if token is None:
+        raise ModerationError(
+            f"{report.id} has no public share link ({report.link or 'description only'}): "
+            "find the content from its description, disable it in Nextcloud, then record it "
+            "with educloud moderation dismiss or a takedown of a report with the link"
+        )
+    shares = [s for s in nextcloud.list_shares() if s.token == token]
+    active = bool(shares) or nextcloud.public_link_active(token)
+    if active and not shares:
+        raise ModerationError(
+            f"{report.link} still opens, but it is not a share of {nextcloud.user}: "
+            "Nextcloud's share API lists and deletes only the caller's own shares. Run the "
+            "takedown with the owner's account (EDUCLOUD_NEXTCLOUD_USER and an app password), "
+            "or disable the owner's account; nothing was recorded"
+        )
+    if report.status == "taken_down" and not reopen:
+        if active:
+            raise ModerationError(
+                _closed(report) + f" but {report.link} opens again: --reopen to take it down"
+            )
+        return Takedown(report, dry_run, token, already_gone=True, already_recorded=True)
+    found = Takedown(
+        report,
+        dry_run,
+        token,
+        share_ids=tuple(s.id for s in shares),
+        already_gone=not active,
+        paths=tuple(s.path for s in shares),
+    )
+    if dry_run:
+        return found
+    for share in shares:
+        _delete(nextcloud, share)
+    recorded_note = note or ("" if active else "public link already gone at the takedown")
+    recorded = moderation.decide(
+        report.id, "takedown", by, recorded_note, found.share_ids, reopen=reopen
+    )
+    return Takedown(
+        recorded,
+        False,
+        token,
+        share_ids=found.share_ids,
+        already_gone=found.already_gone,
+        paths=found.paths,
+    )
+
+
+def dismiss(
+    moderation: ModerationClient, report_id: str, *, by: str, note: str = "", reopen: bool = False
+) -> Report:
+    """Close the report without a takedown (the content was found lawful), recorded."""
+    report = moderation.get_report(report_id)
+    if report.status != "open" and not reopen:
+        raise ModerationError(_closed(report) + ": --reopen to revise the decision")
+    return moderation.decide(report.id, "dismiss", by, note, reopen=reopen)
+
+
+def _delete(nextcloud: NextcloudClient, share: Share) -> None:
+    try:
+        nextcloud.delete_share(share.id)
+    except NextcloudRequestError as exc:
+        if 404 not in (exc.http_status, exc.ocs_status):
+            raise  # gone since the listing is fine: the link is disabled either way
+
+
+def _closed(report: Report) -> str:
+    last = report.last_decision
+    who = f" by {last.by} on {last.at:%Y-%m-%d %H:%M %Z}" if last else ""
+    return f"{report.id} is {report.status.replace('_', ' ')}{who}"
+
+
+def _checked_id(report_id: str) -> str:
+    report_id = report_id.strip().upper()
+    if not _REPORT_ID.match(report_id):
+        raise ModerationError(f"{report_id!r} is not a report reference (SIG-XXXXXX)")
+    return quote(report_id)
+
+
+def _report(data: Any) -> Report:
+    try:
+        return Report(
+            id=str(data["id"]),
+            created_at=datetime.fromisoformat(data["created_at"]),
+            content_kind=str(data["content_kind"]),
+            status=str(data["status"]),
+            link=data.get("link"),
+            description=data.get("description"),
+            contact_email=data.get("contact_email"),
+            notify_pending=bool(data.get("notify_pending")),
+            archived_at=(
+                datetime.fromisoformat(data["archived_at"]) if data.get("archived_at") else None
+            ),
+            decisions=tuple(
+                Decision(
+                    action=str(d["action"]),
+                    by=str(d["by"]),
+                    at=datetime.fromisoformat(d["at"]),
+                    note=str(d.get("note") or ""),
+                    share_ids=tuple(str(i) for i in d.get("share_ids") or ()),
+                )
+                for d in data.get("decisions") or ()
+            ),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModerationError(
+            f"unexpected answer from the moderation API ({type(exc).__name__}: {exc}): "
+            "is the URL the report service's moderation API?"
+        ) from exc

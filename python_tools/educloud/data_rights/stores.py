@@ -1,0 +1,218 @@
+"""The deployment's stores as retention sees them: Keycloak's accounts and events,
+Nextcloud's users, and the categories other components enforce by themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from keycloak import KeycloakAdmin
+from keycloak.exceptions import KeycloakError, KeycloakGetError
+
+from educloud.accounts.keycloak_directory import ATTR_DEPARTED
+from educloud.data_rights import export
+from educloud.data_rights.retention import (
+    DepartedAccount,
+    Enforced,
+    RetentionError,
+    Rule,
+)
+from educloud.nextcloud_api import NextcloudClient, NextcloudRequestError
+
+PAGE = 500
+
+
+def _first(attributes: dict[str, Any] | None, name: str) -> str | None:
+    values = (attributes or {}).get(name) or []
+    return str(values[0]) if values else None
+
+
+class KeycloakAccounts:
+    """Departed accounts of a realm (attribute educloud_departed_on), erased with their
+    Nextcloud account when a Nextcloud client is given."""
+
+    def __init__(self, admin: KeycloakAdmin, nextcloud: NextcloudClient | None = None) -> None:
+        self.admin = admin
+        self.nextcloud = nextcloud
+
+    def departed_accounts(self) -> Iterator[DepartedAccount]:
+        first = 0
+        while True:
+            # Only disabled accounts can be departed; the filter keeps the pages small.
+            page = self._get_users(
+                {"first": first, "max": PAGE, "enabled": "false", "briefRepresentation": "false"}
+            )
+            for user in page:
+                departed = _first(user.get("attributes"), ATTR_DEPARTED)
+                if not departed:
+                    continue
+                try:
+                    departed_on = date.fromisoformat(departed)
+                except ValueError:
+                    raise RetentionError(
+                        f"account {user.get('username')}: {ATTR_DEPARTED}={departed!r} is not "
+                        "a date YYYY-MM-DD (edited by hand?): correct it, then run again"
+                    ) from None
+                yield DepartedAccount(
+                    str(user["id"]),
+                    str(user["username"]),
+                    departed_on,
+                    bool(user.get("enabled", False)),
+                )
+            if len(page) < PAGE:
+                return
+            first += PAGE
+
+    def _get_users(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+        try:
+            return list(self.admin.get_users(query))
+        except KeycloakError as exc:
+            raise RetentionError(
+                f"Keycloak refused to list the accounts (HTTP {exc.response_code}): the "
+                "service client needs manage-users"
+            ) from None
+
+    def exists(self, username: str) -> bool:
+        return bool(self._get_users({"username": username, "exact": "true"}))
+
+    def erase(self, account: DepartedAccount) -> None:
+        if self.nextcloud is not None:
+            try:
+                self.nextcloud.delete_user(account.username)
+            except NextcloudRequestError as exc:
+                # OCS answers 101 / HTTP 404 for a user it does not have: already erased.
+                if exc.http_status != 404 and exc.ocs_status not in (101, 404):
+                    raise
+        try:
+            self.admin.delete_user(account.id)
+        except KeycloakGetError as exc:
+            if exc.response_code != 404:
+                raise RetentionError(
+                    f"Keycloak refused to erase {account.username} (HTTP {exc.response_code})"
+                ) from None
+        except KeycloakError as exc:
+            if exc.response_code != 404:
+                raise RetentionError(
+                    f"Keycloak refused to erase {account.username} (HTTP {exc.response_code})"
+                ) from None
+
+
+@dataclass
+class KeycloakEventsCheck:
+    """Keycloak expires login and admin events itself (the keycloak role sets the realm's
+    eventsExpiration and adminEventsExpiration from retention.yml). The check compares the
+    realm's settings with the policy and looks for events older than the policy."""
+
+    admin: KeycloakAdmin
+    realm: str
+
+    def __call__(self, rules: dict[str, Rule], today: date) -> Iterable[Enforced]:
+        try:
+            realm = self.admin.get_realm(self.realm)
+        except KeycloakError as exc:
+            yield Enforced(
+                "login_events",
+                "keycloak",
+                f"realm settings unreadable (HTTP {exc.response_code}): the service "
+                "client needs view-realm or manage-realm to check them",
+                None,
+            )
+            return
+        settings = {
+            "login_events": (realm.get("eventsExpiration"), "events"),
+            "admin_events": (
+                (realm.get("attributes") or {}).get("adminEventsExpiration"),
+                "admin-events",
+            ),
+        }
+        for category, (seconds, endpoint) in settings.items():
+            if category not in rules:
+                continue
+            rule = rules[category]
+            expected = rule.days * 86400
+            try:
+                configured = int(seconds) if seconds not in (None, "") else None
+            except (TypeError, ValueError):
+                configured = None
+            old = self._older_than(endpoint, today - rule.period - timedelta(days=1))
+            if configured != expected:
+                status = (
+                    f"Keycloak keeps them {configured or 'forever'} s, the policy "
+                    f"{rule.days} days ({expected} s): converge the keycloak role"
+                )
+                ok = False
+            elif old:
+                status = f"expiry set ({rule.days} days) but events older than that remain"
+                ok = False
+            else:
+                status = f"expired by Keycloak after {rule.days} days; none older found"
+                ok = True
+            yield Enforced(category, "keycloak", status, ok)
+
+    def _older_than(self, endpoint: str, before: date) -> int:
+        try:
+            found = self.admin.connection.raw_get(
+                f"admin/realms/{self.realm}/{endpoint}",
+                dateTo=before.isoformat(),
+                first=0,
+                max=1,
+            )
+            return len(found.json()) if found.status_code == 200 else 0
+        except (KeycloakError, ValueError):
+            return 0
+
+
+def delegated_categories(rules: dict[str, Rule], *, nextcloud: bool) -> list[Enforced]:
+    """Categories enforced on the hosts by the roles, verified by `educloud verify`."""
+    hosts = {
+        "system_logs": "journald MaxRetentionSec (common role); checked by educloud verify",
+        "web_logs": "logrotate maxage (common role); checked by educloud verify",
+        "deleted_files": "Nextcloud trashbin_retention_obligation (nextcloud role)",
+        "file_versions": "Nextcloud versions_retention_obligation (nextcloud role)",
+        "activity": "Nextcloud activity_expire_days (nextcloud role)",
+        "files": "erased with the account (Nextcloud user deletion)",
+        "backups": "the backup tool's forget and prune (backup role)",
+    }
+    found = []
+    for category, how in hosts.items():
+        if category not in rules:
+            continue
+        rule = rules[category]
+        if category == "backups":
+            found.append(Enforced(category, rule.enforced_by, "no backup role deployed", None))
+        elif rule.enforced_by == "nextcloud" and not nextcloud:
+            found.append(
+                Enforced(category, rule.enforced_by, f"{how}: Nextcloud not installed", None)
+            )
+        else:
+            found.append(Enforced(category, rule.enforced_by, how, None))
+    return found
+
+
+class ArchiveExporter:
+    """Retention's exporter: `educloud export`'s own code, one departed account at a time
+    (an archive that exists and verifies is reused; a torn one is redone)."""
+
+    def __init__(self, sources: export.ExportSources) -> None:
+        self.sources = sources
+
+    def export(self, account: DepartedAccount, directory: Path, now: datetime) -> Path:
+        run = export.export_many(self.sources, [account.username], directory, now=now)
+        if account.username in run.failed:
+            raise export.ExportError(run.failed[account.username])
+        return export.archive_path(run.directory, account.username)
+
+    def verify(self, archive: Path) -> list[str]:
+        return export.verify_export(archive)
+
+
+class ProfileOnly:
+    """No Nextcloud here: the export holds the profile alone, and says so by its source."""
+
+    name = "profile-only"
+
+    def items(self, user_id: str) -> Iterator[export.ExportItem]:
+        return iter(())

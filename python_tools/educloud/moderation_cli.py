@@ -1,0 +1,213 @@
+"""`educloud moderation`: the illicit-content reports (C9). Parses, calls
+educloud.data_rights.moderation, prints.
+
+The moderation API's token comes from EDUCLOUD_MODERATION_TOKEN or
+EDUCLOUD_MODERATION_TOKEN_FILE, never from the command line (it would show in `ps` and in
+the shell's history); Nextcloud's account from EDUCLOUD_NEXTCLOUD_USER and
+EDUCLOUD_NEXTCLOUD_PASSWORD (an app password), as for `educloud accounts apply`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from educloud.data_rights import moderation as lib
+from educloud.errors import EducloudError
+
+moderation_app = typer.Typer(
+    no_args_is_help=True,
+    help="Illicit-content reports (charter C9): list, read, take down, dismiss.",
+)
+console = Console()
+
+UrlOption = Annotated[
+    str,
+    typer.Option(
+        "--url",
+        envvar=lib.URL_ENV,
+        help="The moderation API: https://<admin vhost>/moderation/api (only reachable from "
+        "the administrators' networks).",
+    ),
+]
+CaOption = Annotated[
+    str | None,
+    typer.Option("--ca", envvar=lib.CA_ENV, help="CA bundle of the deployment (the lab's CA)."),
+]
+ReportArg = Annotated[str, typer.Argument(help="The report's reference (SIG-XXXXXX).")]
+ByOption = Annotated[
+    str | None, typer.Option("--by", help="Who decides (default: your login name).")
+]
+NoteOption = Annotated[str, typer.Option("--note", help="Why: recorded with the decision.")]
+ReopenOption = Annotated[
+    bool, typer.Option("--reopen", help="Revise the decision of a closed report (recorded).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _client(url: str, ca: str | None) -> lib.ModerationClient:
+    return lib.ModerationClient(url, lib.token_from_env(), verify=ca or True)
+
+
+def _nextcloud(url: str) -> Any:
+    from educloud.nextcloud_api import NextcloudClient
+
+    app_password = os.environ.get("EDUCLOUD_NEXTCLOUD_PASSWORD")
+    if not app_password:
+        raise EducloudError(
+            "a takedown needs EDUCLOUD_NEXTCLOUD_PASSWORD (an app password of "
+            "EDUCLOUD_NEXTCLOUD_USER, default admin) in the environment"
+        )
+    return NextcloudClient(
+        url,
+        os.environ.get("EDUCLOUD_NEXTCLOUD_USER", "admin"),
+        app_password,
+        verify=os.environ.get("EDUCLOUD_NEXTCLOUD_CA", True),
+    )
+
+
+def _as_json(value: Any) -> str:
+    return json.dumps(asdict(value) if hasattr(value, "__dataclass_fields__") else value,
+                      indent=2, default=str, ensure_ascii=False)  # fmt: skip
+
+
+@moderation_app.command("list")
+def list_command(
+    url: UrlOption,
+    status: Annotated[
+        str, typer.Option(help="open, taken_down, dismissed, archived or all.")
+    ] = "open",
+    ca: CaOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The reports, newest first (default: those waiting for a decision)."""
+    reports = _client(url, ca).list_reports(status)
+    if as_json:
+        print(json.dumps([asdict(r) for r in reports], indent=2, default=str, ensure_ascii=False))
+        return
+    table = Table(title=f"reports ({status}): {len(reports)}")
+    for column in ("reference", "received", "kind", "status", "mail", "link"):
+        table.add_column(column, no_wrap=column != "link")
+    for report in reports:
+        table.add_row(
+            report.id,
+            f"{report.created_at:%Y-%m-%d %H:%M}",
+            report.content_kind,
+            report.status + (" (archived)" if report.archived_at else ""),
+            "pending" if report.notify_pending else "sent",
+            report.link or "-",
+        )
+    console.print(table)
+
+
+@moderation_app.command("show")
+def show_command(
+    report: ReportArg, url: UrlOption, ca: CaOption = None, as_json: JsonOption = False
+) -> None:
+    """One report: what was reported, and every decision taken on it."""
+    found = _client(url, ca).get_report(report)
+    if as_json:
+        print(_as_json(found))
+        return
+    archived = f", archived {found.archived_at:%Y-%m-%d}" if found.archived_at else ""
+    lines = [
+        f"{found.id}: {found.status}{archived}",
+        f"received: {found.created_at:%Y-%m-%d %H:%M %Z}",
+        f"kind: {found.content_kind}",
+        f"link: {found.link or '-'}",
+        f"reporter's e-mail: {found.contact_email or '-'}",
+        "description:",
+        *(f"  {line}" for line in (found.description or "(blanked by the archive)").splitlines()),
+    ]
+    for decision in found.decisions:
+        shares = f" shares {', '.join(decision.share_ids)}" if decision.share_ids else ""
+        note = f": {decision.note}" if decision.note else ""
+        lines.append(
+            f"decision: {decision.action} by {decision.by} on "
+            f"{decision.at:%Y-%m-%d %H:%M %Z}{shares}{note}"
+        )
+    console.print("\n".join(lines), markup=False, highlight=False)
+
+
+@moderation_app.command("takedown")
+def takedown_command(
+    report: ReportArg,
+    url: UrlOption,
+    by: ByOption = None,
+    note: NoteOption = "",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be disabled; change nothing.")
+    ] = False,
+    reopen: ReopenOption = False,
+    nextcloud_url: Annotated[
+        str | None,
+        typer.Option(help="Nextcloud's base URL (default: the reported link's https://host)."),
+    ] = None,
+    ca: CaOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Disable the reported public link in Nextcloud and record who did it and when."""
+    moderation = _client(url, ca)
+    target = nextcloud_url
+    if target is None:
+        link = moderation.get_report(report).link
+        if not link:
+            raise EducloudError(f"{report} has no link: give --nextcloud-url")
+        target = lib.link_origin(link)
+    done = lib.takedown(
+        moderation,
+        _nextcloud(target),
+        report,
+        by=by or lib.operator_login(),
+        note=note,
+        dry_run=dry_run,
+        reopen=reopen,
+    )
+    if as_json:
+        print(_as_json(done))
+        return
+    console.print(_takedown_line(done), markup=False, highlight=False)
+
+
+def _takedown_line(done: lib.Takedown) -> str:
+    reference = done.report.id
+    if done.already_recorded:
+        return f"{reference}: already taken down, and the link no longer opens: nothing to do"
+    shares = ", ".join(f"share {i} ({p})" for i, p in zip(done.share_ids, done.paths, strict=True))
+    if done.dry_run:
+        if done.already_gone:
+            return f"{reference}: would record a takedown; the link no longer opens (dry run)"
+        return f"{reference}: would disable {shares} and record a takedown (dry run)"
+    last = done.report.last_decision
+    when = f" by {last.by} at {last.at:%Y-%m-%d %H:%M %Z}" if last else ""
+    if done.already_gone:
+        return f"{reference}: the link no longer opened; takedown recorded{when}"
+    return f"{reference}: disabled {shares}; takedown recorded{when}"
+
+
+@moderation_app.command("dismiss")
+def dismiss_command(
+    report: ReportArg,
+    url: UrlOption,
+    by: ByOption = None,
+    note: NoteOption = "",
+    reopen: ReopenOption = False,
+    ca: CaOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Close the report without a takedown (nothing illicit found), recorded."""
+    done = lib.dismiss(
+        _client(url, ca), report, by=by or lib.operator_login(), note=note, reopen=reopen
+    )
+    if as_json:
+        print(_as_json(done))
+        return
+    last = done.last_decision
+    when = f" by {last.by} at {last.at:%Y-%m-%d %H:%M %Z}" if last else ""
+    console.print(f"{done.id}: dismissed{when}", markup=False, highlight=False)

@@ -1,0 +1,89 @@
+"""Reporting illicit content on the platform itself (C9): a form on every public site,
+without an account or a third-party CAPTCHA, in front of a service that refuses bad input;
+the moderators' API only for the administrators, behind a token."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+import requests
+
+from educloud.charter.deployment import Deployment
+
+
+def _reporting_path(deployment: Deployment) -> str:
+    if deployment.reporting_path is None:
+        pytest.fail(
+            "no reporting form: reverse_proxy_reporting_upstream is empty (data_rights role)"
+        )
+    return deployment.reporting_path
+
+
+@pytest.mark.charter("C9")
+def test_report_form_served_on_every_public_site(
+    public_site: str, deployment: Deployment, ca_bundle: str, evidence: Callable[[str], None]
+) -> None:
+    url = f"https://{public_site}{_reporting_path(deployment)}"
+    response = requests.get(url, verify=ca_bundle, timeout=15, allow_redirects=False)
+    page = response.text
+    forms = re.findall(r"<form\b[^>]*>", page)
+    foreign = sorted(
+        set(re.findall(r'(?:src|href|action)="(https?://[^"/]+)', page))
+        - {f"https://{s}" for s in deployment.own_names}
+    )
+    evidence(
+        f"{url} -> {response.status_code}, {len(forms)} formulaire(s), "
+        f"origines tierces : {', '.join(foreign) or 'aucune'}"
+    )
+    assert response.status_code == 200, f"{url} answered {response.status_code}"
+    assert re.search(r'<html[^>]*\blang="fr', page), "the report page is not marked French"
+    assert any('method="post"' in f.lower() for f in forms), "no form posting a report"
+    assert not foreign, f"third-party origins on the report page: {foreign}"
+    assert "captcha" not in page.lower(), "a CAPTCHA service is referenced"
+
+
+@pytest.mark.charter("C9")
+def test_report_service_refuses_malformed_and_oversized_reports(
+    public_site: str, deployment: Deployment, ca_bundle: str, evidence: Callable[[str], None]
+) -> None:
+    url = f"https://{public_site}{_reporting_path(deployment)}"
+    malformed = requests.post(
+        url, data={"description": "x"}, verify=ca_bundle, timeout=15, allow_redirects=False
+    )
+    oversized = requests.post(
+        url,
+        data={"description": "x" * 200_000},
+        verify=ca_bundle,
+        timeout=15,
+        allow_redirects=False,
+    )
+    evidence(
+        f"POST {url} : signalement incomplet -> {malformed.status_code}, "
+        f"corps de 200 ko -> {oversized.status_code}"
+    )
+    assert malformed.status_code == 400, f"a malformed report got {malformed.status_code}"
+    assert oversized.status_code == 413, f"an oversized report got {oversized.status_code}"
+
+
+@pytest.mark.charter("C9")
+def test_moderation_api_needs_the_moderators_token(
+    deployment: Deployment, ca_bundle: str, evidence: Callable[[str], None]
+) -> None:
+    _reporting_path(deployment)
+    if deployment.moderation_site is None:
+        pytest.skip("the moderation API is not exposed on an admin site in this inventory")
+    url = f"https://{deployment.moderation_site}/moderation/api/reports"
+    anonymous = requests.get(url, verify=ca_bundle, timeout=15, allow_redirects=False)
+    forged = requests.get(
+        url,
+        headers={"Authorization": "Bearer not-the-token"},
+        verify=ca_bundle,
+        timeout=15,
+        allow_redirects=False,
+    )
+    evidence(
+        f"GET {url} : sans jeton -> {anonymous.status_code}, jeton faux -> {forged.status_code}"
+    )
+    assert anonymous.status_code == 401 and forged.status_code == 401

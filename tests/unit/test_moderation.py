@@ -1,0 +1,225 @@
+"""Takedowns (C9): educloud.data_rights.moderation between the real report service (with a
+real PostgreSQL, tests/unit/reports_support.py) and the Nextcloud API double
+(tests/doubles): Nextcloud itself cannot be installed here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.doubles.nextcloud_api_double import SHARE_LINK, NextcloudApiDouble
+from tests.unit.reports_support import (
+    PostgresCluster,
+    Service,
+    running_cluster,
+    serve,
+    submit_report,
+)
+from typer.testing import CliRunner
+
+from educloud.cli import app
+from educloud.data_rights import moderation
+from educloud.nextcloud_api import NextcloudClient
+
+pytestmark = pytest.mark.charter("C9")
+
+HOST = "https://cloud.educloud.test"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PostgresCluster]:
+    with running_cluster() as started:
+        yield started
+
+
+@pytest.fixture
+def service(cluster: PostgresCluster, tmp_path: Path) -> Iterator[Service]:
+    with serve(cluster, tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def double() -> Iterator[NextcloudApiDouble]:
+    with NextcloudApiDouble() as server:
+        yield server
+
+
+@pytest.fixture
+def nextcloud(double: NextcloudApiDouble) -> NextcloudClient:
+    client = NextcloudClient(double.url, double.admin_user, double.admin_password, timeout=5)
+    client.create_user("bob", "Correct-Horse-7")
+    for name in ("photos.jpg", "cours.odt"):
+        client.upload(name, b"content of " + name.encode())
+    return client
+
+
+@pytest.fixture
+def mod(service: Service) -> moderation.ModerationClient:
+    return moderation.ModerationClient(service.api, service.token, timeout=10)
+
+
+def shares(double: NextcloudApiDouble) -> set[tuple[int, str, str | None]]:
+    return {(s.share_type, s.path, s.token) for s in double.shares.values()}
+
+
+def test_takedown_disables_exactly_the_reported_public_link(
+    service: Service, mod: moderation.ModerationClient, nextcloud: NextcloudClient, double
+) -> None:
+    reported = nextcloud.create_public_link("photos.jpg")
+    nextcloud.create_public_link("cours.odt")
+    nextcloud.share_with_user("photos.jpg", "bob")
+    reference = submit_report(service, f"{HOST}/s/{reported.token}")
+    before = shares(double)
+
+    done = moderation.takedown(mod, nextcloud, reference, by="mod.dupont", note="photos")
+
+    assert before - shares(double) == {(SHARE_LINK, "photos.jpg", reported.token)}
+    assert len(shares(double)) == 2  # the other link and the user share stay
+    assert nextcloud.public_link_active(str(reported.token)) is False
+    assert done.share_ids == (reported.id,)
+    assert done.report.status == "taken_down"
+    [decision] = mod.get_report(reference).decisions
+    assert (decision.action, decision.by, decision.note, decision.share_ids) == (
+        "takedown",
+        "mod.dupont",
+        "photos",
+        (reported.id,),
+    )
+
+
+def test_dry_run_shows_the_share_and_changes_nothing(
+    service: Service, mod: moderation.ModerationClient, nextcloud: NextcloudClient, double
+) -> None:
+    reported = nextcloud.create_public_link("photos.jpg")
+    reference = submit_report(service, f"{HOST}/index.php/s/{reported.token}")
+    before = shares(double)
+
+    planned = moderation.takedown(mod, nextcloud, reference, by="mod.dupont", dry_run=True)
+
+    assert (planned.dry_run, planned.share_ids, planned.paths) == (
+        True,
+        (reported.id,),
+        ("/photos.jpg",),
+    )
+    assert shares(double) == before
+    report = mod.get_report(reference)
+    assert (report.status, report.decisions) == ("open", ())
+
+
+def test_repeated_takedown_is_idempotent(
+    service: Service, mod: moderation.ModerationClient, nextcloud: NextcloudClient, double
+) -> None:
+    reported = nextcloud.create_public_link("photos.jpg")
+    nextcloud.create_public_link("cours.odt")
+    reference = submit_report(service, f"{HOST}/s/{reported.token}")
+    moderation.takedown(mod, nextcloud, reference, by="mod.dupont")
+    after_first = shares(double)
+
+    again = moderation.takedown(mod, nextcloud, reference, by="mod.martin")
+
+    assert again.already_recorded
+    assert shares(double) == after_first
+    assert [d.by for d in mod.get_report(reference).decisions] == ["mod.dupont"]
+
+
+def test_takedown_of_a_link_already_gone_is_recorded(
+    service: Service, mod: moderation.ModerationClient, nextcloud: NextcloudClient
+) -> None:
+    reported = nextcloud.create_public_link("photos.jpg")
+    reference = submit_report(service, f"{HOST}/s/{reported.token}")
+    nextcloud.delete_share(reported.id)  # the owner removed it meanwhile
+
+    done = moderation.takedown(mod, nextcloud, reference, by="mod.dupont")
+
+    assert (done.already_gone, done.share_ids) == (True, ())
+    [decision] = mod.get_report(reference).decisions
+    assert decision.action == "takedown"
+    assert "already gone" in decision.note
+
+
+@pytest.mark.parametrize("password", [None, "Secret-Link-9"], ids=["open", "password"])
+def test_link_of_another_account_is_not_recorded_as_taken_down(
+    service: Service,
+    mod: moderation.ModerationClient,
+    nextcloud: NextcloudClient,
+    double: NextcloudApiDouble,
+    password: str | None,
+) -> None:
+    bob = NextcloudClient(double.url, "bob", "Correct-Horse-7", timeout=5)
+    bob.upload("devoir.pdf", b"%PDF")
+    theirs = bob.create_public_link("devoir.pdf", password=password)
+    reference = submit_report(service, f"{HOST}/s/{theirs.token}")
+
+    with pytest.raises(moderation.ModerationError, match="not a share of admin"):
+        moderation.takedown(mod, nextcloud, reference, by="mod.dupont")
+
+    assert bob.public_link_active(str(theirs.token))
+    assert mod.get_report(reference).decisions == ()
+
+
+def test_dismissed_report_is_taken_down_only_with_reopen(
+    service: Service, mod: moderation.ModerationClient, nextcloud: NextcloudClient, double
+) -> None:
+    reported = nextcloud.create_public_link("photos.jpg")
+    reference = submit_report(service, f"{HOST}/s/{reported.token}")
+    moderation.dismiss(mod, reference, by="mod.a", note="rien d'illicite")
+
+    with pytest.raises(moderation.ModerationError, match=r"dismissed by mod\.a"):
+        moderation.takedown(mod, nextcloud, reference, by="mod.b")
+    assert (SHARE_LINK, "photos.jpg", reported.token) in shares(double)
+
+    moderation.takedown(mod, nextcloud, reference, by="mod.b", reopen=True)
+    assert [d.action for d in mod.get_report(reference).decisions] == ["dismiss", "takedown"]
+    assert not any(t == SHARE_LINK for t, _, _ in shares(double))
+
+
+def test_token_is_read_from_the_environment_only(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("from-the-file\n")
+
+    assert moderation.token_from_env({moderation.TOKEN_ENV: "direct"}) == "direct"
+    assert moderation.token_from_env({moderation.TOKEN_FILE_ENV: str(token_file)}) == (
+        "from-the-file"
+    )
+    with pytest.raises(moderation.ModerationError, match="never taken from the command line"):
+        moderation.token_from_env({})
+
+
+def test_cli_takedown_disables_the_link_and_prints_one_line(
+    service: Service, nextcloud: NextcloudClient, double: NextcloudApiDouble, monkeypatch
+) -> None:
+    reported = nextcloud.create_public_link("photos.jpg")
+    reference = submit_report(service, f"{HOST}/s/{reported.token}")
+    monkeypatch.setenv(moderation.TOKEN_ENV, service.token)
+    monkeypatch.setenv("EDUCLOUD_NEXTCLOUD_PASSWORD", double.admin_password)
+    runner = CliRunner()
+    common = ["--url", service.api, "--by", "mod.cli"]
+
+    dry = runner.invoke(
+        app,
+        ["moderation", "takedown", reference, *common, "--nextcloud-url", double.url, "--dry-run"],
+    )
+    done = runner.invoke(
+        app, ["moderation", "takedown", reference, *common, "--nextcloud-url", double.url]
+    )
+    listed = runner.invoke(app, ["moderation", "list", "--url", service.api, "--status", "all"])
+
+    assert dry.exit_code == 0, dry.output
+    assert "would disable" in dry.output
+    assert done.exit_code == 0, done.output
+    assert (
+        f"{reference}: disabled share {reported.id} (/photos.jpg); takedown recorded by mod.cli"
+        in done.output
+    )
+    assert reference in listed.output and "taken_down" in listed.output
+    assert not any(s.token == reported.token for s in double.shares.values())
+
+
+def test_cli_refuses_a_wrong_token(service: Service, monkeypatch) -> None:
+    monkeypatch.setenv(moderation.TOKEN_ENV, "not-the-token")
+
+    result = CliRunner().invoke(app, ["moderation", "list", "--url", service.api])
+
+    assert isinstance(result.exception, moderation.ModerationError)
+    assert "HTTP 401" in str(result.exception)
