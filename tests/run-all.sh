@@ -32,7 +32,8 @@ step "ruff" ruff check python_tools tests roles benchmarks
 step "ruff format" ruff format --check python_tools tests roles benchmarks
 step "mypy" mypy
 step "ansible-lint (production profile)" ansible-lint --profile production
-step "unit tests" pytest_to unit tests/unit
+# Two workers: the unit tests share nothing (each double, cluster and port is their own).
+step "unit tests" pytest_to unit -n 2 tests/unit
 
 lab_was_running=$(educloud lab status --json 2>/dev/null | python3 -c \
   'import json,sys; print(int(any(h["running"] for h in json.load(sys.stdin)["hosts"])))' 2>/dev/null || echo 0)

@@ -6,17 +6,14 @@ double. The counts are checked once suppressed, as they are printed.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import requests
 from tests.doubles.nextcloud_api_double import Account, NextcloudApiDouble
+from tests.integration.educloud_cli import run_educloud
 
 from educloud.accounts.keycloak_directory import (
     KeycloakDirectory,
@@ -27,7 +24,6 @@ from educloud.accounts.model import AccountState, GroupKind, GroupState, Profile
 from educloud.data_rights.stats import MASKED, aggregate, small_label
 from educloud.data_rights.usage import login_user_ids, read_usage
 from educloud.nextcloud_api import NextcloudClient
-from educloud.paths import repo_root
 
 pytestmark = pytest.mark.lab
 
@@ -144,20 +140,8 @@ def test_stats_count_accounts_logins_and_storage_per_profile(
             assert not isinstance(cell, int) or cell >= THRESHOLD
 
 
-def _educloud(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "educloud"), *args],
-        capture_output=True,
-        text=True,
-        cwd=repo_root(),
-        env={**os.environ, **(env or {})},
-        timeout=300,
-        check=False,
-    )
-
-
 def test_cli_refuses_to_lower_the_policy_threshold() -> None:
-    result = _educloud("stats", "--inventory", "inventories/lab", "--threshold", "5")
+    result = run_educloud("stats", "--inventory", "inventories/lab", "--threshold", "5")
     assert result.returncode == 2, result.stdout + result.stderr
     message = " ".join(result.stderr.split())
     assert "may only be raised" in message and "Traceback" not in message, message
@@ -167,7 +151,7 @@ def test_cli_prints_no_small_count_on_the_lab_realm(kc_admin, lab_keycloak) -> N
     kc_admin.change_current_realm(lab_keycloak.realm)
     if not kc_admin.get_client_id("educloud-data-rights"):
         pytest.skip("the lab realm has no educloud-data-rights client yet: deploy the lab")
-    result = _educloud("stats", "--inventory", "inventories/lab", "--json")
+    result = run_educloud("stats", "--inventory", "inventories/lab", "--json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     threshold = document["threshold"]
