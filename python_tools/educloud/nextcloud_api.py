@@ -1080,18 +1080,8 @@ _PROPFIND_BODY = (
 
 def _dav_entries(content: bytes, root_path: str) -> list[DavEntry]:
     """The entries of a d:multistatus, with paths relative to `root_path`."""
-    root = ET.fromstring(content)  # noqa: S314 - expat >= 2.4 refuses entity expansion bombs
     entries = []
-    for response in root.iter(f"{_DAV}response"):
-        href = unquote(urlsplit(response.findtext(f"{_DAV}href") or "").path)
-        if not href.startswith(root_path.rstrip("/")):
-            raise ValueError(f"href {href} is outside {root_path}")
-        props: dict[str, ET.Element] = {}
-        for propstat in response.iter(f"{_DAV}propstat"):
-            if (propstat.findtext(f"{_DAV}status") or "").split()[1:2] != ["200"]:
-                continue
-            for prop in propstat.iter(f"{_DAV}prop"):
-                props.update((child.tag, child) for child in prop)
+    for path, props in _multistatus(content, root_path):
         resource_type = props.get(f"{_DAV}resourcetype")
         is_dir = resource_type is not None and resource_type.find(f"{_DAV}collection") is not None
         size = _prop_text(props, f"{_OC}size") or _prop_text(props, f"{_DAV}getcontentlength")
@@ -1099,7 +1089,7 @@ def _dav_entries(content: bytes, root_path: str) -> list[DavEntry]:
         file_id = _prop_text(props, f"{_OC}fileid")
         entries.append(
             DavEntry(
-                path=href[len(root_path.rstrip("/")) :].strip("/"),
+                path=path,
                 is_dir=is_dir,
                 file_id=int(file_id) if file_id else None,
                 size=int(size) if size else None,
@@ -1121,21 +1111,10 @@ _COLLECTIONS_PROPFIND_BODY = (
 
 def _dav_collections(content: bytes, home: str) -> list[DavCollection]:
     """The collections directly in a DAV home (not the home itself)."""
-    root = ET.fromstring(content)  # noqa: S314 - expat >= 2.4 refuses entity expansion bombs
     found = []
-    for response in root.iter(f"{_DAV}response"):
-        href = unquote(urlsplit(response.findtext(f"{_DAV}href") or "").path)
-        if not href.startswith(unquote(home).rstrip("/")):
-            raise ValueError(f"href {href} is outside {home}")
-        name = href[len(unquote(home).rstrip("/")) :].strip("/")
+    for name, props in _multistatus(content, unquote(home)):
         if not name:
             continue
-        props: dict[str, ET.Element] = {}
-        for propstat in response.iter(f"{_DAV}propstat"):
-            if (propstat.findtext(f"{_DAV}status") or "").split()[1:2] != ["200"]:
-                continue
-            for prop in propstat.iter(f"{_DAV}prop"):
-                props.update((child.tag, child) for child in prop)
         resource_type = props.get(f"{_DAV}resourcetype")
         owner = props.get(f"{_OC}owner-principal")
         # Nextcloud writes the owner as text; other servers as a d:href child.
@@ -1151,6 +1130,24 @@ def _dav_collections(content: bytes, home: str) -> list[DavCollection]:
             )
         )
     return found
+
+
+def _multistatus(content: bytes, root_path: str) -> Iterator[tuple[str, dict[str, ET.Element]]]:
+    """Each d:response of a d:multistatus: its path relative to `root_path` and its
+    properties found (status 200). An href outside `root_path` is a ValueError."""
+    root = ET.fromstring(content)  # noqa: S314 - expat >= 2.4 refuses entity expansion bombs
+    prefix = root_path.rstrip("/")
+    for response in root.iter(f"{_DAV}response"):
+        href = unquote(urlsplit(response.findtext(f"{_DAV}href") or "").path)
+        if not href.startswith(prefix):
+            raise ValueError(f"href {href} is outside {root_path}")
+        props: dict[str, ET.Element] = {}
+        for propstat in response.iter(f"{_DAV}propstat"):
+            if (propstat.findtext(f"{_DAV}status") or "").split()[1:2] != ["200"]:
+                continue
+            for prop in propstat.iter(f"{_DAV}prop"):
+                props.update((child.tag, child) for child in prop)
+        yield href[len(prefix) :].strip("/"), props
 
 
 def _prop_text(props: Mapping[str, ET.Element], name: str) -> str | None:
