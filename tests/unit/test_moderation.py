@@ -10,10 +10,7 @@ from pathlib import Path
 import pytest
 from tests.doubles.nextcloud_api_double import SHARE_LINK, NextcloudApiDouble
 from tests.unit.reports_support import (
-    PostgresCluster,
     Service,
-    running_cluster,
-    serve,
     submit_report,
 )
 from typer.testing import CliRunner
@@ -25,18 +22,6 @@ from educloud.nextcloud_api import NextcloudClient
 pytestmark = pytest.mark.charter("C9")
 
 HOST = "https://cloud.educloud.test"
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[PostgresCluster]:
-    with running_cluster() as started:
-        yield started
-
-
-@pytest.fixture
-def service(cluster: PostgresCluster, tmp_path: Path) -> Iterator[Service]:
-    with serve(cluster, tmp_path) as running:
-        yield running
 
 
 @pytest.fixture

@@ -13,14 +13,13 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from tests.unit.reports_support import PostgresCluster, Service, running_cluster, serve
+from tests.unit.reports_support import PostgresCluster, Service, serve
 
 from educloud.data_rights.reports import form, pages
 
@@ -29,18 +28,6 @@ pytestmark = pytest.mark.charter("C9")
 PACKAGE = Path(__file__).parents[2] / "python_tools/educloud/data_rights/reports"
 SHARE_LINK = "https://cloud.educloud.test/s/Xk4pQ9zT2bLm"
 DESCRIPTION = "Un partage public contient des photos d'élèves diffusées sans autorisation."
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[PostgresCluster]:
-    with running_cluster() as started:
-        yield started
-
-
-@pytest.fixture
-def service(cluster: PostgresCluster, tmp_path: Path) -> Iterator[Service]:
-    with serve(cluster, tmp_path) as running:
-        yield running
 
 
 def fields(service: Service, **changes: str | None) -> dict[str, str]:
