@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from keycloak import KeycloakAdmin
-from keycloak.exceptions import KeycloakError, KeycloakGetError
+from keycloak.exceptions import KeycloakError
 
 from educloud.accounts.keycloak_directory import ATTR_DEPARTED
 from educloud.data_rights import export
@@ -88,11 +88,6 @@ class KeycloakAccounts:
                     raise
         try:
             self.admin.delete_user(account.id)
-        except KeycloakGetError as exc:
-            if exc.response_code != 404:
-                raise RetentionError(
-                    f"Keycloak refused to erase {account.username} (HTTP {exc.response_code})"
-                ) from None
         except KeycloakError as exc:
             if exc.response_code != 404:
                 raise RetentionError(
