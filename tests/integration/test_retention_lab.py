@@ -66,12 +66,13 @@ def _stores(kc_admin, tmp: Path) -> Stores:
 
 
 @pytest.fixture
-def realm_admin(kc_admin, scratch_realm) -> Iterator[object]:
+def realm_admin(kc_admin, lab_keycloak, scratch_realm) -> Iterator[object]:
+    """The session's admin client on the scratch realm, given back on the lab realm."""
     kc_admin.change_current_realm(scratch_realm)
     try:
         yield kc_admin
     finally:
-        kc_admin.change_current_realm("educloud")
+        kc_admin.change_current_realm(lab_keycloak.realm)
 
 
 @settings(
