@@ -13,7 +13,9 @@ HOST_PACKAGES=(python3 python3-venv python3-dev debootstrap systemd-container ap
                nftables iproute2 openssh-client ca-certificates maven
                chromium geoip-bin geoip-database php8.2-cli gnupg
                # postgresql: the report service's unit tests start a throwaway cluster (C9).
-               postgresql)
+               postgresql
+               # restic: the backup agent's unit tests run it on a local repository (C10).
+               restic)
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 2; }

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from educloud import data_rights_cli
 from educloud.accounts_cli import accounts_app
+from educloud.backup_cli import backup_app
 from educloud.errors import EducloudError
 from educloud.export_cli import export_app
 from educloud.moderation_cli import moderation_app
@@ -36,6 +37,7 @@ app.command("docs")(data_rights_cli.docs)
 app.add_typer(retention_app, name="retention")
 app.add_typer(export_app, name="export")
 app.add_typer(moderation_app, name="moderation")
+app.add_typer(backup_app, name="backup")
 
 console = Console()
 err_console = Console(stderr=True)

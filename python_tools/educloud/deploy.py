@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,8 +110,10 @@ def run_playbook(
     check: bool = False,
     extra_args: list[str] | None = None,
     stream: bool = True,
+    on_line: Callable[[str], None] | None = None,
 ) -> PlaybookResult:
-    """Run one playbook of ansible/; output streams to stderr, the recap is returned."""
+    """Run one playbook of ansible/; output streams to stderr (or to `on_line`), the recap
+    is returned."""
     inventory = inventory if inventory.is_absolute() else (repo_root() / inventory)
     if not inventory.exists():
         raise EducloudError(
@@ -142,7 +145,9 @@ def run_playbook(
     lines: list[str] = []
     for line in process.stdout:
         lines.append(line)
-        if stream:
+        if on_line is not None:
+            on_line(line)
+        elif stream:
             sys.stderr.write(line)
     returncode = process.wait()
     output = "".join(lines)

@@ -14,12 +14,20 @@ import pytest
 MOLECULE_PREFIX = "mol-"
 
 
-def in_scope(variables: dict[str, Any], group: str) -> bool:
+def in_scope(variables: dict[str, Any], group: str, platform: str | None = None) -> bool:
+    """Whether a host runs `group`'s checks. A scenario with several platforms, each
+    playing another part, names the one in scope (`platform`); otherwise every molecule
+    platform is."""
     name = str(variables.get("inventory_hostname", ""))
-    return name.startswith(MOLECULE_PREFIX) or group in variables.get("group_names", [])
+    if name.startswith(MOLECULE_PREFIX):
+        return platform is None or name == platform
+    return group in variables.get("group_names", [])
 
 
-def skip_unless_in_group(variables: dict[str, Any], group: str) -> None:
-    """Skip the current test on a host outside `group` (molecule platforms are in scope)."""
-    if not in_scope(variables, group):
+def skip_unless_in_group(
+    variables: dict[str, Any], group: str, platform: str | None = None
+) -> None:
+    """Skip the current test on a host outside `group` (molecule platforms are in scope,
+    or only `platform` when given)."""
+    if not in_scope(variables, group, platform):
         pytest.skip(f"{variables.get('inventory_hostname')} is not in the {group} group")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -23,6 +24,24 @@ class InventoryHost:
     @property
     def address(self) -> str:
         return str(self.variables.get("ansible_host", self.name))
+
+    @property
+    def user(self) -> str:
+        return str(self.variables.get("ansible_user") or "root")
+
+    def ssh_argv(self) -> list[str]:
+        """ssh to this host as Ansible reaches it (its key, known hosts and options); the
+        remote command goes after a final "--"."""
+        argv = ["ssh", "-o", "BatchMode=yes"]
+        key = self.variables.get("ansible_ssh_private_key_file")
+        if key:
+            argv += ["-i", str(key)]
+        argv += shlex.split(str(self.variables.get("ansible_ssh_common_args") or ""))
+        port = self.variables.get("ansible_port")
+        if port:
+            argv += ["-p", str(port)]
+        argv.append(f"{self.user}@{self.address}")
+        return argv
 
 
 def load(inventory: Path) -> list[InventoryHost]:

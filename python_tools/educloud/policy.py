@@ -190,6 +190,7 @@ def _cross_check(policies: Policies, problems: list[Problem]) -> None:
                             f"{variable} is not defined in roles/{control.role}/defaults/main.yml",
                         )
                     )
+    _check_backup_horizons(policies, problems)
     egress = f"{policies.directory.name}/egress.yml"
     for index, destination in enumerate(policies.destinations):
         if destination.country not in policies.countries_allowed:
@@ -222,6 +223,34 @@ def _cross_check(policies: Policies, problems: list[Problem]) -> None:
                     f"{provider.country} is not in countries_allowed",
                 )
             )
+
+
+def backup_keep_days(keep: Mapping[str, int]) -> dict[str, int]:
+    """The horizons, in days, of a backup category's `keep` (restic --keep-within-*)."""
+    return {
+        "daily": int(keep["daily"]),
+        "weekly": int(keep["weekly"]) * 7,
+        "monthly": int(keep["monthly"]) * 30,
+    }
+
+
+def _check_backup_horizons(policies: Policies, problems: list[Problem]) -> None:
+    # A snapshot kept for its week or its month must still expire on time (C7).
+    retention = f"{policies.directory.name}/retention.yml"
+    for name, category in policies.retention.items():
+        keep = category.get("keep")
+        if not isinstance(keep, Mapping):
+            continue
+        for horizon, days in backup_keep_days(keep).items():
+            if days > int(category["retention_days"]):
+                problems.append(
+                    Problem(
+                        retention,
+                        f"categories.{name}.keep.{horizon}",
+                        f"keeps {horizon} snapshots for {days} days, past retention_days "
+                        f"({category['retention_days']})",
+                    )
+                )
 
 
 def load(directory: Path | None = None) -> Policies:

@@ -74,6 +74,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         "proxy_host_name": "reverse_proxy",
         "keycloak_host_name": "keycloak",
         "nextcloud_host_name": "nextcloud",
+        "backup_host_name": "backup",
+        "backup_target_host_name": "backup_target",
     }
     limit = {p for p in str(metafunc.config.getoption("--educloud-limit")).split(",") if p}
     for fixture, group in groups.items():

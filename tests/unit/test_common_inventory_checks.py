@@ -46,6 +46,15 @@ def test_lab_declaration_is_accepted() -> None:
             },
             "no DNS name",
         ),
+        (
+            {
+                "common_ssh_allow_users": ["admin"],
+                "common_ssh_sftp_chroot_users": [
+                    {"user": "educloud-backup", "directory": "/srv/educloud-backup"}
+                ],
+            },
+            "its user must be listed there too",
+        ),
     ],
 )
 def test_bad_declaration_is_refused(extra: dict[str, object], message: str) -> None:

@@ -37,7 +37,8 @@ def test_lab_secrets_live_in_the_lab_and_are_kept(tmp_path, monkeypatch):
     paths = LabPaths(tmp_path / "lab")
     paths.root.mkdir()
     created = secrets.ensure(paths)
-    assert set(created) == set(secrets.LAB_SECRETS)
+    pairs = {name for pair in secrets.LAB_KEYPAIRS for name in pair}
+    assert set(created) == set(secrets.LAB_SECRETS) | pairs
     assert secrets.vault_link().resolve() == secrets.vault_store(paths)
     first = secrets.read(paths)
     assert secrets.ensure(paths) == []  # idempotent: nothing regenerated
@@ -45,6 +46,9 @@ def test_lab_secrets_live_in_the_lab_and_are_kept(tmp_path, monkeypatch):
     stored = secrets.vault_store(paths).read_text()
     assert stored.startswith("$ANSIBLE_VAULT")
     assert not any(value in stored for value in first.values())
+    private, public = (first[name] for name in secrets.LAB_KEYPAIRS[0])
+    assert private.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert public.startswith("ssh-ed25519 ")
 
 
 def test_a_new_lab_secret_is_added_and_the_others_are_kept(tmp_path, monkeypatch):

@@ -93,6 +93,23 @@ def test_egress_name_instead_of_address_is_refused(copy: Path) -> None:
     assert any("is not an IP address or network" in p for p in _problems(copy))
 
 
+def test_backup_kept_past_its_retention_is_refused(copy: Path) -> None:
+    # Five weekly snapshots reach 35 days: the 30-day period would not hold (C7).
+    _edit(copy / "retention.yml", lambda d: d["categories"]["backups"]["keep"].update(weekly=5))
+    assert _problems(copy) == [
+        "policies/retention.yml: categories.backups.keep.weekly: keeps weekly snapshots for "
+        "35 days, past retention_days (30)"
+    ]
+
+
+def test_backup_keep_horizons_in_days() -> None:
+    assert policy.backup_keep_days({"daily": 7, "weekly": 4, "monthly": 1}) == {
+        "daily": 7,
+        "weekly": 28,
+        "monthly": 30,
+    }
+
+
 def test_missing_file_is_refused(copy: Path) -> None:
     (copy / "hosting.yml").unlink()
     assert _problems(copy) == ["policies/hosting.yml: (top): file is missing"]

@@ -12,6 +12,7 @@ from educloud.data_rights.retention import Enforced, Rule, Stores
 from educloud.data_rights.settings import DataRightsSettings, SettingsError
 from educloud.data_rights.stores import (
     ArchiveExporter,
+    BackupsCheck,
     KeycloakAccounts,
     KeycloakEventsCheck,
     ProfileOnly,
@@ -26,10 +27,14 @@ def open_stores(settings: DataRightsSettings) -> Iterator[Stores]:
         stores = Stores(exports_dir=settings.exports_dir, journal_path=settings.journal)
         nextcloud = settings.nextcloud is not None
 
+        backups = settings.backup_hosts is not None
+
         def on_hosts(rules: dict[str, Rule], today: date) -> Iterable[Enforced]:
-            return delegated_categories(rules, nextcloud=nextcloud)
+            return delegated_categories(rules, nextcloud=nextcloud, backups_checked=backups)
 
         stores.checks.append(on_hosts)
+        if settings.backup_hosts is not None:
+            stores.checks.append(BackupsCheck(settings.backup_hosts))
         if settings.keycloak is not None:
             admin = connect_admin(settings.keycloak)
             realm = settings.keycloak.realm

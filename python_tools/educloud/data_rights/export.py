@@ -709,13 +709,8 @@ class SshOcc:
             raise ExportError(f"inventory {inventory} has no host in the nextcloud group")
         host = hosts[0]
         variables = host.variables
-        ssh = ["ssh", "-o", "BatchMode=yes"]
-        if variables.get("ansible_ssh_private_key_file"):
-            ssh += ["-i", str(variables["ansible_ssh_private_key_file"])]
-        ssh += shlex.split(str(variables.get("ansible_ssh_common_args") or ""))
-        ssh.append(f"{variables.get('ansible_user', 'root')}@{host.address}")
         runner = cls(
-            ssh,
+            host.ssh_argv(),
             install_dir=str(variables.get("nextcloud_install_dir", "/var/www/nextcloud")),
             system_user=str(variables.get("nextcloud_user", "nextcloud")),
         )

@@ -17,13 +17,17 @@ Secrets are read from files (0600) or the environment, never from the command li
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from educloud.accounts.keycloak_directory import Connection
+from educloud.backup.remote import inventory_readers
+from educloud.backup.status import StatusReader, local_readers
 from educloud.data_rights.export import LocalOcc, OccRunner, SshOcc
 from educloud.errors import EducloudError
 from educloud.nextcloud_api import NextcloudClient
@@ -57,6 +61,8 @@ class DataRightsSettings:
     occ: OccRunner | None = None
     nextcloud_verify: bool | str = True
     reports: ReportsSettings | None = None
+    # The backup hosts whose status file the backups category reads (None: not checked).
+    backup_hosts: Callable[[], list[tuple[str, StatusReader]]] | None = None
 
 
 def _secret_file(value: Any, where: str) -> str:
@@ -107,6 +113,8 @@ def from_file(path: Path) -> DataRightsSettings:
         occ=_local_occ(nextcloud),
         nextcloud_verify=_verify(nextcloud or {}),
         reports=_reports(_section(data, "reports", ("url", "token_file"))),
+        # On a backup host, its own status file (none elsewhere).
+        backup_hosts=local_readers,
     )
 
 
@@ -176,4 +184,5 @@ def from_inventory(
         nextcloud=client_from_env(nextcloud_url) if nextcloud_url else None,
         occ=SshOcc.from_inventory(inventory)[0] if nextcloud_url else None,
         nextcloud_verify=os.environ.get(CA_ENV) or True,
+        backup_hosts=partial(inventory_readers, inventory),
     )

@@ -3,9 +3,9 @@ Nextcloud's users, and the categories other components enforce by themselves."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,8 @@ from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakError
 
 from educloud.accounts.keycloak_directory import ATTR_DEPARTED
+from educloud.backup import status as backup_status
+from educloud.backup.status import StatusReader
 from educloud.data_rights import export
 from educloud.data_rights.retention import (
     DepartedAccount,
@@ -20,6 +22,7 @@ from educloud.data_rights.retention import (
     RetentionError,
     Rule,
 )
+from educloud.errors import EducloudError
 from educloud.nextcloud_api import NextcloudClient, NextcloudRequestError
 
 PAGE = 500
@@ -160,8 +163,51 @@ class KeycloakEventsCheck:
             return 0
 
 
-def delegated_categories(rules: dict[str, Rule], *, nextcloud: bool) -> list[Enforced]:
-    """Categories enforced on the hosts by the roles, verified by `educloud verify`."""
+BACKUPS = "backups"
+
+
+@dataclass
+class BackupsCheck:
+    """Backups (C7): the backup agent's restic forget --keep-within-* drops every snapshot
+    past the policy at each run. The check reads each backup host's status file and
+    reports its snapshots, the oldest, and those past the period (due at the next forget);
+    one older than the period plus a day means forget is not running: not ok."""
+
+    hosts: Callable[[], list[tuple[str, StatusReader]]]
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def __call__(self, rules: dict[str, Rule], today: date) -> Iterable[Enforced]:
+        if BACKUPS not in rules:
+            return
+        rule = rules[BACKUPS]
+        now = self.clock()
+        if today != now.date():  # planning for another day: that day, at this time
+            now = datetime.combine(today, now.timetz())
+        try:
+            readers = self.hosts()
+        except EducloudError as exc:
+            yield Enforced(BACKUPS, rule.enforced_by, f"backup hosts unknown: {exc}", None)
+            return
+        if not readers:
+            yield Enforced(BACKUPS, rule.enforced_by, "no backup host in this deployment", None)
+        for name, read in readers:
+            try:
+                status = read()
+            except EducloudError as exc:
+                yield Enforced(BACKUPS, rule.enforced_by, f"{name}: {exc}", None)
+                continue
+            if status is None:
+                yield Enforced(BACKUPS, rule.enforced_by, f"{name}: no backup run yet", False)
+                continue
+            found = backup_status.review(status, rule.days, now)
+            yield Enforced(BACKUPS, rule.enforced_by, found.summary(), found.ok)
+
+
+def delegated_categories(
+    rules: dict[str, Rule], *, nextcloud: bool, backups_checked: bool = False
+) -> list[Enforced]:
+    """Categories enforced on the hosts by the roles, verified by `educloud verify`;
+    backups by BackupsCheck when the deployment's backup hosts are known."""
     hosts = {
         "system_logs": "journald MaxRetentionSec (common role); checked by educloud verify",
         "web_logs": "logrotate maxage (common role); checked by educloud verify",
@@ -176,8 +222,11 @@ def delegated_categories(rules: dict[str, Rule], *, nextcloud: bool) -> list[Enf
         if category not in rules:
             continue
         rule = rules[category]
-        if category == "backups":
-            found.append(Enforced(category, rule.enforced_by, "no backup role deployed", None))
+        if category == BACKUPS:
+            if not backups_checked:
+                found.append(
+                    Enforced(category, rule.enforced_by, f"{how}: no backup status here", None)
+                )
         elif rule.enforced_by == "nextcloud" and not nextcloud:
             found.append(
                 Enforced(category, rule.enforced_by, f"{how}: Nextcloud not installed", None)

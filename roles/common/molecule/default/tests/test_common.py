@@ -62,6 +62,25 @@ def test_sshd_effective_config_is_hardened(host):
     assert "diffie-hellman-group14-sha1" not in settings["kexalgorithms"]
 
 
+def _sshd_settings_for(host, user: str) -> dict[str, str]:
+    """sshd's effective settings for a connection of `user` (its Match blocks applied)."""
+    effective = host.check_output(f"sshd -T -C user={user},host=client.invalid,addr=198.18.0.1")
+    return dict(line.split(" ", 1) for line in effective.splitlines() if " " in line)
+
+
+def test_sftp_chroot_users_get_sftp_only_and_nobody_else(host):
+    root = _sshd_settings_for(host, "root")
+    assert root.get("chrootdirectory", "none") == "none"
+    assert root.get("forcecommand", "none") == "none"
+    for chroot in host.ansible.get_variables().get("common_ssh_sftp_chroot_users", []):
+        confined = _sshd_settings_for(host, chroot["user"])
+        assert confined["chrootdirectory"] == chroot["directory"]
+        assert confined["forcecommand"] == "internal-sftp"
+        assert confined["allowtcpforwarding"] == "no"
+        assert confined["x11forwarding"] == "no"
+        assert confined["permittty"] == "no"
+
+
 def test_ssh_config_not_world_readable(host):
     config = host.file("/etc/ssh/sshd_config")
     assert config.user == "root"

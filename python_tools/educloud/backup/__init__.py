@@ -1,0 +1,6 @@
+"""Backups (issue #8): the backup hosts' status, their agent over SSH, and the restore drill.
+
+The backup role installs an agent (`/usr/local/sbin/educloud-backup`) on every host of the
+`backup` group; restic sends encrypted snapshots to a host of `backup_target` over SFTP.
+This package reads what the agent reports and drives it from the operator's machine.
+"""

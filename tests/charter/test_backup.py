@@ -1,0 +1,217 @@
+"""Backups (issue #8): kept in France on another host (C1), expired on time (C7), and
+unreadable where they are stored (C10).
+
+Each backup host's agent settings (/etc/educloud/backup/backup.json, written by the backup
+role) and status file are read on the host; each backup target is searched for anything
+but ciphertext. The restore itself is proved by `educloud backup drill`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from educloud.backup import compliance
+from educloud.backup import status as backup_status
+from educloud.charter.deployment import Deployment
+from educloud.policy import Policies
+
+CONFIG = "/etc/educloud/backup/backup.json"
+TIMER = "educloud-backup.timer"
+# Where a target keeps its repositories (the backup_target role's chroot).
+CHROOT = "/srv/educloud-backup"
+# Where a copy of a secret could sit on a target (its whole system but /usr and the
+# kernel's pseudo file systems).
+SEARCHED = ("/etc", "/home", "/opt", "/root", "/srv", "/tmp", "/usr/local", "/var")  # noqa: S108
+
+
+def _config(connect: Callable[[str], Any], name: str) -> dict[str, Any]:
+    found = connect(name).file(CONFIG)
+    if not found.exists:
+        pytest.fail(f"{name}: {CONFIG} is missing: the backup role is not deployed there")
+    data: dict[str, Any] = json.loads(found.content_string)
+    return data
+
+
+@pytest.mark.charter("C1")
+def test_backups_stored_in_france_on_another_host(
+    backup_host_name: str,
+    deployment: Deployment,
+    policies: Policies,
+    connect: Callable[[str], Any],
+    evidence: Callable[[str], None],
+) -> None:
+    config = _config(connect, backup_host_name)
+    own = set(connect(backup_host_name).check_output("hostname -I").split())
+    own.add(deployment.host(backup_host_name).address)
+    found, problems = compliance.target_destinations(config, policies)
+    problems += compliance.not_on_itself(config, own)
+    target = config.get("target") or {}
+    evidence(
+        f"{backup_host_name} : dépôt {config.get('repository')} ; destination "
+        + (
+            ", ".join(f"{d.name} ({d.purpose}, {d.country})" for d in found)
+            or "non déclarée dans policies/egress.yml"
+        )
+        + f" ; adresses de l'hôte : {', '.join(sorted(own))} ; cible {target.get('address')}"
+    )
+    assert not problems, "; ".join(problems)
+
+
+@pytest.mark.charter("C7")
+def test_backups_run_daily_and_expire_on_time(
+    backup_host_name: str,
+    policies: Policies,
+    connect: Callable[[str], Any],
+    evidence: Callable[[str], None],
+) -> None:
+    """The timer runs the backup; its last run succeeded; restic's forget keeps nothing
+    past the backups period of retention.yml (one day's grace: forget runs with the
+    backup); the agent's horizons are the policy's."""
+    category = policies.retention["backups"]
+    days = int(category["retention_days"])
+    target = connect(backup_host_name)
+    config = _config(connect, backup_host_name)
+    timer = target.service(TIMER)
+    problems = compliance.keep_problems(config, category)
+    if not (timer.is_enabled and timer.is_running):
+        problems.append(f"{TIMER} is not enabled and waiting")
+    state_dir = str(config.get("state_dir") or "/var/lib/educloud-backup")
+    status_file = target.file(f"{state_dir}/status.json")
+    if not status_file.exists:
+        evidence(f"{backup_host_name} : aucune sauvegarde encore faite ({status_file.path})")
+        pytest.fail(f"{backup_host_name}: no backup has run yet ({status_file.path})")
+    found = backup_status.parse_status(status_file.content_string, status_file.path)
+    review = backup_status.review(found, days, datetime.now(UTC))
+    run = found.last_run
+    oldest = f"{review.oldest.time:%Y-%m-%d %H:%M} UTC" if review.oldest else "aucun"
+    evidence(
+        f"{backup_host_name} : {TIMER} {'activé' if timer.is_enabled else 'désactivé'} ; "
+        f"dernier passage {'réussi' if run and run.ok else 'en échec'} "
+        f"({run.finished if run else 'jamais'}) ; {review.count} instantanés, le plus ancien "
+        f"{oldest} ; {len(review.past)} au-delà de {days} jours ; conservation : "
+        f"{json.dumps(config.get('keep'), sort_keys=True)}"
+    )
+    if run is None or not run.ok:
+        problems.append(f"the last backup failed: {run.error if run else 'never ran'}")
+    if review.overdue:
+        problems.append(
+            f"snapshots older than {days} days not forgotten: "
+            + ", ".join(f"{s.short_id} ({s.time:%Y-%m-%d})" for s in review.overdue)
+        )
+    assert not problems, "; ".join(problems)
+
+
+def _repositories(target: Any) -> list[str]:
+    listing = target.run("find %s -mindepth 2 -maxdepth 3 -type f -name config", CHROOT)
+    return sorted(line.rsplit("/", 1)[0] for line in listing.stdout.split())
+
+
+@pytest.mark.charter("C10")
+def test_backup_repositories_hold_only_ciphertext(
+    backup_target_host_name: str,
+    connect: Callable[[str], Any],
+    evidence: Callable[[str], None],
+) -> None:
+    """restic encrypts everything it writes (AES-256, Poly1305): its config, the index,
+    the snapshots and the packs. No known plaintext of the data appears in them."""
+    target = connect(backup_target_host_name)
+    repositories = _repositories(target)
+    if not repositories:
+        pytest.fail(f"{backup_target_host_name}: no restic repository under {CHROOT}")
+    problems = []
+    for repository in repositories:
+        config = target.file(f"{repository}/config").content
+        if compliance.plaintext_config(config):
+            problems.append(f"{repository}/config is readable JSON: not encrypted")
+        patterns = " ".join(f"-e '{text}'" for text in compliance.KNOWN_PLAINTEXT)
+        hits = target.run(
+            f"grep -rlaF {patterns} {repository}/data {repository}/index {repository}/snapshots"
+        )
+        size = target.run("du -sh %s", repository).stdout.split()
+        evidence(
+            f"{backup_target_host_name} : {repository} ({size[0] if size else '?'}) : config "
+            f"chiffré ({len(config)} octets) ; texte en clair recherché "
+            f"({', '.join(compliance.KNOWN_PLAINTEXT)}) : "
+            + ("trouvé dans " + ", ".join(hits.stdout.split()[:3]) if hits.rc == 0 else "absent")
+        )
+        if hits.rc == 0:
+            problems.append(f"plaintext in {repository}: {', '.join(hits.stdout.split()[:5])}")
+        elif hits.rc != 1:
+            problems.append(f"cannot search {repository}: {hits.stderr.strip()[-200:]}")
+    assert not problems, "; ".join(problems)
+
+
+def _search_target_for_secrets(
+    deployment: Deployment, connect: Callable[[str], Any], target_name: str
+) -> subprocess.CompletedProcess[str]:
+    """grep on the target for each backup host's repository password and the body of its
+    SSH private key, given on grep's stdin (never on a command line). The secrets stay in
+    this frame, out of any failure report."""
+    lines = []
+    for client in deployment.in_group("backup"):
+        config = _config(connect, client.name)
+        host = connect(client.name)
+        lines.append(host.check_output("cat %s", str(config["password_file"])).strip())
+        key = host.check_output("cat %s", str(config["ssh_key"])).splitlines()
+        lines += [line for line in key if line and not line.startswith("-----")][:1]
+    return subprocess.run(
+        [
+            *deployment.host(target_name).ssh_argv(),
+            "--",
+            f"grep -rlsF -D skip -f - {' '.join(SEARCHED)}",
+        ],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+@pytest.mark.charter("C10")
+def test_backup_secrets_are_not_on_the_target(
+    backup_target_host_name: str,
+    deployment: Deployment,
+    connect: Callable[[str], Any],
+    evidence: Callable[[str], None],
+) -> None:
+    """Whoever holds the target holds ciphertext only: the repository password (which
+    decrypts restic's key file there) and the clients' SSH private key are on the backup
+    hosts and in Ansible Vault, never on the target."""
+    clients = deployment.in_group("backup")
+    if not clients:
+        pytest.fail("no host in the backup group")
+    done = _search_target_for_secrets(deployment, connect, backup_target_host_name)
+    found = ", ".join(done.stdout.split()[:3])
+    evidence(
+        f"{backup_target_host_name} : mot de passe des dépôts et clé privée SSH de "
+        f"{', '.join(c.name for c in clients)} recherchés dans {' '.join(SEARCHED)} : "
+        + (f"trouvés dans {found}" if done.returncode == 0 else "absents")
+    )
+    address = deployment.host(backup_target_host_name).address
+    assert done.returncode != 255, f"ssh to {address} failed: {done.stderr.strip()[-200:]}"
+    assert done.returncode == 1, (
+        f"a backup secret is on {backup_target_host_name}: {found}"
+        if done.returncode == 0
+        else f"grep failed on {backup_target_host_name}: {done.stderr.strip()[-200:]}"
+    )
+
+
+@pytest.mark.charter("C10")
+def test_every_data_host_is_backed_up(
+    deployment: Deployment, evidence: Callable[[str], None]
+) -> None:
+    holders = {h.name for g in compliance.DATA_GROUPS for h in deployment.in_group(g)}
+    backed_up = {h.name for h in deployment.in_group("backup")}
+    evidence(
+        f"hôtes de données : {', '.join(sorted(holders)) or 'aucun'} ; sauvegardés : "
+        f"{', '.join(sorted(backed_up)) or 'aucun'}"
+    )
+    missing = sorted(holders - backed_up)
+    assert not missing, f"not in the backup group: {', '.join(missing)}"
