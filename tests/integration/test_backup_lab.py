@@ -5,7 +5,8 @@ restore drill, on the real repository and on a tampered copy.
     next run completes with a new snapshot;
 (b) a flipped byte in a pack is found by restic check --read-data, which names the pack;
 (c) the drill fails loudly on that tampered copy, at the restore, before anything else;
-(d) the drill proves the real repository: tables, files, Keycloak, a login.
+(d) the drill proves the real repository: tables, files, Keycloak, a login;
+(e) a failed run is seen: the unit fails, and the operators get a mail through the relay.
 
 The backup host and the target are the inventory's (edu1 and bak1 in the lab). The times
 and sizes measured are printed (pytest -s) for the issue's note.
@@ -13,6 +14,8 @@ and sizes measured are printed (pytest -s) for the issue's note.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import os
 import subprocess
@@ -288,3 +291,35 @@ def test_drill_proves_the_backup() -> None:
         done.stdout.split()
     )
     assert "drill1" not in educloud("lab", "status").stdout  # destroyed afterwards
+
+
+def test_a_failed_backup_mails_the_operators(lab: Lab) -> None:
+    """The timer's service fails (a runtime drop-in replaces its command by `false`):
+    systemd marks it failed, and its OnFailure unit mails the operators, in French,
+    through the approved relay (the lab's SMTP sink, which files it under mail/new)."""
+    maildir = LabPaths.default().mail / "new"
+    before = set(maildir.iterdir()) if maildir.is_dir() else set()
+    dropin = "/run/systemd/system/educloud-backup.service.d"
+    ssh(
+        lab.source,
+        f"mkdir -p {dropin} && printf '[Service]\\nExecStart=\\nExecStart=/bin/false\\n'"
+        f" > {dropin}/zz-fault-test.conf && systemctl daemon-reload",
+    )
+    try:
+        rc, _ = ssh_rc(lab.source, f"systemctl start {SERVICE}")
+        assert rc != 0, "the sabotaged backup did not fail"
+        assert ssh(lab.source, f"systemctl is-failed {SERVICE}", check=False).strip() == "failed"
+        deadline, new = time.monotonic() + 60, set()
+        while time.monotonic() < deadline and not new:
+            time.sleep(1)
+            new = (set(maildir.iterdir()) if maildir.is_dir() else set()) - before
+        subjects = [
+            str(email.message_from_bytes(path.read_bytes(), policy=email.policy.default)["Subject"])
+            for path in new
+        ]
+        expected = f"[educloud] Échec de la sauvegarde sur {lab.source}"
+        assert expected in subjects, f"no failure mail in {maildir} within 60 s: {subjects}"
+    finally:
+        ssh(lab.source, f"rm -rf {dropin} && systemctl daemon-reload && systemctl reset-failed")
+    # The real service still works once the fault is gone.
+    assert run_backup(lab).last_run.ok  # type: ignore[union-attr]
