@@ -10,13 +10,15 @@ from pathlib import Path
 from educloud.paths import repo_root
 
 
-def run_educloud(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_educloud(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(Path(sys.executable).parent / "educloud"), *args],
         capture_output=True,
         text=True,
         cwd=repo_root(),
         env={**os.environ, **(env or {})},
-        timeout=300,
+        timeout=timeout,
         check=False,
     )

@@ -19,20 +19,20 @@ import email.policy
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.integration.educloud_cli import run_educloud
 
 from educloud import inventory_vars
 from educloud.backup.status import BackupStatus, parse_status
 from educloud.lab import orchestrate
 from educloud.lab import secrets as lab_secrets
 from educloud.lab.settings import LabPaths
-from educloud.paths import inventories_dir, repo_root
+from educloud.paths import inventories_dir
 
 pytestmark = pytest.mark.lab
 
@@ -57,10 +57,10 @@ class Lab:
     target_address: str
 
 
-def ssh(
-    host: str, command: str, *, check: bool = True, timeout: float = 600, stdin: str = ""
-) -> str:
-    done = subprocess.run(
+def _ssh(
+    host: str, command: str, timeout: float, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [*orchestrate.ssh_command(host), "--", command],
         capture_output=True,
         text=True,
@@ -68,31 +68,24 @@ def ssh(
         timeout=timeout,
         check=False,
     )
+
+
+def ssh(
+    host: str, command: str, *, check: bool = True, timeout: float = 600, stdin: str = ""
+) -> str:
+    done = _ssh(host, command, timeout, stdin)
     if check and done.returncode != 0:
         raise AssertionError(f"{host}: {command}: exit {done.returncode}: {done.stderr[-500:]}")
     return done.stdout
 
 
 def ssh_rc(host: str, command: str, *, timeout: float = 600) -> tuple[int, str]:
-    done = subprocess.run(
-        [*orchestrate.ssh_command(host), "--", command],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    done = _ssh(host, command, timeout)
     return done.returncode, done.stdout + done.stderr
 
 
 def educloud(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "educloud"), *args],
-        capture_output=True,
-        text=True,
-        cwd=repo_root(),
-        timeout=DRILL_TIMEOUT,
-        check=False,
-    )
+    return run_educloud(*args, timeout=DRILL_TIMEOUT)
 
 
 def status(lab: Lab) -> BackupStatus:
