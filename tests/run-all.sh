@@ -42,6 +42,48 @@ step "lab up" educloud lab up
 export ANSIBLE_VAULT_PASSWORD_FILE="${ANSIBLE_VAULT_PASSWORD_FILE:-${EDUCLOUD_LAB_DIR:-/var/lib/educloud-lab}/vault-password}"
 step "site.yml converge" educloud deploy --inventory inventories/lab
 step "lab tests (idempotence, check mode, lab safety)" pytest_to lab -m lab tests/lab
+# The regional topology (issue #9) on its own lab hosts, in a lane beside the single server's
+# integration tests and the molecule scenarios: boot, converge, idempotence, charter
+# verification, failure drills, load test, then its hosts are deleted. Its steps are reported
+# after the molecule scenarios.
+regional_lane() {
+  local status="$REPORTS/regional.steps"; : > "$status"
+  lane_step() {
+    local name="$1"; shift
+    printf '\n== %s\n' "$name"
+    local start=$SECONDS rc=0
+    "$@" || rc=$?
+    echo "$rc $((SECONDS - start)) $name" >> "$status"
+    echo "-- $name: $([ "$rc" = 0 ] && echo ok || echo FAILED) ($((SECONDS - start)) s)"
+    return "$rc"
+  }
+  lane_step "regional: lab up" educloud lab up --variant regional || return
+  lane_step "regional: site.yml converge" educloud deploy --inventory inventories/lab-regional || return
+  lane_step "regional: second run changes nothing" \
+    pytest_to regional-site -m regional tests/regional/test_regional_site.py
+  lane_step "regional: charter verification (educloud verify)" \
+    educloud verify --inventory inventories/lab-regional --output "$REPORTS/regional"
+  cp "$REPORTS/regional/charter-junit.xml" "$REPORTS/charter-regional.xml" 2>/dev/null
+  lane_step "regional: failure drills (Keycloak node, PostgreSQL primary, Redis master)" \
+    pytest_to regional-drills -m regional tests/regional --deselect \
+    tests/regional/test_regional_site.py::test_second_run_changes_nothing
+  lane_step "regional: load test (benchmarks/regional_logins.py)" \
+    python benchmarks/regional_logins.py --logins 80 --concurrency 6 --max-seconds 180
+  if [ "${EDUCLOUD_KEEP_LAB:-0}" != 1 ]; then
+    lane_step "regional: lab destroy" educloud lab destroy --variant regional
+  fi
+}
+regional_report() {  # replay the lane's steps into this run's counts
+  cat "$REPORTS/regional.log"
+  local rc took name
+  while read -r rc took name; do
+    if [ "$rc" = 0 ]; then passed_steps=$((passed_steps + 1)); else failed_steps+=("$name"); fi
+  done < "$REPORTS/regional.steps"
+  [ -s "$REPORTS/regional.steps" ] || failed_steps+=("regional lane (no step ran)")
+}
+
+regional_lane > "$REPORTS/regional.log" 2>&1 &
+regional_pid=$!
 step "integration tests (live Keycloak through nginx)" pytest_to integration -m lab tests/integration
 # The product's own verification, as a tester runs it; its JUnit joins the tally.
 step "charter verification of the lab (educloud verify)" educloud verify --inventory inventories/lab --output "$REPORTS"
@@ -54,7 +96,7 @@ done
 # serialises their creation), and most of a scenario's time is spent waiting on apt, SSH
 # and service starts, so two share the 2 cores of CI well (about 25 min -> 15 min).
 # Longest first, so that the two lanes end together; a scenario not listed runs last.
-molecule_order=(data_rights keycloak backup nextcloud reverse_proxy postgresql common)
+molecule_order=(data_rights keycloak backup nextcloud redis etcd load_balancer reverse_proxy postgresql common)
 molecule_roles=()
 for role in "${molecule_order[@]}"; do
   [ -d "roles/$role/molecule/default" ] && molecule_roles+=("$role")
@@ -77,6 +119,9 @@ for role in "${molecule_roles[@]}"; do
     'cat "$1"; read -r rc took < "$2"; echo "(scenario took $took s, beside another)"; exit "$rc"' \
     _ "$REPORTS/molecule-$role.log" "$REPORTS/molecule-$role.status"
 done
+wait "$regional_pid"
+printf '\n\033[1m== regional topology (ran beside the molecule scenarios)\033[0m\n'
+regional_report
 if [ "$lab_was_running" = 0 ] && [ "${EDUCLOUD_KEEP_LAB:-0}" != 1 ]; then
   # Only the hosts this run booted: molecule scenarios may be running beside it.
   step "lab down" educloud lab down --topology

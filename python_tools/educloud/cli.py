@@ -52,12 +52,37 @@ def _progress(message: str) -> None:
     err_console.print(f"[dim]…[/dim] {message}")
 
 
+VariantOption = Annotated[
+    str,
+    typer.Option(
+        "--variant",
+        help="Which topology: single (lab/topology.yml, inventories/lab) or regional "
+        "(lab/topology-regional.yml, inventories/lab-regional).",
+    ),
+]
+
+
+def _variant_hosts(variant: str | None) -> list[str] | None:
+    """The non-temporary hosts of one topology (None: no topology chosen)."""
+    if variant is None:
+        return None
+    from educloud.lab import orchestrate
+    from educloud.lab.settings import check_variant
+
+    check_variant(variant)
+    return [h.name for h in orchestrate.status() if not h.dynamic and h.variant == variant]
+
+
 @lab_app.command("up")
-def lab_up(host: HostOption = None, as_json: bool = typer.Option(False, "--json")) -> None:
+def lab_up(
+    host: HostOption = None,
+    as_json: bool = typer.Option(False, "--json"),
+    variant: VariantOption = "single",
+) -> None:
     """Boot the lab's hosts (idempotent): network, apt proxy, image, hosts, inventory."""
     from educloud.lab import orchestrate
 
-    result = orchestrate.up(host or None, progress=_progress)
+    result = orchestrate.up(host or None, progress=_progress, variant=variant)
     if as_json:
         print(
             json.dumps(
@@ -107,16 +132,22 @@ def lab_ssh(ctx: typer.Context, host: str) -> None:
 def lab_down(
     host: HostOption = None,
     topology: bool = typer.Option(
-        False, "--topology", help="Only the topology's hosts, not temporary ones."
+        False, "--topology", help="Only the topologies' hosts, not temporary ones."
+    ),
+    variant: Annotated[
+        str | None, typer.Option("--variant", help="Only this topology's hosts.")
+    ] = None,
+    power_cut: bool = typer.Option(
+        False, "--power-cut", help="Kill the hosts at once, no shutdown (failure drills)."
     ),
 ) -> None:
     """Stop hosts (default: all); with none left, stop the lab's services and links."""
     from educloud.lab import orchestrate
 
-    names = host or None  # no --host: every host
+    names = host or _variant_hosts(variant)  # neither: every host
     if topology:
         names = [h.name for h in orchestrate.status() if not h.dynamic]
-    stopped = orchestrate.down(names, progress=_progress)
+    stopped = orchestrate.down(names, progress=_progress, power_cut=power_cut)
     console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
@@ -124,11 +155,18 @@ def lab_down(
 def lab_destroy(
     host: HostOption = None,
     purge: bool = typer.Option(False, help="Also delete the image, apt cache and artifacts."),
+    variant: Annotated[
+        str | None, typer.Option("--variant", help="Only this topology's hosts.")
+    ] = None,
 ) -> None:
     """Stop and delete hosts (default: all) so the next 'up' starts afresh."""
     from educloud.lab import orchestrate
 
-    gone = orchestrate.destroy(host or None, progress=_progress, keep_cache=not purge)
+    names = host or _variant_hosts(variant)
+    if variant is not None and not names:
+        console.print("destroyed: nothing")
+        return
+    gone = orchestrate.destroy(names, progress=_progress, keep_cache=not purge)
     console.print(f"destroyed: {', '.join(gone) if gone else 'nothing'}")
 
 

@@ -304,6 +304,25 @@ def test_dump_and_manifest_share_one_snapshot_and_restore_verifies(
     assert [t["table"] for t in report["databases"][SCHOOL] if not t["ok"]] == ["public.pupils"]
 
 
+def test_a_replica_of_a_patroni_cluster_leaves_the_databases_to_the_primary(
+    school: PostgresCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(tmp_path, school)
+    data = json.loads(path.read_text())
+    data["postgresql"]["primary_only"] = True
+    path.write_text(json.dumps(data))
+    config = agent.load_config(path)
+    assert agent.in_recovery(config.postgresql) is False  # the real server is a primary
+    lines: list[str] = []
+    agent.stage(config, lines.append)
+    assert (config.staging_dir / "postgresql" / "globals.sql").exists()
+    monkeypatch.setattr(agent, "in_recovery", lambda pg: True)
+    lines.clear()
+    agent.stage(config, lines.append)
+    assert not (config.staging_dir / "postgresql").exists()
+    assert "postgresql: this server is a replica; the primary's backup holds the databases" in lines
+
+
 def test_a_missing_table_and_a_missing_database_are_named(
     school: PostgresCluster, tmp_path: Path
 ) -> None:

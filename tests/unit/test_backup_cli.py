@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from educloud import policy
+from educloud import remote as educloud_remote
 from educloud.backup import compliance, drill, remote
 from educloud.backup.status import (
     BackupError,
@@ -27,6 +28,7 @@ from educloud.data_rights.retention import Stores, plan, rules_from_policy
 from educloud.data_rights.stores import BackupsCheck, delegated_categories
 from educloud.inventory_vars import InventoryHost
 from educloud.paths import repo_root
+from educloud.remote import ssh_command
 
 RULES = rules_from_policy(policy.load().retention)
 DAYS = RULES["backups"].days
@@ -203,12 +205,12 @@ def test_agent_over_ssh_as_ansible_reaches_the_host() -> None:
         ansible_ssh_private_key_file="/lab/id",
         ansible_ssh_common_args="-o UserKnownHostsFile=/lab/kh -o StrictHostKeyChecking=yes",
     )
-    argv = remote.RemoteAgent(host)._argv(["/usr/local/sbin/educloud-backup", "check"])
+    argv = ssh_command(host, ["/usr/local/sbin/educloud-backup", "check"])
     assert argv[:7] == ["ssh", "-o", "ConnectTimeout=15", "-o", "BatchMode=yes", "-i", "/lab/id"]
     assert "UserKnownHostsFile=/lab/kh" in argv
     assert argv[-3:] == ["root@198.18.0.11", "--", "/usr/local/sbin/educloud-backup check"]
     admin = _host("edu1", ("backup",), ansible_user="admin", ansible_port=2222)
-    argv = remote.RemoteAgent(admin)._argv(["cat", "/var/lib/educloud-backup/status.json"])
+    argv = ssh_command(admin, ["cat", "/var/lib/educloud-backup/status.json"])
     assert argv[-4:-2] == ["2222", "admin@198.18.0.11"]
     assert argv[-1] == "sudo -n cat /var/lib/educloud-backup/status.json"
 
@@ -217,7 +219,7 @@ def test_unreachable_backup_host_is_a_clear_error(monkeypatch: pytest.MonkeyPatc
     def fake_run(argv: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(argv, 255, "", "ssh: connect to host: No route\n")
 
-    monkeypatch.setattr(remote.subprocess, "run", fake_run)
+    monkeypatch.setattr(educloud_remote.subprocess, "run", fake_run)
     with pytest.raises(BackupError, match=r"edu1: cannot reach 198\.18\.0\.11 over SSH"):
         remote.RemoteAgent(_host("edu1", ("backup",))).status()
 
@@ -232,7 +234,7 @@ def test_status_and_snapshots_through_the_agent(monkeypatch: pytest.MonkeyPatch)
         remote_command = argv[-1].split()
         return answers["cat" if remote_command[0] == "cat" else remote_command[-1]]
 
-    monkeypatch.setattr(remote.subprocess, "run", fake_run)
+    monkeypatch.setattr(educloud_remote.subprocess, "run", fake_run)
     agent = remote.RemoteAgent(_host("edu1", ("backup",)))
     status = agent.status()
     assert status is not None and len(status.snapshots) == 2

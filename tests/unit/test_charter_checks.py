@@ -390,6 +390,25 @@ def test_nextcloud_services_expected() -> None:
     ]
 
 
+def test_regional_services_expected() -> None:
+    database = services.expected_services(
+        ["etcd", "postgresql", "redis"], {"postgresql_patroni_enabled": True}
+    )
+    assert [(s.unit, s.user) for s in database] == [
+        ("patroni", "postgres"),
+        ("etcd", "etcd"),
+        ("redis-server", "redis"),
+        ("redis-sentinel", "redis"),
+    ]
+    balancer = services.expected_services(["load_balancer", "reverse_proxy"], {})
+    assert [(s.unit, s.user, s.workers) for s in balancer] == [
+        ("haproxy", "haproxy", True),
+        ("nginx", "www-data", True),
+    ]
+    single = services.expected_services(["postgresql"], {"postgresql_patroni_enabled": False})
+    assert [s.unit for s in single] == ["postgresql@15-main"]
+
+
 def test_services_least_privilege() -> None:
     expected = services.expected_services(["keycloak", "reverse_proxy"], {})
     assert [s.unit for s in expected] == ["keycloak", "nginx"]

@@ -66,3 +66,52 @@ def test_a_new_lab_secret_is_added_and_the_others_are_kept(tmp_path, monkeypatch
     assert secrets.ensure(paths) == ["vault_accounts_client_secret"]
     after = secrets.read(paths)
     assert {name: after[name] for name in before} == before
+
+
+def test_each_topology_gets_its_own_inventory(tmp_path, monkeypatch):
+    from educloud.lab import inventory
+
+    monkeypatch.setenv("EDUCLOUD_REPO", str(tmp_path / "repo"))
+    (tmp_path / "repo" / "inventories" / "lab-regional").mkdir(parents=True)
+    paths = LabPaths(tmp_path / "lab")
+    hosts = [
+        HostRecord("edu1", "198.18.0.11", ["keycloak"]),
+        HostRecord("rkc1", "198.18.0.22", ["keycloak"], variant="regional"),
+        HostRecord("mol-x", "198.18.0.100", [], dynamic=True, variant="regional"),
+    ]
+    written = inventory.write_all(paths, hosts)
+    single = yaml.safe_load(written["single"].read_text())["all"]
+    regional = yaml.safe_load(written["regional"].read_text())["all"]
+    assert list(single["hosts"]) == ["edu1"]
+    assert "educloud_private_address" not in single["hosts"]["edu1"]  # unchanged
+    assert list(regional["hosts"]) == ["rkc1"]  # temporary hosts never
+    assert regional["hosts"]["rkc1"]["educloud_private_address"] == "198.18.0.22"
+
+
+def test_a_topology_that_clashes_with_the_lab_is_refused(tmp_path):
+    import pytest
+
+    from educloud.errors import EducloudError
+    from educloud.lab import orchestrate
+    from educloud.lab.settings import HostSpec, parse_address
+
+    state = LabState({"edu1": HostRecord("edu1", "198.18.0.11", [])})
+    clash = {"rkc1": HostSpec("rkc1", parse_address("198.18.0.11", "t"))}
+    with pytest.raises(EducloudError, match="clashes with edu1"):
+        orchestrate._check_no_clash(state, clash, "regional")
+    orchestrate._check_no_clash(state, {"edu1": HostSpec("edu1", clash["rkc1"].address)}, "single")
+
+
+def test_unknown_topology_is_refused():
+    import pytest
+
+    from educloud.errors import EducloudError
+    from educloud.lab.settings import load_topology, topology_file
+
+    with pytest.raises(EducloudError, match="unknown lab topology 'huge'"):
+        topology_file("huge")
+    specs = load_topology(topology_file("regional"))
+    groups = {g for spec in specs for g in spec.groups}
+    assert {"load_balancer", "keycloak", "etcd", "postgresql", "redis"} <= groups
+    assert sum("keycloak" in s.groups for s in specs) >= 2
+    assert sum("etcd" in s.groups for s in specs) == 3

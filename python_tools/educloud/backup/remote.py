@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import shlex
-import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from educloud import inventory_vars
@@ -20,6 +17,8 @@ from educloud.backup.status import (
     parse_status,
 )
 from educloud.inventory_vars import InventoryHost
+from educloud.remote import Answer
+from educloud.remote import call as remote_call
 
 AGENT = "/usr/local/sbin/educloud-backup"
 SERVICE = "educloud-backup.service"
@@ -45,17 +44,6 @@ def backup_hosts(inventory: Path, names: Sequence[str] = ()) -> list[InventoryHo
     return found
 
 
-@dataclass(frozen=True)
-class Answer:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def said(self, limit: int = 400) -> str:
-        text = " ".join((self.stderr or self.stdout).split())
-        return text[-limit:] or f"exit status {self.returncode}"
-
-
 class RemoteAgent:
     """`educloud-backup` on one backup host, as root (sudo -n when Ansible's user is not)."""
 
@@ -67,30 +55,8 @@ class RemoteAgent:
     def name(self) -> str:
         return self.host.name
 
-    def _argv(self, command: Sequence[str]) -> list[str]:
-        remote = list(command) if self.host.user == "root" else ["sudo", "-n", *command]
-        ssh = self.host.ssh_argv()
-        # An unreachable host fails in seconds, not at TCP's timeout.
-        return [ssh[0], "-o", "ConnectTimeout=15", *ssh[1:], "--", shlex.join(remote)]
-
     def call(self, command: Sequence[str], *, timeout: float = 600.0) -> Answer:
-        try:
-            done = subprocess.run(
-                self._argv(command), capture_output=True, text=True, timeout=timeout, check=False
-            )
-        except FileNotFoundError:
-            raise BackupError("ssh is not installed on this machine") from None
-        except subprocess.TimeoutExpired:
-            raise BackupError(
-                f"{self.name}: {command[0]} {command[1] if len(command) > 1 else ''} gave no "
-                f"answer in {timeout:.0f} s"
-            ) from None
-        if done.returncode == 255:  # ssh's own failure, not the command's
-            raise BackupError(
-                f"{self.name}: cannot reach {self.host.address} over SSH: "
-                + " ".join(done.stderr.split())[-300:]
-            )
-        return Answer(done.returncode, done.stdout, done.stderr)
+        return remote_call(self.host, command, timeout=timeout, error=BackupError)
 
     def status(self) -> BackupStatus | None:
         """The last run and the snapshots it saw; None when the agent never ran."""

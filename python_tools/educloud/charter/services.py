@@ -16,9 +16,20 @@ class ExpectedService:
 
 def expected_services(groups: Iterable[str], variables: Mapping[str, Any]) -> list[ExpectedService]:
     services = []
-    if "postgresql" in groups:
+    if "postgresql" in groups and variables.get("postgresql_patroni_enabled"):
+        # Patroni runs as postgres and starts PostgreSQL itself (regional topology).
+        services.append(ExpectedService("patroni", "postgres"))
+    elif "postgresql" in groups:
         version = str(variables.get("postgresql_version", "15"))
         services.append(ExpectedService(f"postgresql@{version}-main", "postgres"))
+    if "etcd" in groups:
+        services.append(ExpectedService("etcd", "etcd"))
+    if "redis" in groups:
+        services.append(ExpectedService("redis-server", "redis"))
+        services.append(ExpectedService("redis-sentinel", "redis"))
+    if "load_balancer" in groups:
+        # HAProxy's master process runs as root and its worker as haproxy (Debian's unit).
+        services.append(ExpectedService("haproxy", "haproxy", workers=True))
     if "keycloak" in groups:
         services.append(
             ExpectedService("keycloak", str(variables.get("keycloak_user", "keycloak")))

@@ -1,4 +1,4 @@
-"""inventories/lab/hosts.yml, generated from the lab's state."""
+"""inventories/lab/hosts.yml (and lab-<variant>/hosts.yml), generated from the lab's state."""
 
 from __future__ import annotations
 
@@ -6,16 +6,28 @@ from pathlib import Path
 
 import yaml
 
-from educloud.lab.settings import LabPaths
+from educloud.lab.settings import VARIANTS, LabPaths, check_variant
 from educloud.lab.state import HostRecord
-from educloud.paths import inventories_dir
+from educloud.paths import inventories_dir, repo_root
 
 
-def inventory_file() -> Path:
-    return inventories_dir() / "lab" / "hosts.yml"
+def inventory_dir(variant: str = "single") -> Path:
+    name = "lab" if check_variant(variant) == "single" else f"lab-{variant}"
+    return inventories_dir() / name
 
 
-def render(paths: LabPaths, hosts: list[HostRecord]) -> str:
+def inventory_file(variant: str = "single") -> Path:
+    return inventory_dir(variant) / "hosts.yml"
+
+
+def render(
+    paths: LabPaths,
+    hosts: list[HostRecord],
+    private_addresses: bool = False,
+    policies_dir: Path | None = None,
+) -> str:
+    """The inventory text; `private_addresses` names each host's cluster address (regional),
+    `policies_dir` the deployment's own copy of the policies."""
     ssh_args = (
         f"-o UserKnownHostsFile={paths.known_hosts} -o StrictHostKeyChecking=yes "
         "-o ControlMaster=auto -o ControlPersist=60s"
@@ -24,6 +36,9 @@ def render(paths: LabPaths, hosts: list[HostRecord]) -> str:
     host_vars: dict[str, dict[str, object]] = {}
     for record in sorted(hosts, key=lambda r: r.name):
         host_vars[record.name] = {"ansible_host": record.address}
+        if private_addresses:
+            # The address the roles give to the other members of a cluster (issue #9).
+            host_vars[record.name]["educloud_private_address"] = record.address
         for group in record.groups:
             groups.setdefault(group, {"hosts": {}})["hosts"][record.name] = None
     body: dict[str, object] = {
@@ -33,6 +48,7 @@ def render(paths: LabPaths, hosts: list[HostRecord]) -> str:
                 "ansible_ssh_private_key_file": str(paths.ssh_key),
                 "ansible_ssh_common_args": ssh_args,
                 "ansible_python_interpreter": "/usr/bin/python3",
+                **({"educloud_policies_dir": str(policies_dir)} if policies_dir else {}),
             },
             "hosts": host_vars,
             "children": groups,
@@ -42,10 +58,29 @@ def render(paths: LabPaths, hosts: list[HostRecord]) -> str:
     return header + yaml.safe_dump(body, sort_keys=False, default_flow_style=False)
 
 
-def write(paths: LabPaths, hosts: list[HostRecord]) -> Path:
-    target = inventory_file()
+def write(paths: LabPaths, hosts: list[HostRecord], variant: str = "single") -> Path:
+    """One topology's inventory, from its hosts among `hosts` (temporary hosts never)."""
+    target = inventory_file(variant)
     target.parent.mkdir(parents=True, exist_ok=True)
-    text = render(paths, hosts)
+    chosen = [r for r in hosts if not r.dynamic and r.variant == variant]
+    # Another deployment than the single server: its own policies when the lab has them
+    # (lab/policies-<variant>/, e.g. its own backup target in egress.yml).
+    own = repo_root() / "lab" / f"policies-{variant}"
+    text = render(
+        paths,
+        chosen,
+        private_addresses=variant != "single",
+        policies_dir=own if variant != "single" and own.is_dir() else None,
+    )
     if not target.exists() or target.read_text() != text:
         target.write_text(text)
     return target
+
+
+def write_all(paths: LabPaths, hosts: list[HostRecord]) -> dict[str, Path]:
+    """Every topology's inventory: a topology with no host left gets an empty one."""
+    written: dict[str, Path] = {}
+    for variant in VARIANTS:
+        if variant == "single" or inventory_dir(variant).is_dir():
+            written[variant] = write(paths, hosts, variant)
+    return written

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from educloud.errors import EducloudError
 from educloud.lab import (
     artifacts,
     image,
@@ -22,7 +23,14 @@ from educloud.lab import (
     services,
 )
 from educloud.lab.mirror import host_debian_mirror
-from educloud.lab.settings import HostSpec, LabPaths, check_host_name, load_topology
+from educloud.lab.settings import (
+    HostSpec,
+    LabPaths,
+    check_host_name,
+    check_variant,
+    load_topology,
+    topology_file,
+)
 from educloud.lab.state import HostRecord, LabState
 
 Progress = Callable[[str], None]
@@ -56,6 +64,7 @@ class HostStatus:
     running: bool
     dynamic: bool
     created: bool
+    variant: str = "single"
 
 
 @dataclass(frozen=True)
@@ -68,9 +77,12 @@ class UpResult:
     boot_seconds: dict[str, float]
 
 
-def _specs_for(state: LabState, names: Sequence[str] | None) -> list[tuple[HostSpec, bool]]:
+def _specs_for(
+    state: LabState, names: Sequence[str] | None, variant: str
+) -> list[tuple[HostSpec, bool]]:
     """The hosts to act on: the topology's, or the named ones (new names become dynamic)."""
-    topology = {spec.name: spec for spec in load_topology()}
+    topology = {spec.name: spec for spec in load_topology(topology_file(variant))}
+    _check_no_clash(state, topology, variant)
     if not names:
         return [(spec, False) for spec in topology.values()]
     chosen: list[tuple[HostSpec, bool]] = []
@@ -88,18 +100,35 @@ def _specs_for(state: LabState, names: Sequence[str] | None) -> list[tuple[HostS
     return chosen
 
 
-def up(names: Sequence[str] | None = None, progress: Progress = _quiet) -> UpResult:
+def _check_no_clash(state: LabState, topology: dict[str, HostSpec], variant: str) -> None:
+    """Refuse a topology whose names or addresses another topology's hosts already hold."""
+    for record in state.hosts.values():
+        if record.variant == variant and not record.dynamic:
+            continue
+        for spec in topology.values():
+            if record.name == spec.name or record.address == str(spec.address):
+                raise EducloudError(
+                    f"lab host {spec.name} ({spec.address}) of the {variant} topology clashes "
+                    f"with {record.name} ({record.address}), already in the lab: destroy it "
+                    f"first ('educloud lab destroy --host {record.name}')"
+                )
+
+
+def up(
+    names: Sequence[str] | None = None, progress: Progress = _quiet, variant: str = "single"
+) -> UpResult:
     """Boot the lab (or the named hosts), starting what is missing; idempotent."""
+    check_variant(variant)
     preflight.require_lab_prerequisites()
     paths = LabPaths.default()
     with _locked(paths):
-        return _up(paths, names, progress)
+        return _up(paths, names, progress, variant)
 
 
-def _up(paths: LabPaths, names: Sequence[str] | None, progress: Progress) -> UpResult:
+def _up(paths: LabPaths, names: Sequence[str] | None, progress: Progress, variant: str) -> UpResult:
     paths.root.chmod(0o700)
     state = LabState.load(paths)
-    chosen = _specs_for(state, names)  # validates the topology before changing anything
+    chosen = _specs_for(state, names, variant)  # validates the topology before changing anything
     mirror = host_debian_mirror()
     progress("network: bridge and safety rules")
     network.up()
@@ -125,6 +154,8 @@ def _up(paths: LabPaths, names: Sequence[str] | None, progress: Progress) -> UpR
         if record is None:
             record = HostRecord(spec.name, str(spec.address), list(spec.groups), None, dynamic)
             state.hosts[spec.name] = record
+        if not dynamic:
+            record.variant = variant
         record.address, record.groups = str(spec.address), list(spec.groups)
         created[spec.name] = machine.create(paths, image_dir, spec)
         if record.pid is None or not machine.is_alive(record.pid):
@@ -140,7 +171,7 @@ def _up(paths: LabPaths, names: Sequence[str] | None, progress: Progress) -> UpR
             pid = record.pid
             machine.wait_ready(paths, spec, partial(machine.is_alive, pid))
     state.save(paths)
-    inv = inventory.write(paths, [r for r in state.hosts.values() if not r.dynamic])
+    inv = inventory.write_all(paths, list(state.hosts.values()))[variant]
     statuses = [_status(state.hosts[spec.name], created[spec.name]) for spec, _ in chosen]
     return UpResult(statuses, image_dir, built, inv, paths.ssh_key, boot_seconds)
 
@@ -153,6 +184,7 @@ def _status(record: HostRecord, created: bool = False) -> HostStatus:
         machine.is_alive(record.pid),
         record.dynamic,
         created,
+        record.variant,
     )
 
 
@@ -169,15 +201,20 @@ def services_status() -> dict[str, bool]:
     return result
 
 
-def down(names: Sequence[str] | None = None, progress: Progress = _quiet) -> list[str]:
-    """Stop the named hosts (default: all); with none left running, stop services and links."""
+def down(
+    names: Sequence[str] | None = None, progress: Progress = _quiet, power_cut: bool = False
+) -> list[str]:
+    """Stop the named hosts (default: all); with none left running, stop services and links.
+    `power_cut` kills them at once instead of an orderly shutdown (failure drills)."""
     preflight.require_lab_prerequisites()
     paths = LabPaths.default()
     with _locked(paths):
-        return _down(paths, names, progress)
+        return _down(paths, names, progress, power_cut)
 
 
-def _down(paths: LabPaths, names: Sequence[str] | None, progress: Progress) -> list[str]:
+def _down(
+    paths: LabPaths, names: Sequence[str] | None, progress: Progress, power_cut: bool = False
+) -> list[str]:
     state = LabState.load(paths)
     targets = list(names) if names is not None else list(state.hosts)
     stopped: list[str] = []
@@ -186,8 +223,8 @@ def _down(paths: LabPaths, names: Sequence[str] | None, progress: Progress) -> l
         if record is None:
             continue
         if machine.is_alive(record.pid):
-            progress(f"host {name}: stopping")
-            machine.stop(record.pid)
+            progress(f"host {name}: {'power cut' if power_cut else 'stopping'}")
+            (machine.power_cut if power_cut else machine.stop)(record.pid)
             stopped.append(name)
         record.pid = None
     state.save(paths)
@@ -223,9 +260,7 @@ def _destroy(
         shutil.rmtree(paths.machines, ignore_errors=True)
         if not keep_cache:
             shutil.rmtree(paths.root, ignore_errors=True)
-        inventory.write(paths, [])
-    else:
-        inventory.write(paths, [r for r in state.hosts.values() if not r.dynamic])
+    inventory.write_all(paths, list(state.hosts.values()))
     return targets
 
 
@@ -235,8 +270,6 @@ def ssh_command(name: str) -> list[str]:
     state = LabState.load(paths)
     record = state.hosts.get(name)
     if record is None or not machine.is_alive(record.pid):
-        from educloud.errors import EducloudError
-
         known = ", ".join(sorted(state.hosts)) or "none"
         raise EducloudError(
             f"lab host {name!r} is not running (known hosts: {known}); "

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from educloud.commands import run
-from educloud.lab.settings import LabPaths
-from educloud.paths import inventories_dir
+from educloud.lab.inventory import inventory_dir
+from educloud.lab.settings import VARIANTS, LabPaths
 
 # Every secret the lab's inventory refers to, as vault_* variables.
 LAB_SECRETS = (
@@ -36,6 +36,12 @@ LAB_SECRETS = (
     "vault_reports_form_secret",
     "vault_reports_moderation_token",
     "vault_backup_repository_password",
+    # The regional topology (issue #9): Patroni's PostgreSQL superuser, replication user and
+    # REST API, and keepalived's VRRP password (an example inventory's floating address).
+    "vault_patroni_superuser_password",
+    "vault_patroni_replication_password",
+    "vault_patroni_rest_password",
+    "vault_vrrp_password",
 )
 # Secrets that are not passwords, with what makes each: the backup client's SSH key pair
 # (the lab's backup target authorizes the public half; a drill host restores with it).
@@ -56,9 +62,9 @@ def _ssh_keypair(comment: str) -> tuple[str, str]:
     return private, f"{public.decode('ascii')} {comment}"
 
 
-def vault_link() -> Path:
-    """Where the lab inventory reads the vault: a link to the lab's own copy."""
-    return inventories_dir() / "lab" / "group_vars" / "all" / "vault.yml"
+def vault_link(variant: str = "single") -> Path:
+    """Where a lab inventory reads the vault: a link to the lab's own copy."""
+    return inventory_dir(variant) / "group_vars" / "all" / "vault.yml"
 
 
 def vault_store(paths: LabPaths) -> Path:
@@ -68,13 +74,18 @@ def vault_store(paths: LabPaths) -> Path:
 
 
 def _link_inventory(paths: LabPaths) -> None:
-    link, target = vault_link(), vault_store(paths)
-    if link.is_symlink() and link.readlink() == target:
-        return
-    if link.exists() or link.is_symlink():
-        link.unlink()
-    link.parent.mkdir(parents=True, exist_ok=True)
-    link.symlink_to(target)
+    """Every lab topology's inventory reads the one vault (the regional one when present)."""
+    target = vault_store(paths)
+    for variant in VARIANTS:
+        link = vault_link(variant)
+        if variant != "single" and not inventory_dir(variant).is_dir():
+            continue
+        if link.is_symlink() and link.readlink() == target:
+            continue
+        if link.exists() or link.is_symlink():
+            link.unlink()
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target)
 
 
 def password_file(paths: LabPaths) -> Path:

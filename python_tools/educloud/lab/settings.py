@@ -103,9 +103,23 @@ class HostSpec:
     memory_mb: int = 0
 
 
-def topology_file() -> Path:
+# The lab's topologies: the single server (the default) and the regional one (issue #9),
+# each with its own inventory; one lab (network, services, vault) runs them side by side.
+VARIANTS = ("single", "regional")
+
+
+def check_variant(variant: str) -> str:
+    if variant not in VARIANTS:
+        raise EducloudError(
+            f"unknown lab topology {variant!r}: choose one of {', '.join(VARIANTS)}"
+        )
+    return variant
+
+
+def topology_file(variant: str = "single") -> Path:
     # Outside inventories/: Ansible would read any YAML file there as an inventory.
-    return repo_root() / "lab" / "topology.yml"
+    name = "topology.yml" if check_variant(variant) == "single" else f"topology-{variant}.yml"
+    return repo_root() / "lab" / name
 
 
 def _check_name(name: str) -> str:

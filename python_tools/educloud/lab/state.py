@@ -19,6 +19,8 @@ class HostRecord:
     pid: int | None = None
     # True for hosts outside the topology (molecule platforms, drill hosts).
     dynamic: bool = False
+    # The topology the host belongs to (settings.VARIANTS); its inventory lists it.
+    variant: str = "single"
 
     def spec(self) -> HostSpec:
         return HostSpec(self.name, ipaddress.IPv4Address(self.address), tuple(self.groups))

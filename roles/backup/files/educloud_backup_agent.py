@@ -96,6 +96,9 @@ class PostgresSettings:
     """libpq keywords (host, port, user) of the local cluster, as a superuser."""
     os_user: str | None
     """The OS user the PostgreSQL tools and the connection run as (peer authentication)."""
+    primary_only: bool = False
+    """A member of a replicated cluster (Patroni): dump the databases only while this
+    server is the primary; a replica's run backs up its files alone."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,7 @@ def _parse_postgresql(data: dict[str, Any] | None) -> PostgresSettings:
         enabled=_optional(data, "enabled", bool, "postgresql.", False),
         connect=dict(connect),
         os_user=os_user,
+        primary_only=_optional(data, "primary_only", bool, "postgresql.", False),
     )
 
 
@@ -526,6 +530,18 @@ def pg_connect(pg: PostgresSettings, dbname: str) -> pgext.connection:
         for name, value in SESSION_SETTINGS:
             cursor.execute("SELECT set_config(%s, %s, false)", (name, value))
     return connection
+
+
+def in_recovery(pg: PostgresSettings) -> bool:
+    """Whether the local server is a replica (streaming from a primary)."""
+    with (
+        contextlib.closing(pg_connect(pg, "postgres")) as connection,
+        pg_errors("postgresql: pg_is_in_recovery"),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SELECT pg_is_in_recovery()")
+        row = cursor.fetchone()
+        return bool(row and row[0])
 
 
 def list_databases(pg: PostgresSettings) -> list[Database]:
@@ -878,8 +894,11 @@ def prepare_staging(staging: Path) -> None:
 def stage(config: Config, log: Log) -> None:
     """Steps (2) and (3): the dumps and their manifests in the staging directory."""
     prepare_staging(config.staging_dir)
-    if config.postgresql.enabled:
-        dump_postgresql(config.postgresql, config.staging_dir / PG_DIR, log)
+    pg = config.postgresql
+    if pg.enabled and pg.primary_only and in_recovery(pg):
+        log("postgresql: this server is a replica; the primary's backup holds the databases")
+    elif pg.enabled:
+        dump_postgresql(pg, config.staging_dir / PG_DIR, log)
     manifest = files_manifest(config, log)
     write_json(config.staging_dir / FILES_MANIFEST, manifest, 0o600)
     log(f"files: {len(manifest['files'])} files in the manifest")

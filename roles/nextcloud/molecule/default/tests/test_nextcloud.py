@@ -55,6 +55,7 @@ def nc(host) -> dict[str, Any]:
         "nextcloud_listen_address",
         "nextcloud_listen_port",
         "nextcloud_redis_socket",
+        "nextcloud_redis_host",
         "nextcloud_php_memory_limit",
         "nextcloud_php_opcache_memory_mb",
         "nextcloud_php_opcache_interned_strings_mb",
@@ -218,20 +219,27 @@ def test_vhost_listens_on_loopback_only(host, nc):
 # --- Redis ------------------------------------------------------------------------------
 
 
-def test_redis_has_no_tcp_listener(host):
+@pytest.fixture
+def local_redis(nc):
+    """The role's own Redis; a shared one (nextcloud_redis_host) is the redis role's to check."""
+    if nc["redis_host"]:
+        pytest.skip(f"Redis is shared, at {nc['redis_host']} (the redis role checks it)")
+
+
+def test_redis_has_no_tcp_listener(host, local_redis):
     listeners = host.socket.get_listening_sockets()
     assert not [s for s in listeners if s.endswith(":6379")]
     assert "redis-server" not in host.check_output("ss -Htlnp")
 
 
-def test_redis_socket_only_for_its_group(host, nc):
+def test_redis_socket_only_for_its_group(host, nc, local_redis):
     socket = host.file(nc["redis_socket"])
     assert socket.is_socket
     assert socket.group == "redis"
     assert socket.mode == 0o770
 
 
-def test_redis_refuses_a_client_without_password(host, nc):
+def test_redis_refuses_a_client_without_password(host, nc, local_redis):
     reply = host.check_output(
         "runuser -u %s -- env -u REDISCLI_AUTH redis-cli -s %s ping",
         nc["user"],
@@ -247,7 +255,7 @@ def _inventory_redis_password_sha256(host) -> str:
     return hashlib.sha256(password.encode()).hexdigest()
 
 
-def test_redis_answers_the_inventory_password(host, nc):
+def test_redis_answers_the_inventory_password(host, nc, local_redis):
     expected = _inventory_redis_password_sha256(host)
     result = _redis_cli(host, nc, "ping")
     assert result.rc == 0, result.stderr
@@ -256,7 +264,7 @@ def test_redis_answers_the_inventory_password(host, nc):
     assert reply.strip() == "PONG"
 
 
-def test_redis_persists_nothing(host, nc):
+def test_redis_persists_nothing(host, nc, local_redis):
     result = _redis_cli(host, nc, "config", "get", "save")
     assert result.rc == 0, result.stderr
     assert result.stdout.splitlines()[1:] == ["save", ""]
@@ -348,10 +356,23 @@ def test_logrotate_accepts_the_configuration(host):
 # --- Background jobs --------------------------------------------------------------------
 
 
-def test_cron_timer_enabled_and_active(host):
+def _background_jobs_host(host) -> str:
+    variables = host.ansible.get_variables()
+    configured = variables.get("nextcloud_background_jobs_host")
+    if configured:
+        return str(_render(host, "nextcloud_background_jobs_host", configured))
+    # The role's default: the first host of group nextcloud, else the host itself (testinfra
+    # lists a group's hosts sorted: name the host in the inventory if that order differs).
+    members = variables.get("groups", {}).get("nextcloud") or [variables["inventory_hostname"]]
+    return str(members[0])
+
+
+def test_cron_timer_runs_on_the_background_jobs_host_only(host):
+    # cron.php runs on one node: twice at once against the same instance would clash.
     timer = host.service("nextcloud-cron.timer")
-    assert timer.is_enabled
-    assert timer.is_running
+    runs_jobs = host.ansible.get_variables()["inventory_hostname"] == _background_jobs_host(host)
+    assert timer.is_enabled == runs_jobs
+    assert timer.is_running == runs_jobs
 
 
 def test_cron_service_runs_as_nextcloud(host, nc):

@@ -21,6 +21,9 @@ ROLE_DEFAULTS: dict[str, Any] = yaml.safe_load(
 )
 CONFIG_DIR = "/etc/postgresql/15/main"
 DATA_DIR = "/var/lib/postgresql/15/main"
+# Patroni mode (postgresql_patroni_enabled): its configuration, and the files it writes
+# in the data directory instead of Debian's configuration directory.
+PATRONI_CONFIG = "/etc/patroni/config.yml"
 LOOPBACK = {"127.0.0.1", "::1"}
 
 
@@ -95,7 +98,20 @@ def ping(host, user: str, password: str, database: str, ssl_mode: str = "prefer"
     return host.ansible("community.postgresql.postgresql_ping", json.dumps(args), check=False)
 
 
-def test_service_enabled_and_running(host):
+def patroni_mode(settings: dict[str, Any]) -> bool:
+    return settings.get("postgresql_patroni_enabled") is True
+
+
+def cluster_address(host) -> str:
+    variables = host.ansible.get_variables()
+    return variables.get("educloud_private_address", variables.get("ansible_host", ""))
+
+
+def test_service_enabled_and_running(host, settings):
+    if patroni_mode(settings):
+        assert host.service("patroni").is_enabled
+        assert host.service("patroni").is_running
+        return
     assert host.service("postgresql").is_enabled
     assert host.service("postgresql@15-main").is_running
 
@@ -104,7 +120,7 @@ def test_listens_only_on_configured_addresses(host, settings):
     configured = settings["postgresql_listen_addresses"]
     if "*" in configured:
         pytest.skip("postgresql_listen_addresses includes '*': every address by design")
-    allowed: set[str] = set()
+    allowed: set[str] = {cluster_address(host)} if patroni_mode(settings) else set()
     for address in configured:
         allowed |= LOOPBACK if address == "localhost" else {address}
     listening = {
@@ -207,7 +223,13 @@ def test_only_owners_connect_to_declared_databases(host, settings):
 @pytest.mark.parametrize(
     "path", [f"{CONFIG_DIR}/pg_hba.conf", f"{CONFIG_DIR}/conf.d/educloud.conf", DATA_DIR]
 )
-def test_sensitive_files_not_world_readable(host, path):
+def test_sensitive_files_not_world_readable(host, settings, path):
+    if patroni_mode(settings):
+        # Patroni writes pg_hba.conf and postgresql.conf in the data directory.
+        path = {
+            f"{CONFIG_DIR}/pg_hba.conf": f"{DATA_DIR}/pg_hba.conf",
+            f"{CONFIG_DIR}/conf.d/educloud.conf": PATRONI_CONFIG,
+        }.get(path, path)
     item = host.file(path)
     assert item.exists
     assert item.user == "postgres"
@@ -261,4 +283,10 @@ def test_firewall_opens_postgresql_to_hba_clients_only(host, settings):
         entry["address"].removesuffix("/32").removesuffix("/128")
         for entry in settings["postgresql_hba_entries"]
     }
+    if patroni_mode(settings):
+        # The members replicate from each other; the cluster lists their addresses.
+        members = host.ansible(
+            "ansible.builtin.uri", "url=http://127.0.0.1:8008/cluster", check=False
+        )
+        declared |= {member["host"] for member in members.get("json", {}).get("members", [])}
     assert opened == declared

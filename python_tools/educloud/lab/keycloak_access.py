@@ -1,0 +1,96 @@
+"""A lab's Keycloak as its inventory describes it: URLs, client, secrets, CA, proxy.
+
+Used by the lab's tests and benchmarks: the single server (inventories/lab) and the
+regional topology (inventories/lab-regional) are both reached through their proxy, over
+TLS, with the lab's vault for the secrets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from keycloak import KeycloakAdmin
+
+from educloud.errors import EducloudError
+from educloud.lab import secrets as lab_secrets
+from educloud.lab.settings import LabPaths
+from educloud.paths import inventories_dir
+
+# The realm, clients and hostnames are the single server's; the regional inventory links them.
+KEYCLOAK_VARS = inventories_dir() / "lab" / "group_vars" / "keycloak.yml"
+
+
+def _yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class LabKeycloak:
+    public_url: str
+    admin_url: str
+    realm: str
+    client_id: str
+    client_secret: str
+    redirect_uri: str
+    admin_user: str
+    admin_password: str
+    realm_admin_user: str
+    realm_admin_password: str
+    ca_file: str
+    proxy_address: str
+
+    @property
+    def pinned(self) -> dict[str, str]:
+        """The public and admin names, resolved to the proxy (educloud.netpin)."""
+        return {
+            url.split("//", 1)[1].split("/", 1)[0]: self.proxy_address
+            for url in (self.public_url, self.admin_url)
+        }
+
+
+def keycloak_info(inventory_dir: Path, ca_file: Path) -> LabKeycloak:
+    """The Keycloak of a lab inventory, reached through its first reverse_proxy host."""
+    hosts_file = inventory_dir / "hosts.yml"
+    if not hosts_file.exists():
+        raise EducloudError(f"{hosts_file} is missing: run 'educloud lab up' and deploy first")
+    inventory = _yaml(hosts_file)["all"]
+    proxies = list(inventory["children"].get("reverse_proxy", {}).get("hosts", {}) or {})
+    if not proxies:
+        raise EducloudError(f"no host in the reverse_proxy group of {hosts_file}")
+    if not ca_file.exists():
+        raise EducloudError(f"{ca_file} is missing: the reverse_proxy role exports its CA there")
+    kc_vars = _yaml(KEYCLOAK_VARS)
+    vault = lab_secrets.read(LabPaths.default())
+    realm = kc_vars["keycloak_realms"][0]
+    client = kc_vars["keycloak_clients"][0]
+    return LabKeycloak(
+        public_url=kc_vars["keycloak_hostname"],
+        admin_url=kc_vars["keycloak_hostname_admin"],
+        realm=realm["name"],
+        client_id=client["client_id"],
+        client_secret=vault["vault_nextcloud_oidc_client_secret"],
+        redirect_uri=client["redirect_uris"][0],
+        admin_user="admin",
+        admin_password=vault["vault_keycloak_admin_password"],
+        realm_admin_user=realm["admins"][0]["username"],
+        realm_admin_password=vault["vault_lab_realm_admin_password"],
+        ca_file=str(ca_file),
+        proxy_address=inventory["hosts"][proxies[0]]["ansible_host"],
+    )
+
+
+def admin_client(keycloak: LabKeycloak) -> KeycloakAdmin:
+    """python-keycloak on the admin vhost, as the master realm's administrator."""
+    admin = KeycloakAdmin(
+        server_url=keycloak.admin_url,
+        username=keycloak.admin_user,
+        password=keycloak.admin_password,
+        realm_name="master",
+        user_realm_name="master",
+        verify=keycloak.ca_file,
+    )
+    admin.change_current_realm(keycloak.realm)
+    return admin
