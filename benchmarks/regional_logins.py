@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import queue
-import secrets
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from educloud.errors import EducloudError
 from educloud.inventory_vars import InventoryHost
-from educloud.lab.keycloak_access import LabKeycloak, admin_client, keycloak_info
+from educloud.lab.keycloak_access import LabKeycloak, admin_client, disposable_user, keycloak_info
 from educloud.lab.settings import LabPaths
 from educloud.netpin import pinned_names
 from educloud.oidc_login import authorization_code_login
@@ -44,28 +43,11 @@ BACKEND = "keycloak"
 
 @contextmanager
 def lab_users(kc: LabKeycloak, count: int) -> Iterator[list[tuple[str, str]]]:
+    """`count` pupils in the lab realm for the run, deleted afterwards."""
     admin = admin_client(kc)
-    created: list[tuple[str, str, str]] = []
-    try:
-        for _ in range(count):
-            username = f"bench-{secrets.token_hex(4)}"
-            password = secrets.token_urlsafe(18) + "aA1!"
-            user_id = admin.create_user(
-                {
-                    "username": username,
-                    "email": f"{username}@educloud.test",
-                    "firstName": "Charge",
-                    "lastName": "Eleve",
-                    "enabled": True,
-                    "emailVerified": True,
-                    "credentials": [{"type": "password", "value": password, "temporary": False}],
-                }
-            )
-            created.append((user_id, username, password))
-        yield [(u, p) for _, u, p in created]
-    finally:
-        for user_id, _, _ in created:
-            admin.delete_user(user_id)
+    with ExitStack() as stack:
+        users = [stack.enter_context(disposable_user(admin, "bench")) for _ in range(count)]
+        yield [(u.username, u.password) for u in users]
 
 
 def login_request(kc: LabKeycloak, users: list[tuple[str, str]]) -> Callable[[], None]:

@@ -32,12 +32,19 @@ def render_role_template(
 
 
 def _playbook(name: str, extra_vars: dict[str, object]) -> subprocess.CompletedProcess[str]:
+    return run_playbook(PLAYBOOKS / name, "localhost,", extra_vars)
+
+
+def run_playbook(
+    playbook: Path, inventory: str, extra_vars: dict[str, object]
+) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook on this machine with the repository's roles; never raises on failure."""
     return subprocess.run(
         [
             str(Path(sys.executable).parent / "ansible-playbook"),
-            str(PLAYBOOKS / name),
+            str(playbook),
             "-i",
-            "localhost,",
+            inventory,
             "-e",
             json.dumps(extra_vars),
         ],
@@ -50,5 +57,6 @@ def _playbook(name: str, extra_vars: dict[str, object]) -> subprocess.CompletedP
             "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
             "ANSIBLE_LOCALHOST_WARNING": "false",
             "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
         },
     )

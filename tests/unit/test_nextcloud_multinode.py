@@ -9,20 +9,19 @@ by the PHP CLI, the pool file by PHP's INI parser.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
+from tests.unit.php_support import PHP, php_config
+from tests.unit.role_validation import run_playbook
 
 from educloud.paths import repo_root
 
 PLAYBOOKS = Path(__file__).parent / "playbooks"
-PHP = shutil.which("php8.2") or shutil.which("php")
 
 SECRETS = {
     "nextcloud_hostname": "cloud.academie.test",
@@ -79,27 +78,7 @@ def _inventory(tmp_path: Path, nodes: int) -> Path:
 def _playbook(
     playbook: Path, inventory: Path, extra_vars: dict[str, object]
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            str(playbook),
-            "-i",
-            str(inventory),
-            "-e",
-            json.dumps(extra_vars),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        env={
-            "ANSIBLE_ROLES_PATH": str(repo_root() / "roles"),
-            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-            "ANSIBLE_LOCALHOST_WARNING": "false",
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-        },
-    )
+    return run_playbook(playbook, str(inventory), extra_vars)
 
 
 def _render(tmp_path: Path, template: str, variables: dict[str, object], nodes: int) -> Path:
@@ -128,20 +107,6 @@ def _validate(tmp_path: Path, variables: dict[str, object], nodes: int):
     )
 
 
-def _php_config(path: Path) -> dict[str, Any]:
-    if PHP is None:
-        pytest.fail("the PHP CLI is missing: install php8.2-cli (./run.sh setup does)")
-    php = subprocess.run(
-        [PHP, "-r", "include $argv[1]; echo json_encode($CONFIG);", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    config: dict[str, Any] = json.loads(php.stdout)
-    return config
-
-
 def _pool_admin_values(path: Path) -> dict[str, str]:
     """php_admin_value[...] of the pool as an INI parser reads them (PHP-FPM's format)."""
     if PHP is None:
@@ -163,13 +128,13 @@ def _pool_admin_values(path: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def multinode_config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp_path = tmp_path_factory.mktemp("multinode")
-    return _php_config(_render(tmp_path, "educloud.config.php.j2", MULTINODE, nodes=2))
+    return php_config(_render(tmp_path, "educloud.config.php.j2", MULTINODE, nodes=2))
 
 
 @pytest.fixture(scope="module")
 def single_config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp_path = tmp_path_factory.mktemp("single")
-    return _php_config(_render(tmp_path, "educloud.config.php.j2", SECRETS, nodes=1))
+    return php_config(_render(tmp_path, "educloud.config.php.j2", SECRETS, nodes=1))
 
 
 def test_single_server_keeps_redis_on_its_socket_and_local_files(

@@ -6,14 +6,13 @@ ansible/site.yml, then read by the real PHP CLI (Debian's php8.2-cli), as Nextcl
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from tests.unit.php_support import php_config
 from tests.unit.role_validation import render_role_template, validate_role
 
 from educloud.charter.nextcloud import VENDOR_APPS
@@ -21,7 +20,6 @@ from educloud.paths import repo_root
 
 ROLE_DEFAULTS = repo_root() / "roles" / "nextcloud" / "defaults" / "main.yml"
 RETENTION = repo_root() / "policies" / "retention.yml"
-PHP = shutil.which("php8.2") or shutil.which("php")
 
 VALID = {
     "nextcloud_hostname": "cloud.academie.test",
@@ -32,8 +30,6 @@ VALID = {
 
 
 def _charter_config(tmp_path: Path, policies_dir: Path | None = None) -> dict[str, Any]:
-    if PHP is None:
-        pytest.fail("the PHP CLI is missing: install php8.2-cli (./run.sh setup does)")
     rendered = tmp_path / "charter.config.php"
     variables: dict[str, object] = {
         **VALID,
@@ -41,15 +37,7 @@ def _charter_config(tmp_path: Path, policies_dir: Path | None = None) -> dict[st
     }
     result = render_role_template("nextcloud", "charter.config.php.j2", rendered, variables)
     assert result.returncode == 0, result.stdout + result.stderr
-    php = subprocess.run(
-        [PHP, "-r", "include $argv[1]; echo json_encode($CONFIG);", str(rendered)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    config: dict[str, Any] = json.loads(php.stdout)
-    return config
+    return php_config(rendered)
 
 
 def _retention_days(category: str, retention_file: Path = RETENTION) -> int:

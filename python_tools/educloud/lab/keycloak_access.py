@@ -1,4 +1,5 @@
-"""A lab's Keycloak as its inventory describes it: URLs, client, secrets, CA, proxy.
+"""A lab's Keycloak as its inventory describes it (URLs, client, secrets, CA, proxy), and
+disposable users in its realm.
 
 Used by the lab's tests and benchmarks: the single server (inventories/lab) and the
 regional topology (inventories/lab-regional) are both reached through their proxy, over
@@ -7,6 +8,9 @@ TLS, with the lab's vault for the secrets.
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,3 +98,42 @@ def admin_client(keycloak: LabKeycloak) -> KeycloakAdmin:
     )
     admin.change_current_realm(keycloak.realm)
     return admin
+
+
+@dataclass(frozen=True)
+class LabUser:
+    __test__ = False  # pytest: a fixture's value, not a test class
+    id: str
+    username: str
+    password: str
+    group: str
+
+
+@contextmanager
+def disposable_user(kc_admin: KeycloakAdmin, prefix: str = "pytest") -> Iterator[LabUser]:
+    """A pupil account in its own class group, deleted afterwards."""
+    username = f"{prefix}-{secrets.token_hex(4)}"
+    password = secrets.token_urlsafe(18) + "aA1!"
+    user_id = kc_admin.create_user(
+        {
+            "username": username,
+            "email": f"{username}@educloud.test",
+            "firstName": "Test",
+            "lastName": "Eleve",
+            "enabled": True,
+            "emailVerified": True,
+            "credentials": [{"type": "password", "value": password, "temporary": False}],
+        }
+    )
+    group = f"classe-{username}"
+    group_id: str | None = None
+    try:
+        group_id = kc_admin.create_group({"name": group})
+        if group_id is None:
+            raise EducloudError(f"Keycloak did not create the group {group}")
+        kc_admin.group_user_add(user_id, group_id)
+        yield LabUser(user_id, username, password, group)
+    finally:
+        kc_admin.delete_user(user_id)
+        if group_id is not None:
+            kc_admin.delete_group(group_id)

@@ -204,12 +204,18 @@ def stop(pid: int | None, timeout: float = 60.0) -> None:
         return
     assert pid is not None
     os.kill(pid, signal.SIGTERM)
+    if not _gone_within(pid, timeout):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _gone_within(pid: int, timeout: float) -> bool:
+    """Whether the nspawn process `pid` ended within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not is_alive(pid):
-            return
+            return True
         time.sleep(0.2)
-    os.killpg(pid, signal.SIGKILL)
+    return False
 
 
 def power_cut(pid: int | None, timeout: float = 30.0) -> None:
@@ -221,12 +227,8 @@ def power_cut(pid: int | None, timeout: float = 30.0) -> None:
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     for child in children:
         os.kill(int(child), signal.SIGKILL)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not is_alive(pid):
-            return
-        time.sleep(0.2)
-    os.kill(pid, signal.SIGKILL)
+    if not _gone_within(pid, timeout):
+        os.kill(pid, signal.SIGKILL)
 
 
 def destroy(paths: LabPaths, name: str) -> None:
