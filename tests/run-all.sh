@@ -58,7 +58,8 @@ regional_lane() {
     return "$rc"
   }
   lane_step "regional: lab up" educloud lab up --variant regional || return
-  lane_step "regional: site.yml converge" educloud deploy --inventory inventories/lab-regional || return
+  lane_step "regional: site.yml converge" \
+    timeout 3600 educloud deploy --inventory inventories/lab-regional || return
   lane_step "regional: second run changes nothing" \
     pytest_to regional-site -m regional tests/regional/test_regional_site.py
   lane_step "regional: charter verification (educloud verify)" \
@@ -82,8 +83,14 @@ regional_report() {  # replay the lane's steps into this run's counts
   [ -s "$REPORTS/regional.steps" ] || failed_steps+=("regional lane (no step ran)")
 }
 
-regional_lane > "$REPORTS/regional.log" 2>&1 &
-regional_pid=$!
+# Opt-in: beside everything else the lane pushes CI past its 60 minutes on 2 cores (about
+# 25 min of converge, idempotence, verification and drills). Run it with
+# EDUCLOUD_TEST_REGIONAL=1 ./run.sh test.
+regional_pid=""
+if [ "${EDUCLOUD_TEST_REGIONAL:-0}" = 1 ]; then
+  regional_lane > "$REPORTS/regional.log" 2>&1 &
+  regional_pid=$!
+fi
 step "integration tests (live Keycloak through nginx)" pytest_to integration -m lab tests/integration
 # The product's own verification, as a tester runs it; its JUnit joins the tally.
 step "charter verification of the lab (educloud verify)" educloud verify --inventory inventories/lab --output "$REPORTS"
@@ -119,9 +126,13 @@ for role in "${molecule_roles[@]}"; do
     'cat "$1"; read -r rc took < "$2"; echo "(scenario took $took s, beside another)"; exit "$rc"' \
     _ "$REPORTS/molecule-$role.log" "$REPORTS/molecule-$role.status"
 done
-wait "$regional_pid"
-printf '\n\033[1m== regional topology (ran beside the molecule scenarios)\033[0m\n'
-regional_report
+if [ -n "$regional_pid" ]; then
+  wait "$regional_pid"
+  printf '\n\033[1m== regional topology (ran beside the molecule scenarios)\033[0m\n'
+  regional_report
+else
+  printf '\n== regional topology: not run (EDUCLOUD_TEST_REGIONAL=1 runs it, about 25 min)\n'
+fi
 if [ "$lab_was_running" = 0 ] && [ "${EDUCLOUD_KEEP_LAB:-0}" != 1 ]; then
   # Only the hosts this run booted: molecule scenarios may be running beside it.
   step "lab down" educloud lab down --topology
