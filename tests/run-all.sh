@@ -28,24 +28,10 @@ pytest_to() {  # pytest_to REPORT ARGS...: pytest with a JUnit report
   pytest -p no:cacheprovider -o junit_family=xunit2 --junit-xml="$REPORTS/$report.xml" "$@"
 }
 
-step "ruff" ruff check python_tools tests roles benchmarks
-step "ruff format" ruff format --check python_tools tests roles benchmarks
-step "mypy" mypy
-step "ansible-lint (production profile)" ansible-lint --profile production
-# Two workers: the unit tests share nothing (each double, cluster and port is their own).
-step "unit tests" pytest_to unit -n 2 tests/unit
-
-lab_was_running=$(educloud lab status --json 2>/dev/null | python3 -c \
-  'import json,sys; print(int(any(h["running"] for h in json.load(sys.stdin)["hosts"])))' 2>/dev/null || echo 0)
-step "lab up" educloud lab up
-# The lab's generated secrets are in an Ansible Vault; inventories read through it.
-export ANSIBLE_VAULT_PASSWORD_FILE="${ANSIBLE_VAULT_PASSWORD_FILE:-${EDUCLOUD_LAB_DIR:-/var/lib/educloud-lab}/vault-password}"
-step "site.yml converge" educloud deploy --inventory inventories/lab
-step "lab tests (idempotence, check mode, lab safety)" pytest_to lab -m lab tests/lab
 # The regional topology (issue #9) on its own lab hosts, in a lane beside the single server's
-# integration tests and the molecule scenarios: boot, converge, idempotence, charter
-# verification, failure drills, load test, then its hosts are deleted. Its steps are reported
-# after the molecule scenarios.
+# integration tests and the molecule scenarios (or alone: EDUCLOUD_TEST_REGIONAL=only): boot,
+# converge, idempotence, charter verification, failure drills, load test, then its hosts are
+# deleted. Beside the rest, its steps are reported after the molecule scenarios.
 regional_lane() {
   local status="$REPORTS/regional.steps"; : > "$status"
   lane_step() {
@@ -74,8 +60,7 @@ regional_lane() {
     lane_step "regional: lab destroy" educloud lab destroy --variant regional
   fi
 }
-regional_report() {  # replay the lane's steps into this run's counts
-  cat "$REPORTS/regional.log"
+regional_count() {  # the lane's steps into this run's counts
   local rc took name
   while read -r rc took name; do
     if [ "$rc" = 0 ]; then passed_steps=$((passed_steps + 1)); else failed_steps+=("$name"); fi
@@ -83,6 +68,36 @@ regional_report() {  # replay the lane's steps into this run's counts
   [ -s "$REPORTS/regional.steps" ] || failed_steps+=("regional lane (no step ran)")
 }
 
+regional_report() {  # replay the lane's output, then count its steps
+  cat "$REPORTS/regional.log"
+  regional_count
+}
+
+# EDUCLOUD_TEST_REGIONAL=only ./run.sh test: the regional lane alone (about 30 min), for a
+# tester validating a multi-server deployment's roles without the rest of the suite.
+if [ "${EDUCLOUD_TEST_REGIONAL:-0}" = only ]; then
+  export ANSIBLE_VAULT_PASSWORD_FILE="${ANSIBLE_VAULT_PASSWORD_FILE:-${EDUCLOUD_LAB_DIR:-/var/lib/educloud-lab}/vault-password}"
+  regional_lane 2>&1 | tee "$REPORTS/regional.log"
+  regional_count
+  python3 "$REPO/tests/tally.py" "$REPORTS" "$passed_steps" "${#failed_steps[@]}"
+  if [ "${#failed_steps[@]}" -gt 0 ]; then printf 'failed steps: %s\n' "${failed_steps[*]}"; exit 1; fi
+  exit 0
+fi
+
+step "ruff" ruff check python_tools tests roles benchmarks
+step "ruff format" ruff format --check python_tools tests roles benchmarks
+step "mypy" mypy
+step "ansible-lint (production profile)" ansible-lint --profile production
+# Two workers: the unit tests share nothing (each double, cluster and port is their own).
+step "unit tests" pytest_to unit -n 2 tests/unit
+
+lab_was_running=$(educloud lab status --json 2>/dev/null | python3 -c \
+  'import json,sys; print(int(any(h["running"] for h in json.load(sys.stdin)["hosts"])))' 2>/dev/null || echo 0)
+step "lab up" educloud lab up
+# The lab's generated secrets are in an Ansible Vault; inventories read through it.
+export ANSIBLE_VAULT_PASSWORD_FILE="${ANSIBLE_VAULT_PASSWORD_FILE:-${EDUCLOUD_LAB_DIR:-/var/lib/educloud-lab}/vault-password}"
+step "site.yml converge" educloud deploy --inventory inventories/lab
+step "lab tests (idempotence, check mode, lab safety)" pytest_to lab -m lab tests/lab
 # Opt-in: beside everything else the lane pushes CI past its 60 minutes on 2 cores (about
 # 25 min of converge, idempotence, verification and drills). Run it with
 # EDUCLOUD_TEST_REGIONAL=1 ./run.sh test.
