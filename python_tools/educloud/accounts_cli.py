@@ -136,8 +136,6 @@ def _print_plan(report: PlanReport, as_json: bool) -> None:
     if report.plan.changes:
         console.print(changes)
     console.print(f"import path: {report.path}", highlight=False)
-    if report.offline_hint:
-        console.print(f"note: {report.offline_hint}", highlight=False)
 
 
 @accounts_app.command("plan")

@@ -15,7 +15,6 @@ from educloud.accounts.policy import load_policy
 from educloud.accounts.sheets import CredentialSlip
 from educloud.accounts.sync import (
     NAIVE_BELOW,
-    OFFLINE_FROM,
     choose_path,
     make_plan,
     write_plan_json,
@@ -58,11 +57,9 @@ def test_a_line_cut_by_a_kill_is_ignored_but_damage_elsewhere_is_refused(tmp_pat
 
 
 def test_path_follows_the_size_of_the_change():
-    assert choose_path(NAIVE_BELOW - 1, 100) == (ImportPath.NAIVE, None)
-    assert choose_path(NAIVE_BELOW, 100) == (ImportPath.BATCHED, None)
-    path, hint = choose_path(OFFLINE_FROM, 0)
-    assert path is ImportPath.BATCHED and hint is not None and "kc.sh import" in hint
-    assert choose_path(OFFLINE_FROM, 1)[1] is None  # not a first load
+    assert choose_path(NAIVE_BELOW - 1) is ImportPath.NAIVE
+    assert choose_path(NAIVE_BELOW) is ImportPath.BATCHED
+    assert choose_path(500_000) is ImportPath.BATCHED  # offline import is never picked
 
 
 def test_json_plan_is_one_document_with_every_change():

@@ -55,6 +55,8 @@ def test_lab_declaration_is_accepted() -> None:
             },
             "its user must be listed there too",
         ),
+        ({"common_timezone": "Europe/Paris; rm -rf /"}, "must be an IANA time zone name"),
+        ({"common_timezone": "../../etc/passwd"}, "must be an IANA time zone name"),
     ],
 )
 def test_bad_declaration_is_refused(extra: dict[str, object], message: str) -> None:

@@ -228,11 +228,15 @@ class KeycloakDirectory:
         self.admin = admin
         self.realm = realm
         self.workers = workers
-        # Accounts per partial import (one transaction each) and batches in flight: measured
-        # on the lab (benchmarks/accounts_import.py), a transaction of 500 accounts with
-        # their groups is 3 times slower per account than one of 50.
-        self.batch_size = 50
-        self.import_workers = 2
+        # Accounts per partial import (one transaction each) and batches in flight. Keycloak
+        # flushes its JPA session at every group membership (UserAdapter.joinGroupImpl calls
+        # em.flush(), and the membership check before it is a query, which flushes too), and
+        # each flush dirty-checks every entity the transaction holds: an account costs more
+        # the more accounts share its transaction. Small transactions, several in flight,
+        # keep both cores busy (docs/decisions/0005; on the lab, 10,000 accounts: 50 a batch
+        # and 2 in flight 264/s, 20 and 4 474/s, 10 and 4 402/s).
+        self.batch_size = 20
+        self.import_workers = 4
         self.notices: list[str] = []
         self._import_refused = False  # the service account lacks manage-realm
         # Usernames and addresses of the realm's other accounts (admins...): never created over.

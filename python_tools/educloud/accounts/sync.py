@@ -36,9 +36,9 @@ from educloud.errors import EducloudError
 from educloud.nextcloud_api import NextcloudClient
 
 # Below this many creations one request per account is as quick and simpler to follow.
+# Keycloak's offline import (kc.sh import) is never picked: on the lab it ran slower than the
+# batched path (benchmarks/accounts_import.py --offline; docs/accounts.md).
 NAIVE_BELOW = 20
-# A first load this big is faster with Keycloak's offline import (benchmarks/accounts_import.py).
-OFFLINE_FROM = 100_000
 
 
 class InvalidFileError(EducloudError):
@@ -58,7 +58,6 @@ class PlanReport:
     plan: Plan | None = None
     current: DirectoryState | None = None
     path: ImportPath = ImportPath.BATCHED
-    offline_hint: str | None = None
 
     @property
     def valid(self) -> bool:
@@ -85,15 +84,9 @@ def read_accounts(
     return source.encoding, source.encoding_reason, validated.accounts, validated.problems
 
 
-def choose_path(created: int, managed_before: int) -> tuple[ImportPath, str | None]:
-    """The import path for this many creations, and a hint when offline import would win."""
-    hint = None
-    if managed_before == 0 and created >= OFFLINE_FROM:
-        hint = (
-            f"first load of {created} accounts: Keycloak's offline import (kc.sh import) is "
-            "faster still; see docs/accounts.md, 'First load of a whole academy'"
-        )
-    return (ImportPath.NAIVE if created < NAIVE_BELOW else ImportPath.BATCHED), hint
+def choose_path(created: int) -> ImportPath:
+    """The import path for this many creations."""
+    return ImportPath.NAIVE if created < NAIVE_BELOW else ImportPath.BATCHED
 
 
 def make_plan(
@@ -127,7 +120,7 @@ def make_plan(
         creations = (c.account for c in report.plan.of_kind(ChangeKind.CREATE_ACCOUNT) if c.account)
         report.problems.extend(Problem(0, "id", clash) for clash in directory.taken(creations))
     created = report.plan.counts()[ChangeKind.CREATE_ACCOUNT]
-    report.path, report.offline_hint = choose_path(created, len(current.accounts))
+    report.path = choose_path(created)
     return report
 
 
@@ -237,7 +230,6 @@ def plan_document(report: PlanReport) -> dict[str, Any]:
             school_year=report.plan.school_year,
             today=report.plan.today.isoformat(),
             path=str(report.path),
-            offline_hint=report.offline_hint,
             counts={str(k): n for k, n in report.plan.counts().items()},
         )
     return document

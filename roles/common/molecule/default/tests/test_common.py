@@ -24,7 +24,10 @@ def test_service_enabled_and_running(host, service):
 
 
 def test_timezone_is_paris(host):
-    assert host.file("/etc/localtime").linked_to.endswith("Europe/Paris")
+    assert host.file("/etc/localtime").linked_to == "/usr/share/zoneinfo/Europe/Paris"
+    assert host.file("/etc/timezone").content_string == "Europe/Paris\n"
+    # What the C library derives from those files, as every service sees it.
+    assert host.check_output("date +%Z") in {"CET", "CEST"}
 
 
 def test_french_locale_generated_and_default(host):
