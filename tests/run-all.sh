@@ -73,15 +73,27 @@ regional_report() {  # replay the lane's output, then count its steps
   regional_count
 }
 
-# EDUCLOUD_TEST_REGIONAL=only ./run.sh test: the regional lane alone (about 30 min), for a
+# The lab's generated secrets are in an Ansible Vault; inventories read through it. Set once
+# the lab exists (Ansible refuses a vault password file that is not there yet).
+use_lab_vault() {
+  export ANSIBLE_VAULT_PASSWORD_FILE="${ANSIBLE_VAULT_PASSWORD_FILE:-${EDUCLOUD_LAB_DIR:-/var/lib/educloud-lab}/vault-password}"
+}
+finish() {  # the tally, then the exit status: 1 when any step failed
+  python3 "$REPO/tests/tally.py" "$REPORTS" "$passed_steps" "${#failed_steps[@]}"
+  if [ "${#failed_steps[@]}" -gt 0 ]; then
+    printf 'failed steps: %s\n' "${failed_steps[*]}"
+    exit 1
+  fi
+  exit 0
+}
+
+# EDUCLOUD_TEST_REGIONAL=only ./run.sh test: the regional lane alone (about 25 min), for a
 # tester validating a multi-server deployment's roles without the rest of the suite.
 if [ "${EDUCLOUD_TEST_REGIONAL:-0}" = only ]; then
-  export ANSIBLE_VAULT_PASSWORD_FILE="${ANSIBLE_VAULT_PASSWORD_FILE:-${EDUCLOUD_LAB_DIR:-/var/lib/educloud-lab}/vault-password}"
+  use_lab_vault
   regional_lane 2>&1 | tee "$REPORTS/regional.log"
   regional_count
-  python3 "$REPO/tests/tally.py" "$REPORTS" "$passed_steps" "${#failed_steps[@]}"
-  if [ "${#failed_steps[@]}" -gt 0 ]; then printf 'failed steps: %s\n' "${failed_steps[*]}"; exit 1; fi
-  exit 0
+  finish
 fi
 
 step "ruff" ruff check python_tools tests roles benchmarks
@@ -94,8 +106,7 @@ step "unit tests" pytest_to unit -n 2 tests/unit
 lab_was_running=$(educloud lab status --json 2>/dev/null | python3 -c \
   'import json,sys; print(int(any(h["running"] for h in json.load(sys.stdin)["hosts"])))' 2>/dev/null || echo 0)
 step "lab up" educloud lab up
-# The lab's generated secrets are in an Ansible Vault; inventories read through it.
-export ANSIBLE_VAULT_PASSWORD_FILE="${ANSIBLE_VAULT_PASSWORD_FILE:-${EDUCLOUD_LAB_DIR:-/var/lib/educloud-lab}/vault-password}"
+use_lab_vault
 step "site.yml converge" educloud deploy --inventory inventories/lab
 step "lab tests (idempotence, check mode, lab safety)" pytest_to lab -m lab tests/lab
 # Opt-in: beside everything else the lane pushes CI past its 60 minutes on 2 cores (about
@@ -153,8 +164,4 @@ if [ "$lab_was_running" = 0 ] && [ "${EDUCLOUD_KEEP_LAB:-0}" != 1 ]; then
   step "lab down" educloud lab down --topology
 fi
 
-python3 "$REPO/tests/tally.py" "$REPORTS" "$passed_steps" "${#failed_steps[@]}"
-if [ "${#failed_steps[@]}" -gt 0 ]; then
-  printf 'failed steps: %s\n' "${failed_steps[*]}"
-  exit 1
-fi
+finish
