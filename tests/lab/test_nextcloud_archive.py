@@ -135,7 +135,16 @@ def signing_key(tmp_path: Path) -> Iterator[tuple[Path, Path, str]]:
     )
     public_key = tmp_path / "key.asc"
     _gpg(home, "--armor", "--output", str(public_key), "--export", fingerprint)
-    yield home, public_key, fingerprint
+    try:
+        yield home, public_key, fingerprint
+    finally:
+        # gpg started an agent for this home; it would outlive the test run.
+        subprocess.run(
+            ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
     _ssh("cd /var/lib/nextcloud/archives && rm -f nextcloud.asc nextcloud-keyring.gpg")
 
 
