@@ -4,7 +4,9 @@ educloud.data_rights.moderation, prints.
 The moderation API's token comes from EDUCLOUD_MODERATION_TOKEN or
 EDUCLOUD_MODERATION_TOKEN_FILE, never from the command line (it would show in `ps` and in
 the shell's history); Nextcloud's account from EDUCLOUD_NEXTCLOUD_USER and
-EDUCLOUD_NEXTCLOUD_PASSWORD (an app password), as for `educloud accounts apply`.
+EDUCLOUD_NEXTCLOUD_PASSWORD (an app password), as for `educloud accounts apply`. With
+--inventory, a takedown of another account's link acts as its owner through occ on the
+inventory's Nextcloud host (over SSH, as `educloud export` does).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -70,6 +73,15 @@ def _nextcloud(url: str) -> Any:
         app_password,
         verify=os.environ.get("EDUCLOUD_NEXTCLOUD_CA", True),
     )
+
+
+def _owners(inventory: Path | None, url: str) -> lib.OwnerAccess | None:
+    if inventory is None:
+        return None
+    from educloud.data_rights.export import SshOcc
+
+    runner, _ = SshOcc.from_inventory(inventory)
+    return lib.OccOwnerAccess(runner, url, verify=os.environ.get("EDUCLOUD_NEXTCLOUD_CA", True))
 
 
 def _as_json(value: Any) -> str:
@@ -149,6 +161,20 @@ def takedown_command(
         str | None,
         typer.Option(help="Nextcloud's base URL (default: the reported link's https://host)."),
     ] = None,
+    inventory: Annotated[
+        Path | None,
+        typer.Option(
+            help="The deployment's inventory: a link of another account is then deleted as "
+            "its owner, with a short-lived app password from occ on the Nextcloud host."
+        ),
+    ] = None,
+    owner: Annotated[
+        str | None,
+        typer.Option(
+            help="The link's owner, for a password-protected link of another account "
+            "(otherwise read from the link)."
+        ),
+    ] = None,
     ca: CaOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -168,6 +194,8 @@ def takedown_command(
         note=note,
         dry_run=dry_run,
         reopen=reopen,
+        owners=_owners(inventory, target),
+        owner=owner,
     )
     if as_json:
         print(_as_json(done))
@@ -183,12 +211,18 @@ def _takedown_line(done: lib.Takedown) -> str:
     if done.dry_run:
         if done.already_gone:
             return f"{reference}: would record a takedown; the link no longer opens (dry run)"
+        if done.owner is not None:
+            return (
+                f"{reference}: would disable {done.owner}'s public link {done.token} as "
+                f"{done.owner} and record a takedown (dry run)"
+            )
         return f"{reference}: would disable {shares} and record a takedown (dry run)"
     last = done.report.last_decision
     when = f" by {last.by} at {last.at:%Y-%m-%d %H:%M %Z}" if last else ""
     if done.already_gone:
         return f"{reference}: the link no longer opened; takedown recorded{when}"
-    return f"{reference}: disabled {shares}; takedown recorded{when}"
+    whose = f" of {done.owner}" if done.owner is not None else ""
+    return f"{reference}: disabled {shares}{whose}; takedown recorded{when}"
 
 
 @moderation_app.command("dismiss")

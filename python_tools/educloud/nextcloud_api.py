@@ -435,9 +435,7 @@ class NextcloudClient:
         account is known to be gone. 404 is gone; 200 (the page) or 303 (a password
         prompt, ShareController) is active.
         """
-        if not token or not all(c.isascii() and (c.isalnum() or c in "-_") for c in token):
-            raise NextcloudError(f"{token!r} is not a public link token (letters, digits, -, _)")
-        what = f"open public link {token}"
+        what = f"open public link {_public_token(token)}"
         response = self._http.send("GET", self._http.url(f"/index.php/s/{token}"))
         if response.status_code == 404:
             return False
@@ -445,6 +443,44 @@ class NextcloudClient:
             return True
         self._http.expect(what, response, (200,))
         return True  # not reached: expect raised
+
+    def public_link_owner(self, token: str) -> str | None:
+        """The account whose file the public link /s/<token> shares, as anyone following
+        the link can read it; None when the link is password protected.
+
+        Nextcloud >= 29 serves a public link's files at /public.php/dav/files/<token>
+        without an account, or with "anonymous" and the link's password (developer manual,
+        client_apis/WebDAV/basic.rst "Public shares"); its oc:owner-id is the owner's uid
+        (apps/dav FilesPlugin). The request carries no credentials: this client's password
+        is not sent to a public endpoint.
+        """
+        what = f"read the owner of public link {_public_token(token)}"
+        url = self._http.url(f"/public.php/dav/files/{token}")
+        response = self._http.send(
+            "PROPFIND",
+            url,
+            headers={"Depth": "0", "Content-Type": "application/xml; charset=utf-8"},
+            data=_OWNER_PROPFIND_BODY,
+            anonymous=True,
+        )
+        if response.status_code == 401:
+            return None  # the link's password is asked for
+        hints = {404: f"no public link {token}: it is gone (public_link_active)"}
+        self._http.expect(what, response, (207,), hints)
+        try:
+            found = [props for _, props in _multistatus(response.content, urlsplit(url).path)]
+        except (ET.ParseError, ValueError) as exc:
+            raise NextcloudRequestError(
+                f"{what}: unreadable WebDAV answer ({exc}): is the base URL a Nextcloud?",
+                http_status=response.status_code,
+            ) from exc
+        owner = _prop_text(found[0], f"{_OC}owner-id") if found else None
+        if not owner:
+            raise NextcloudRequestError(
+                f"{what}: no oc:owner-id in the answer: Nextcloud 29 or later is needed",
+                http_status=response.status_code,
+            )
+        return owner
 
     def _create_share(
         self,
@@ -779,8 +815,10 @@ class _Http:
         params: Any = None,
         data: Any = None,
         stream: bool = False,
+        anonymous: bool = False,
     ) -> requests.Response:
-        """One request; with `stream` the body is read as the caller iterates over it."""
+        """One request; with `stream` the body is read as the caller iterates over it;
+        `anonymous` sends it without the account's credentials."""
         request = f"{method.upper()} {urlsplit(url).path}"
         try:
             return self._session.request(
@@ -790,6 +828,8 @@ class _Http:
                 params=params,
                 data=data,
                 stream=stream,
+                # A per-request auth replaces the session's; None would fall back to it.
+                auth=_no_auth if anonymous else None,
                 timeout=self._timeout,
                 # Per call: a session-level verify loses to REQUESTS_CA_BUNDLE.
                 verify=self._verify,
@@ -1099,6 +1139,25 @@ def _dav_entries(content: bytes, root_path: str) -> list[DavEntry]:
             )
         )
     return entries
+
+
+_OWNER_PROPFIND_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>'
+    b'<d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:prop>'
+    b"<oc:owner-id/><oc:fileid/>"
+    b"</d:prop></d:propfind>"
+)
+
+
+def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """requests' auth hook that adds nothing: the request goes out without credentials."""
+    return request
+
+
+def _public_token(token: str) -> str:
+    if not token or not all(c.isascii() and (c.isalnum() or c in "-_") for c in token):
+        raise NextcloudError(f"{token!r} is not a public link token (letters, digits, -, _)")
+    return token
 
 
 _COLLECTIONS_PROPFIND_BODY = (

@@ -30,6 +30,10 @@ and where the documentation is silent what Nextcloud's code does (file named per
   VCFExportPlugin), a GET without ?export is refused (501).
 - The public share page (/s/<token>, /index.php/s/<token>; ShareController): 200, 303 to
   the password prompt for a protected link, 404 once the share is gone.
+- A public link's WebDAV (/public.php/dav/files/<token>, Nextcloud >= 29; developer manual
+  client_apis/WebDAV/basic.rst "Public shares"): PROPFIND of the shared node without an
+  account, or with "anonymous" and the link's password (401 otherwise), 404 for an unknown
+  token; oc:owner-id is the owner's uid (apps/dav FilesPlugin).
 
 Not modelled: sessions and cookies, brute-force throttling, subadmins, quota enforcement,
 chunked upload, locks, versions, trash.
@@ -275,6 +279,9 @@ class NextcloudApiDouble:
             if path.startswith("/remote.php/dav/"):
                 route = path[len("/remote.php/dav/") :]
                 return self._dav(method, route, headers, body, user, query)
+            prefix = "/public.php/dav/files/"
+            if path.startswith(prefix) and method == "PROPFIND":
+                return self._public_dav(path[len(prefix) :].strip("/"), headers, body)
             for prefix in ("/index.php/s/", "/s/"):
                 # The public share page (ShareController::showShare): 404 once it is gone.
                 if path.startswith(prefix) and method == "GET":
@@ -290,6 +297,31 @@ class NextcloudApiDouble:
             return Reply(303, {"Location": location})
         page = f"<html><body>{share.path.rsplit('/', 1)[-1]}</body></html>".encode()
         return Reply(200, {"Content-Type": "text/html; charset=utf-8"}, page)
+
+    def _public_dav(self, token: str, headers: dict[str, str], body: bytes) -> Reply:
+        """PROPFIND Depth 0 of a public link's root (apps/dav PublicAuth, FilesPlugin)."""
+        share = next((s for s in self.shares.values() if token and s.token == token), None)
+        if share is None:
+            return _dav_error(DavError(404, "NotFound", "Share not found"))
+        if share.password_hash:
+            scheme, _, encoded = headers.get("authorization", "").partition(" ")
+            try:
+                user, _, password = base64.b64decode(encoded).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                user = password = ""
+            given = "3|" + hashlib.sha256(password.encode()).hexdigest()
+            if scheme.lower() != "basic" or user != "anonymous" or given != share.password_hash:
+                reply = _dav_error(DavError(401, "NotAuthenticated", "Cannot authenticate"))
+                reply.headers["WWW-Authenticate"] = 'Basic realm="Nextcloud", charset="UTF-8"'
+                return reply
+        home = self._home(share.owner)
+        node = home.get(_clean(share.path))
+        if node is None:
+            return _dav_error(DavError(404, "NotFound", "Share not found"))
+        props = self._file_props(home, _clean(share.path), node)
+        props[f"{{{OC_NS}}}owner-id"] = share.owner
+        href = f"/public.php/dav/files/{token}" + ("/" if node.is_dir else "")
+        return _multistatus([(href, props, _requested_props(body))])
 
     def _authenticate(self, headers: dict[str, str]) -> str | None:
         scheme, _, encoded = headers.get("authorization", "").partition(" ")

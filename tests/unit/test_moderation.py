@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from tests.doubles.nextcloud_api_double import SHARE_LINK, NextcloudApiDouble
+from tests.doubles.occ_double import OccDouble
 from tests.unit.reports_support import (
     Service,
     submit_report,
@@ -17,7 +18,9 @@ from typer.testing import CliRunner
 
 from educloud.cli import app
 from educloud.data_rights import moderation
-from educloud.nextcloud_api import NextcloudClient
+from educloud.data_rights.export import SshOcc
+from educloud.errors import EducloudError
+from educloud.nextcloud_api import NextcloudClient, Share
 
 pytestmark = pytest.mark.charter("C9")
 
@@ -143,6 +146,115 @@ def test_link_of_another_account_is_not_recorded_as_taken_down(
     assert mod.get_report(reference).decisions == ()
 
 
+@pytest.fixture
+def occ(double: NextcloudApiDouble, tmp_path: Path) -> OccDouble:
+    return OccDouble(double, tmp_path)
+
+
+@pytest.fixture
+def owners(double: NextcloudApiDouble, occ: OccDouble) -> moderation.OccOwnerAccess:
+    return moderation.OccOwnerAccess(occ, double.url)
+
+
+def bobs_links(double: NextcloudApiDouble, password: str | None = None) -> tuple[Share, Share]:
+    bob = NextcloudClient(double.url, "bob", "Correct-Horse-7", timeout=5)
+    bob.upload("devoir.pdf", b"%PDF")
+    bob.upload("notes.txt", b"notes")
+    return bob.create_public_link("devoir.pdf", password=password), bob.create_public_link(
+        "notes.txt"
+    )
+
+
+@pytest.mark.parametrize("password", [None, "Secret-Link-9"], ids=["open", "password"])
+def test_link_of_another_account_is_taken_down_as_its_owner(
+    service: Service,
+    mod: moderation.ModerationClient,
+    nextcloud: NextcloudClient,
+    double: NextcloudApiDouble,
+    occ: OccDouble,
+    owners: moderation.OccOwnerAccess,
+    password: str | None,
+) -> None:
+    theirs, other = bobs_links(double, password)
+    reference = submit_report(service, f"{HOST}/s/{theirs.token}")
+    # A password-protected link hides its owner: the moderator names it.
+    given = "bob" if password else None
+
+    done = moderation.takedown(
+        mod, nextcloud, reference, by="mod.dupont", owners=owners, owner=given
+    )
+
+    assert not nextcloud.public_link_active(str(theirs.token))
+    assert nextcloud.public_link_active(str(other.token))  # bob's other link stays
+    assert (done.owner, done.share_ids, done.paths) == ("bob", (theirs.id,), ("/devoir.pdf",))
+    [decision] = mod.get_report(reference).decisions
+    assert (decision.action, decision.share_ids) == ("takedown", (theirs.id,))
+    assert "share of bob" in decision.note
+    # The app password used for it was deleted: bob keeps none, occ made exactly one.
+    assert double.app_passwords["bob"] == set()
+    assert [c[0] for c in occ.calls].count("user:auth-tokens:add") == 1
+
+
+def test_password_protected_link_of_another_account_needs_its_owner(
+    service: Service,
+    mod: moderation.ModerationClient,
+    nextcloud: NextcloudClient,
+    double: NextcloudApiDouble,
+    occ: OccDouble,
+    owners: moderation.OccOwnerAccess,
+) -> None:
+    theirs, _ = bobs_links(double, "Secret-Link-9")
+    reference = submit_report(service, f"{HOST}/s/{theirs.token}")
+
+    with pytest.raises(moderation.ModerationError, match=r"password protected.*--owner"):
+        moderation.takedown(mod, nextcloud, reference, by="mod.dupont", owners=owners)
+
+    assert nextcloud.public_link_active(str(theirs.token))
+    assert mod.get_report(reference).decisions == ()
+    assert occ.calls == []
+
+
+def test_dry_run_names_the_owner_and_creates_no_app_password(
+    service: Service,
+    mod: moderation.ModerationClient,
+    nextcloud: NextcloudClient,
+    double: NextcloudApiDouble,
+    occ: OccDouble,
+    owners: moderation.OccOwnerAccess,
+) -> None:
+    theirs, _ = bobs_links(double)
+    reference = submit_report(service, f"{HOST}/s/{theirs.token}")
+    before = shares(double)
+
+    planned = moderation.takedown(
+        mod, nextcloud, reference, by="mod.dupont", owners=owners, dry_run=True
+    )
+
+    assert (planned.dry_run, planned.owner) == (True, "bob")
+    assert shares(double) == before
+    assert occ.calls == []
+    assert mod.get_report(reference).status == "open"
+
+
+def test_link_of_an_unknown_owner_is_not_recorded(
+    service: Service,
+    mod: moderation.ModerationClient,
+    nextcloud: NextcloudClient,
+    double: NextcloudApiDouble,
+    owners: moderation.OccOwnerAccess,
+) -> None:
+    theirs, _ = bobs_links(double, "Secret-Link-9")
+    reference = submit_report(service, f"{HOST}/s/{theirs.token}")
+
+    with pytest.raises(EducloudError, match=r"no Nextcloud account|does not exist"):
+        moderation.takedown(
+            mod, nextcloud, reference, by="mod.dupont", owners=owners, owner="nobody"
+        )
+
+    assert nextcloud.public_link_active(str(theirs.token))
+    assert mod.get_report(reference).decisions == ()
+
+
 def test_dismissed_report_is_taken_down_only_with_reopen(
     service: Service, mod: moderation.ModerationClient, nextcloud: NextcloudClient, double
 ) -> None:
@@ -199,6 +311,38 @@ def test_cli_takedown_disables_the_link_and_prints_one_line(
     )
     assert reference in listed.output and "taken_down" in listed.output
     assert not any(s.token == reported.token for s in double.shares.values())
+
+
+def test_cli_takedown_of_another_account_acts_as_the_owner_with_an_inventory(
+    service: Service,
+    nextcloud: NextcloudClient,
+    double: NextcloudApiDouble,
+    occ: OccDouble,
+    monkeypatch,
+    tmp_path: Path,
+) -> None:
+    theirs, _ = bobs_links(double)
+    reference = submit_report(service, f"{HOST}/s/{theirs.token}")
+    monkeypatch.setenv(moderation.TOKEN_ENV, service.token)
+    monkeypatch.setenv("EDUCLOUD_NEXTCLOUD_PASSWORD", double.admin_password)
+    # occ over SSH to the inventory's Nextcloud host is the double's here.
+    inventories: list[Path] = []
+
+    def from_inventory(inventory: Path) -> tuple[OccDouble, str]:
+        inventories.append(inventory)
+        return occ, double.url
+
+    monkeypatch.setattr(SshOcc, "from_inventory", staticmethod(from_inventory))
+    command = ["moderation", "takedown", reference, "--url", service.api, "--by", "mod.cli"]
+    command += ["--nextcloud-url", double.url]
+
+    without = CliRunner().invoke(app, command)
+    done = CliRunner().invoke(app, [*command, "--inventory", str(tmp_path / "lab")])
+
+    assert "Give --inventory" in str(without.exception)
+    assert done.exit_code == 0, done.output
+    assert f"disabled share {theirs.id} (/devoir.pdf) of bob; takedown recorded" in done.output
+    assert inventories == [tmp_path / "lab"]
 
 
 def test_cli_refuses_a_wrong_token(service: Service, monkeypatch) -> None:

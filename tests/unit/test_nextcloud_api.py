@@ -19,6 +19,7 @@ from educloud.nextcloud_api import (
     NextcloudAuthError,
     NextcloudClient,
     NextcloudConnectionError,
+    NextcloudError,
     NextcloudRequestError,
     NextcloudTargetError,
     Permission,
@@ -111,6 +112,27 @@ def test_public_link_has_a_token_and_no_recipient(client: NextcloudClient) -> No
 
     assert link.token and link.url and link.url.endswith(link.token)
     assert link.share_with is None
+
+
+def test_public_link_owner_is_read_without_credentials(
+    client: NextcloudClient, double: NextcloudApiDouble
+) -> None:
+    client.upload("open.odt", b"open")
+    client.upload("closed.odt", b"closed")
+    open_link = client.create_public_link("open.odt")
+    closed_link = client.create_public_link("closed.odt", password=secrets.token_urlsafe(12))
+    seen = len(double.seen)
+
+    assert client.public_link_owner(str(open_link.token)) == client.user
+    assert client.public_link_owner(str(closed_link.token)) is None  # its password is asked
+    # The account's password never goes to the public endpoint.
+    assert all("authorization" not in r.headers for r in double.seen[seen:])
+    client.delete_share(open_link.id)
+    with pytest.raises(NextcloudRequestError, match="gone") as gone:
+        client.public_link_owner(str(open_link.token))
+    assert gone.value.http_status == 404
+    with pytest.raises(NextcloudError, match="not a public link token"):
+        client.public_link_owner("../admin")
 
 
 def test_tag_is_assigned_to_a_file_id(client: NextcloudClient, double: NextcloudApiDouble) -> None:

@@ -11,9 +11,13 @@ client_apis/OCS/ocs-share-api.html) and has no parameter listing every account's
 `reshares=true` widens a listing to other accounts' shares of one *path* the caller can
 see, which a reported link does not give. Deleting is allowed to the share's owner, its
 sharer or its recipient only (ShareAPIController::canDeleteShare, nextcloud/server), not
-to admins. So a takedown finds the share among the shares of the Nextcloud account it
-runs as; when the link still opens but that account does not own it, it stops and says so
-rather than recording a takedown that did not happen.
+to admins. So a takedown first looks for the share among the shares of the Nextcloud
+account it runs as. A link of another account is taken down as its owner: the owner's uid
+is what the link's public WebDAV tells anyone (NextcloudClient.public_link_owner; for a
+password-protected link the moderator gives it), and a short-lived app password of that
+owner (occ user:auth-tokens:add on the Nextcloud host, deleted after: OwnerAccess) lists
+and deletes the share. Without occ it stops and says so, rather than recording a takedown
+that did not happen; a takedown is recorded only once the link no longer opens.
 """
 
 from __future__ import annotations
@@ -21,15 +25,17 @@ from __future__ import annotations
 import getpass
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import requests
 
+from educloud.data_rights.export import OccAppPasswords, OccRunner
 from educloud.errors import EducloudError
 from educloud.nextcloud_api import NextcloudClient, NextcloudRequestError, Share
 
@@ -89,6 +95,30 @@ class Takedown:
     """The report was taken down before: nothing done, nothing recorded again."""
     paths: tuple[str, ...] = field(default=())
     """The shared files or folders, for the operator (not recorded)."""
+    owner: str | None = None
+    """The account owning the link, when it is not the one the takedown runs as."""
+
+
+class OwnerAccess(Protocol):
+    """Acting as the account that owns a share (the only one, with its sharer, that
+    Nextcloud lets delete it)."""
+
+    def client_for(self, user_id: str) -> AbstractContextManager[NextcloudClient]: ...
+
+
+class OccOwnerAccess:
+    """The owner's Nextcloud account through a short-lived app password from occ on the
+    Nextcloud host (as `educloud export` reads a user's files), deleted when done."""
+
+    def __init__(self, runner: OccRunner, base_url: str, *, verify: bool | str = True) -> None:
+        self.runner = runner
+        self.base_url = base_url
+        self.verify = verify
+
+    @contextmanager
+    def client_for(self, user_id: str) -> Iterator[NextcloudClient]:
+        with OccAppPasswords(self.runner).app_password(user_id) as app_password:
+            yield NextcloudClient(self.base_url, user_id, app_password, verify=self.verify)
 
 
 def token_from_env(env: Mapping[str, str] | None = None) -> str:
@@ -258,12 +288,17 @@ def takedown(
     note: str = "",
     dry_run: bool = False,
     reopen: bool = False,
+    owners: OwnerAccess | None = None,
+    owner: str | None = None,
 ) -> Takedown:
     """Disable the reported public link, then record the takedown (who, when, which shares).
 
+    A link that `nextcloud`'s account does not own is deleted as its owner through
+    `owners` (the owner read from the link, or `owner` for a password-protected one).
     Idempotent: a link already gone is recorded as such and succeeds; a report already
-    taken down whose link no longer opens succeeds without a second record. `dry_run`
-    finds the shares and changes nothing.
+    taken down whose link no longer opens succeeds without a second record; a takedown
+    interrupted after the deletion is recorded by the next run. `dry_run` finds the shares
+    (the owner only, for another account's link) and changes nothing.
     """
     report = moderation.get_report(report_id)
     if report.archived_at is not None:
@@ -279,19 +314,14 @@ def takedown(
         )
     shares = [s for s in nextcloud.list_shares() if s.token == token]
     active = bool(shares) or nextcloud.public_link_active(token)
-    if active and not shares:
-        raise ModerationError(
-            f"{report.link} still opens, but it is not a share of {nextcloud.user}: "
-            "Nextcloud's share API lists and deletes only the caller's own shares. Run the "
-            "takedown with the owner's account (EDUCLOUD_NEXTCLOUD_USER and an app password), "
-            "or disable the owner's account; nothing was recorded"
-        )
     if report.status == "taken_down" and not reopen:
         if active:
             raise ModerationError(
                 _closed(report) + f" but {report.link} opens again: --reopen to take it down"
             )
         return Takedown(report, dry_run, token, already_gone=True, already_recorded=True)
+    # Another account's link: whose it is (its shares are listed and deleted as that owner).
+    owner = _owner(nextcloud, report, token, owners, owner) if active and not shares else None
     found = Takedown(
         report,
         dry_run,
@@ -299,23 +329,68 @@ def takedown(
         share_ids=tuple(s.id for s in shares),
         already_gone=not active,
         paths=tuple(s.path for s in shares),
+        owner=owner,
     )
     if dry_run:
         return found
-    for share in shares:
-        _delete(nextcloud, share)
+    if owner is not None and owners is not None:
+        with owners.client_for(owner) as as_owner:
+            shares = [s for s in as_owner.list_shares() if s.token == token]
+            if not shares:
+                raise ModerationError(
+                    f"{report.link} opens but is none of {owner}'s own shares (a link "
+                    f"another account made of {owner}'s file?): disable it in Nextcloud "
+                    "as that account; nothing was recorded"
+                )
+            for share in shares:
+                _delete(as_owner, share)
+    else:
+        for share in shares:
+            _delete(nextcloud, share)
+    if active and nextcloud.public_link_active(token):
+        raise ModerationError(
+            f"{report.link} still opens after its shares were deleted; nothing was recorded"
+        )
     recorded_note = note or ("" if active else "public link already gone at the takedown")
-    recorded = moderation.decide(
-        report.id, "takedown", by, recorded_note, found.share_ids, reopen=reopen
-    )
+    if owner is not None:
+        recorded_note = f"{recorded_note} (share of {owner})".strip()
+    share_ids = tuple(s.id for s in shares)
+    recorded = moderation.decide(report.id, "takedown", by, recorded_note, share_ids, reopen=reopen)
     return Takedown(
         recorded,
         False,
         token,
-        share_ids=found.share_ids,
+        share_ids=share_ids,
         already_gone=found.already_gone,
-        paths=found.paths,
+        paths=tuple(s.path for s in shares),
+        owner=owner,
     )
+
+
+def _owner(
+    nextcloud: NextcloudClient,
+    report: Report,
+    token: str,
+    owners: OwnerAccess | None,
+    given: str | None,
+) -> str:
+    """The account owning a link that `nextcloud`'s account does not own."""
+    if owners is None:
+        raise ModerationError(
+            f"{report.link} still opens, but it is not a share of {nextcloud.user}: "
+            "Nextcloud's share API lets only a share's owner delete it. Give --inventory so "
+            "that the takedown acts as the owner (occ on the Nextcloud host), or run it with "
+            "the owner's account (EDUCLOUD_NEXTCLOUD_USER and an app password); nothing "
+            "was recorded"
+        )
+    owner = given or nextcloud.public_link_owner(token)
+    if owner is None:
+        raise ModerationError(
+            f"{report.link} is password protected, so its owner cannot be read from the "
+            "link: give --owner UID (occ sharing:list on the Nextcloud host lists the "
+            "shares with their owners); nothing was recorded"
+        )
+    return owner
 
 
 def dismiss(
