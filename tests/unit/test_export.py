@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pwd
 import tracemalloc
 import zipfile
 from collections.abc import Callable, Iterator
@@ -515,3 +516,20 @@ def test_user_migration_export_is_embedded_and_its_copy_removed(
 
 def test_user_migration_is_used_only_where_enabled(occ: OccDouble) -> None:
     assert not export.user_migration_enabled(occ)
+
+
+def test_local_occ_runs_as_nextcloud_account_directly_or_switches_from_root(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The retention unit runs as Nextcloud's account (NoNewPrivileges: no sudo, no runuser).
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    argv = ["php", "/var/www/nextcloud/occ", "status"]
+
+    assert export.LocalOcc(system_user=me)._remote(argv) == argv
+    monkeypatch.setattr(export.os, "geteuid", lambda: 0)
+    assert export.LocalOcc(system_user="nextcloud")._remote(argv)[:4] == [
+        "runuser", "-u", "nextcloud", "--",
+    ]  # fmt: skip
+    monkeypatch.setattr(export.os, "geteuid", lambda: 64999)  # an account with no name
+    with pytest.raises(export.ExportError, match=r"occ must run as nextcloud.*runs as 64999"):
+        export.LocalOcc(system_user="nextcloud").occ(["status"])

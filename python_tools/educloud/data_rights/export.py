@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pwd
 import re
 import shlex
 import subprocess
@@ -766,7 +767,12 @@ class SshOcc:
 
 
 class LocalOcc(SshOcc):
-    """occ on this very host (the retention timer runs beside Nextcloud), as its user."""
+    """occ on this very host (the retention timer runs beside Nextcloud), as its user.
+
+    The retention unit runs as Nextcloud's account when Nextcloud is in the run (its
+    NoNewPrivileges rules out sudo): occ then runs directly. Root switches with runuser;
+    any other account cannot run occ, and is told so before anything is tried.
+    """
 
     def __init__(
         self,
@@ -779,7 +785,24 @@ class LocalOcc(SshOcc):
         self.timeout = timeout
 
     def _remote(self, argv: Sequence[str]) -> list[str]:
-        return ["runuser", "-u", self.system_user, "--", *argv]
+        current = _account_name(os.geteuid())
+        if current == self.system_user:
+            return list(argv)
+        if os.geteuid() == 0:
+            return ["runuser", "-u", self.system_user, "--", *argv]
+        raise ExportError(
+            f"occ must run as {self.system_user}, the owner of Nextcloud's config.php, and "
+            f"this process runs as {current}: run it as {self.system_user} or as root (the "
+            "data_rights role runs the retention unit as Nextcloud's account when "
+            "data_rights_nextcloud_url is set)"
+        )
+
+
+def _account_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def nextcloud_content(

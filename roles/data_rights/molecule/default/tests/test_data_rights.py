@@ -420,8 +420,25 @@ def test_tool_installed_from_the_wheelhouse(host):
     assert result.rc == 0, result.stdout + result.stderr
 
 
+def _run_user(host: Any) -> str:
+    """The account the retention run executes as: Nextcloud's when Nextcloud is in it (occ
+    runs as the owner of config.php), else the retention account."""
+    if _setting(host, "data_rights_nextcloud_url", ""):
+        return str(_setting(host, "data_rights_nextcloud_system_user", "nextcloud"))
+    return str(_setting(host, "data_rights_retention_user", "educloud-data-rights"))
+
+
+def test_retention_runs_as_the_account_that_owns_its_journal(host):
+    user = _run_user(host)
+    unit = host.file("/etc/systemd/system/educloud-retention.service").content_string
+    assert f"User={user}\n" in unit
+    assert "NoNewPrivileges=yes" in unit
+    journal = _setting(host, "data_rights_journal", "/var/lib/educloud/retention/journal.jsonl")
+    assert host.file(str(Path(journal).parent)).user == user
+
+
 def test_retention_config_keeps_secrets_in_files(host):
-    user = _setting(host, "data_rights_retention_user", "educloud-data-rights")
+    user = _run_user(host)
     directory = _setting(
         host, "data_rights_retention_secrets_dir", "/etc/educloud/data-rights-secrets"
     )
