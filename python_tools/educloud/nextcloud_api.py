@@ -395,9 +395,19 @@ class NextcloudClient:
     # https://docs.nextcloud.com/server/latest/developer_manual/client_apis/OCS/ocs-share-api.html
     # (fields: ShareAPIController::formatShare in nextcloud/server apps/files_sharing)
 
-    def list_shares(self, path: str | None = None) -> list[Share]:
-        """Shares made by this user, or those of one file or folder."""
-        if path is None:
+    def list_shares(self, path: str | None = None, *, reshares: bool = False) -> list[Share]:
+        """Shares made by this user, or those of one file or folder. With `reshares`, also
+        the shares other accounts made of this user's files (GET shares?reshares=true
+        without a path: ShareAPIController::getShares passes it to the share manager's
+        getSharesBy, which then matches the files' owner as well as the sharer)."""
+        if path is None and reshares:
+            # The wrapper's get_shares takes no parameter: its requester, with the one added.
+            api = self._wrapper.get_shares.__self__
+            data = self._ocs(
+                "list shares and reshares",
+                lambda: api.requester.get(api.get_local_url(), params={"reshares": "true"}),
+            )
+        elif path is None:
             data = self._ocs("list shares", self._wrapper.get_shares)
         else:
             what = f"list shares of {path}"

@@ -126,6 +126,12 @@ class ShareRecord:
     token: str | None
     stime: int
     password_hash: str | None = None
+    initiator: str | None = None
+    """Who made the share, when not the file's owner (a reshare: set by a test)."""
+
+    @property
+    def sharer(self) -> str:
+        return self.initiator or self.owner
 
 
 @dataclass
@@ -515,7 +521,14 @@ class NextcloudApiDouble:
 
     def _shares(self, method: str, seg: list[str], params: dict[str, Any], user: str) -> Any:
         if not seg and method == "GET":
-            mine = [s for s in self.shares.values() if s.owner == user]
+            # Shares the user made; with reshares=true (and no path), also those others
+            # made of the user's files (the share manager's getSharesBy with $reshares).
+            reshares = params.get("reshares") == "true" and not params.get("path")
+            mine = [
+                s
+                for s in self.shares.values()
+                if s.sharer == user or (reshares and s.owner == user)
+            ]
             if params.get("path"):
                 path = _clean(params["path"])
                 if path not in self._home(user):
@@ -525,7 +538,7 @@ class NextcloudApiDouble:
         if not seg and method == "POST":
             return self._share_data(self._create_share(params, user))
         share = self.shares.get(int(seg[0])) if seg[0].isdigit() else None
-        if share is None or share.owner != user:
+        if share is None or user not in (share.owner, share.sharer):
             raise OcsError(404, "Wrong share ID, share doesn't exist")
         if method == "GET":
             return [self._share_data(share)]
@@ -578,7 +591,7 @@ class NextcloudApiDouble:
         data: dict[str, Any] = {
             "id": str(share.id),
             "share_type": share.share_type,
-            "uid_owner": share.owner,
+            "uid_owner": share.sharer,
             "displayname_owner": owner.display_name if owner else share.owner,
             "permissions": share.permissions,
             "stime": share.stime,

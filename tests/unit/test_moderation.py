@@ -195,23 +195,55 @@ def test_link_of_another_account_is_taken_down_as_its_owner(
     assert [c[0] for c in occ.calls].count("user:auth-tokens:add") == 1
 
 
-def test_password_protected_link_of_another_account_needs_its_owner(
+def test_link_another_account_made_of_the_owners_file_is_taken_down(
     service: Service,
     mod: moderation.ModerationClient,
     nextcloud: NextcloudClient,
     double: NextcloudApiDouble,
-    occ: OccDouble,
     owners: moderation.OccOwnerAccess,
+) -> None:
+    # carol made a public link of bob's file (a reshare): the link's owner-id is bob, the
+    # file's owner, and bob's listing shows carol's link only with reshares=true.
+    theirs, _ = bobs_links(double)
+    NextcloudClient(double.url, double.admin_user, double.admin_password).create_user(
+        "carol", "Correct-Horse-8"
+    )
+    double.shares[int(theirs.id)].initiator = "carol"
+    reference = submit_report(service, f"{HOST}/s/{theirs.token}")
+
+    done = moderation.takedown(mod, nextcloud, reference, by="mod.dupont", owners=owners)
+
+    assert (done.owner, done.share_ids) == ("bob", (theirs.id,))
+    assert not nextcloud.public_link_active(str(theirs.token))
+
+
+@pytest.mark.parametrize(
+    ("owner", "refusal"),
+    [
+        # A password-protected link hides its owner: the moderator must name it.
+        (None, r"password protected.*--owner"),
+        ("nobody", r"no Nextcloud account|does not exist"),
+    ],
+    ids=["owner-hidden", "owner-unknown"],
+)
+def test_link_of_another_account_without_its_owner_is_not_recorded(
+    service: Service,
+    mod: moderation.ModerationClient,
+    nextcloud: NextcloudClient,
+    double: NextcloudApiDouble,
+    owners: moderation.OccOwnerAccess,
+    owner: str | None,
+    refusal: str,
 ) -> None:
     theirs, _ = bobs_links(double, "Secret-Link-9")
     reference = submit_report(service, f"{HOST}/s/{theirs.token}")
 
-    with pytest.raises(moderation.ModerationError, match=r"password protected.*--owner"):
-        moderation.takedown(mod, nextcloud, reference, by="mod.dupont", owners=owners)
+    with pytest.raises(EducloudError, match=refusal):
+        moderation.takedown(mod, nextcloud, reference, by="mod.dupont", owners=owners, owner=owner)
 
     assert nextcloud.public_link_active(str(theirs.token))
     assert mod.get_report(reference).decisions == ()
-    assert occ.calls == []
+    assert double.app_passwords.get("bob", set()) == set()
 
 
 def test_dry_run_names_the_owner_and_creates_no_app_password(
@@ -234,25 +266,6 @@ def test_dry_run_names_the_owner_and_creates_no_app_password(
     assert shares(double) == before
     assert occ.calls == []
     assert mod.get_report(reference).status == "open"
-
-
-def test_link_of_an_unknown_owner_is_not_recorded(
-    service: Service,
-    mod: moderation.ModerationClient,
-    nextcloud: NextcloudClient,
-    double: NextcloudApiDouble,
-    owners: moderation.OccOwnerAccess,
-) -> None:
-    theirs, _ = bobs_links(double, "Secret-Link-9")
-    reference = submit_report(service, f"{HOST}/s/{theirs.token}")
-
-    with pytest.raises(EducloudError, match=r"no Nextcloud account|does not exist"):
-        moderation.takedown(
-            mod, nextcloud, reference, by="mod.dupont", owners=owners, owner="nobody"
-        )
-
-    assert nextcloud.public_link_active(str(theirs.token))
-    assert mod.get_report(reference).decisions == ()
 
 
 def test_dismissed_report_is_taken_down_only_with_reopen(

@@ -8,8 +8,8 @@ the decision (who, what, when, which shares) in the service, append-only.
 Nextcloud's OCS share API lists only the caller's own shares (GET /shares, "Get all shares
 from the user": ocs-share-api, docs.nextcloud.com/server/latest/developer_manual/
 client_apis/OCS/ocs-share-api.html) and has no parameter listing every account's shares;
-`reshares=true` widens a listing to other accounts' shares of one *path* the caller can
-see, which a reported link does not give. Deleting is allowed to the share's owner, its
+`reshares=true` widens a listing to the shares other accounts made of the caller's own
+files (ShareAPIController::getShares). Deleting is allowed to the share's owner, its
 sharer or its recipient only (ShareAPIController::canDeleteShare, nextcloud/server), not
 to admins. So a takedown first looks for the share among the shares of the Nextcloud
 account it runs as. A link of another account is taken down as its owner: the owner's uid
@@ -335,12 +335,13 @@ def takedown(
         return found
     if owner is not None and owners is not None:
         with owners.client_for(owner) as as_owner:
-            shares = [s for s in as_owner.list_shares() if s.token == token]
+            # With reshares: the link may have been made of the owner's file by another
+            # account it was shared with; the files' owner may delete it too.
+            shares = [s for s in as_owner.list_shares(reshares=True) if s.token == token]
             if not shares:
                 raise ModerationError(
-                    f"{report.link} opens but is none of {owner}'s own shares (a link "
-                    f"another account made of {owner}'s file?): disable it in Nextcloud "
-                    "as that account; nothing was recorded"
+                    f"{report.link} opens but is none of the shares of {owner}'s files: "
+                    "find it in Nextcloud's administration; nothing was recorded"
                 )
             for share in shares:
                 _delete(as_owner, share)
