@@ -24,7 +24,7 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from enum import IntEnum, IntFlag
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 from xml.etree import ElementTree as ET
 
@@ -38,6 +38,7 @@ QUOTA_UNLIMITED = -3
 """Group folder quota meaning "no limit" (groupfolders README)."""
 
 _DAV = "{DAV:}"
+_Parsed = TypeVar("_Parsed")
 _OC = "{http://owncloud.org/ns}"
 _LAB_SUFFIX = ".test"
 # groupfolders README "REST API" and its maintainer in nextcloud/groupfolders#63:
@@ -477,13 +478,10 @@ class NextcloudClient:
             return None  # the link's password is asked for
         hints = {404: f"no public link {token}: it is gone (public_link_active)"}
         self._http.expect(what, response, (207,), hints)
-        try:
-            found = [props for _, props in _multistatus(response.content, urlsplit(url).path)]
-        except (ET.ParseError, ValueError) as exc:
-            raise NextcloudRequestError(
-                f"{what}: unreadable WebDAV answer ({exc}): is the base URL a Nextcloud?",
-                http_status=response.status_code,
-            ) from exc
+        root = urlsplit(url).path
+        found = self._http.dav_answer(
+            what, response, lambda content: [props for _, props in _multistatus(content, root)]
+        )
         owner = _prop_text(found[0], f"{_OC}owner-id") if found else None
         if not owner:
             raise NextcloudRequestError(
@@ -642,14 +640,8 @@ class NextcloudClient:
         )
         hints = {404: f"{path or '/'} does not exist in {self.user}'s files"}
         self._http.expect(what, response, (207,), hints)
-        root = urlsplit(self._dav_url("")).path
-        try:
-            return _dav_entries(response.content, unquote(root))
-        except (ET.ParseError, ValueError) as exc:
-            raise NextcloudRequestError(
-                f"{what}: unreadable WebDAV answer ({exc}): is the base URL a Nextcloud?",
-                http_status=response.status_code,
-            ) from exc
+        root = unquote(urlsplit(self._dav_url("")).path)
+        return self._http.dav_answer(what, response, lambda content: _dav_entries(content, root))
 
     def _dav_url(self, path: str) -> str:
         cleaned = _clean_path(path)
@@ -708,13 +700,10 @@ class NextcloudClient:
         )
         hints = {404: f"no such DAV home for {self.user} (is the dav app enabled?)"}
         self._http.expect(what, response, (207,), hints)
-        try:
-            return _dav_collections(response.content, self._http.base_path + home)
-        except (ET.ParseError, ValueError) as exc:
-            raise NextcloudRequestError(
-                f"{what}: unreadable WebDAV answer ({exc}): is the base URL a Nextcloud?",
-                http_status=response.status_code,
-            ) from exc
+        root = self._http.base_path + home
+        return self._http.dav_answer(
+            what, response, lambda content: _dav_collections(content, root)
+        )
 
     def _stream(
         self, what: str, url: str, chunk_size: int, hints: Mapping[int, str]
@@ -911,6 +900,18 @@ class _Http:
             http_status=response.status_code,
             ocs_status=code,
         )
+
+    def dav_answer(
+        self, what: str, response: requests.Response, parse: Callable[[bytes], _Parsed]
+    ) -> _Parsed:
+        """A WebDAV answer's body read by `parse`; XML it cannot read is a clear error."""
+        try:
+            return parse(response.content)
+        except (ET.ParseError, ValueError) as exc:
+            raise NextcloudRequestError(
+                f"{what}: unreadable WebDAV answer ({exc}): is the base URL a Nextcloud?",
+                http_status=response.status_code,
+            ) from exc
 
     def expect(
         self,
