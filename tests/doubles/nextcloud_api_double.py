@@ -310,16 +310,9 @@ class NextcloudApiDouble:
         if share is None:
             return _dav_error(DavError(404, "NotFound", "Share not found"))
         if share.password_hash:
-            scheme, _, encoded = headers.get("authorization", "").partition(" ")
-            try:
-                user, _, password = base64.b64decode(encoded).decode().partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                user = password = ""
-            given = "3|" + hashlib.sha256(password.encode()).hexdigest()
-            if scheme.lower() != "basic" or user != "anonymous" or given != share.password_hash:
-                reply = _dav_error(DavError(401, "NotAuthenticated", "Cannot authenticate"))
-                reply.headers["WWW-Authenticate"] = 'Basic realm="Nextcloud", charset="UTF-8"'
-                return reply
+            user, password = _basic_credentials(headers) or ("", "")
+            if user != "anonymous" or _link_password_hash(password) != share.password_hash:
+                return _unauthenticated("Cannot authenticate")
         home = self._home(share.owner)
         node = home.get(_clean(share.path))
         if node is None:
@@ -330,13 +323,10 @@ class NextcloudApiDouble:
         return _multistatus([(href, props, _requested_props(body))])
 
     def _authenticate(self, headers: dict[str, str]) -> str | None:
-        scheme, _, encoded = headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "basic":
+        credentials = _basic_credentials(headers)
+        if credentials is None:
             return None
-        try:
-            user, _, password = base64.b64decode(encoded).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
+        user, password = credentials
         account = self.accounts.get(user)
         if account is None or not account.enabled:
             return None
@@ -576,7 +566,7 @@ class NextcloudApiDouble:
             permissions = PERMISSION_ALL & ~16 if upload else PERMISSION_READ
             share_with, token = None, secrets.token_urlsafe(11)
             if params.get("password"):
-                password_hash = "3|" + hashlib.sha256(params["password"].encode()).hexdigest()
+                password_hash = _link_password_hash(params["password"])
         else:
             raise OcsError(400, "Unknown share type")
         share = ShareRecord(
@@ -673,11 +663,7 @@ class NextcloudApiDouble:
         query: dict[str, str] | None = None,
     ) -> Reply:
         if user is None:
-            reply = _dav_error(
-                DavError(401, "NotAuthenticated", "No public access to this resource.")
-            )
-            reply.headers["WWW-Authenticate"] = 'Basic realm="Nextcloud", charset="UTF-8"'
-            return reply
+            return _unauthenticated("No public access to this resource.")
         segments = [unquote(s) for s in route.split("/")]
         try:
             if segments[0] == "files" and len(segments) > 1:
@@ -1094,6 +1080,30 @@ def _page(names: list[str], params: dict[str, Any]) -> list[str]:
     offset = int(params.get("offset") or 0)
     limit = params.get("limit")
     return names[offset : offset + int(limit)] if limit else names[offset:]
+
+
+def _basic_credentials(headers: dict[str, str]) -> tuple[str, str] | None:
+    """The user and password of a Basic Authorization header, None without a readable one."""
+    scheme, _, encoded = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, _, password = base64.b64decode(encoded).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return user, password
+
+
+def _link_password_hash(password: str) -> str:
+    """How the double stores a link's password (Nextcloud keeps a hash, "3|..." for argon)."""
+    return "3|" + hashlib.sha256(password.encode()).hexdigest()
+
+
+def _unauthenticated(message: str) -> Reply:
+    """Sabre's 401 with the Basic challenge Nextcloud's DAV sends."""
+    reply = _dav_error(DavError(401, "NotAuthenticated", message))
+    reply.headers["WWW-Authenticate"] = 'Basic realm="Nextcloud", charset="UTF-8"'
+    return reply
 
 
 def _clean(path: str) -> str:
