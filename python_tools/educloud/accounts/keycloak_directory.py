@@ -302,9 +302,8 @@ class KeycloakDirectory:
             ) from None
 
     def _paged(
-        self, what: str, path: str, *, size: int = PAGE, **query: Any
+        self, what: str, path: str, *, size: int = PAGE, first: int = 0, **query: Any
     ) -> Iterator[dict[str, Any]]:
-        first = 0
         while True:
             page = self._call(what, "GET", path, first=first, max=size, **query)
             yield from page
@@ -393,11 +392,10 @@ class KeycloakDirectory:
             for start in range(0, len(firsts), self.workers):
                 for last in list(pool.map(page, firsts[start : start + self.workers])):
                     yield from last
-        first = firsts[-1]
-        while len(last) == PAGE:
-            first += PAGE
-            last = page(first)
-            yield from last
+        if len(last) == PAGE:
+            yield from self._paged(
+                "list users", "users", first=firsts[-1] + PAGE, briefRepresentation="false"
+            )
 
     def taken(self, accounts: Iterable[AccountState]) -> list[str]:
         """Usernames or addresses of accounts to create that an unmanaged account holds."""
