@@ -71,8 +71,13 @@ def _nextcloud(url: str) -> Any:
         url,
         os.environ.get("EDUCLOUD_NEXTCLOUD_USER", "admin"),
         app_password,
-        verify=os.environ.get("EDUCLOUD_NEXTCLOUD_CA", True),
+        verify=_nextcloud_verify(),
     )
+
+
+def _nextcloud_verify() -> bool | str:
+    """Nextcloud's CA bundle (EDUCLOUD_NEXTCLOUD_CA), else the system's trust store."""
+    return os.environ.get("EDUCLOUD_NEXTCLOUD_CA") or True
 
 
 def _owners(inventory: Path | None, url: str) -> lib.OwnerAccess | None:
@@ -81,7 +86,7 @@ def _owners(inventory: Path | None, url: str) -> lib.OwnerAccess | None:
     from educloud.data_rights.export import SshOcc
 
     runner, _ = SshOcc.from_inventory(inventory)
-    return lib.OccOwnerAccess(runner, url, verify=os.environ.get("EDUCLOUD_NEXTCLOUD_CA", True))
+    return lib.OccOwnerAccess(runner, url, verify=_nextcloud_verify())
 
 
 def _as_json(value: Any) -> str:

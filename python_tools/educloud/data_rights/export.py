@@ -785,10 +785,11 @@ class LocalOcc(SshOcc):
         self.timeout = timeout
 
     def _remote(self, argv: Sequence[str]) -> list[str]:
-        current = _account_name(os.geteuid())
+        uid = os.geteuid()
+        current = _account_name(uid)
         if current == self.system_user:
             return list(argv)
-        if os.geteuid() == 0:
+        if uid == 0:
             return ["runuser", "-u", self.system_user, "--", *argv]
         raise ExportError(
             f"occ must run as {self.system_user}, the owner of Nextcloud's config.php, and "
