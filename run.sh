@@ -11,6 +11,8 @@ REPORTS="$REPO/reports"
 # Debian packages the tooling needs on this (controller) machine.
 HOST_PACKAGES=(python3 python3-venv python3-dev debootstrap systemd-container apt-cacher-ng
                nftables iproute2 openssh-client ca-certificates maven
+               # javac: the Keycloak bulk import provider is compiled here (extensions/).
+               openjdk-17-jdk-headless
                chromium geoip-bin geoip-database php8.2-cli gnupg
                # postgresql: the report service's unit tests start a throwaway cluster (C9).
                postgresql

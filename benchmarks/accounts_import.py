@@ -2,15 +2,19 @@
 
     .venv/bin/python benchmarks/accounts_import.py [--accounts 10000] [--offline]
 
-1. batched: `educloud accounts apply`'s path (partial import, 20 accounts a request, 4 in
-   flight);
-2. naive: one request per account (POST /users with its groups), one at a time;
-3. offline (--offline): `kc.sh import` of a realm file holding the same accounts, Keycloak
+1. batched: `educloud accounts apply`'s path (20 accounts a request, 4 in flight) through
+   the bulk import provider (Keycloak's partial import in its JPA batch mode,
+   docs/decisions/0010), when the lab's Keycloak has it;
+2. partial import: the same batches through Keycloak's standard partialImport endpoint
+   (what apply does on a Keycloak without the provider), for reference;
+3. naive: one request per account (POST /users with its groups), one at a time;
+4. offline (--offline): `kc.sh import` of a realm file holding the same accounts, Keycloak
    stopped then restarted (what a first load of a whole academy may use).
 Each way imports the same N accounts with their school and class groups into a scratch
 realm of its own (a copy of the lab realm's user profile), which is deleted afterwards.
 Both online ways are warmed up first (--warmup, not measured: Keycloak's JIT). Prints
-accounts per second of each way and the ratios. Needs the deployed lab; targets only
+accounts per second of each way (the batched ways --rounds times, interleaved, and their
+median) and the ratios of the medians. Needs the deployed lab; targets only
 the lab's addresses. Accounts have no password: with one, Keycloak's hashing of each
 password dominates whatever the path (--passwords N measures that on the batched path).
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+import statistics
 import subprocess
 import tempfile
 import time
@@ -82,11 +87,13 @@ def import_online(
     path: ImportPath,
     profile: dict[str, Any],
     with_password: bool = False,
+    provider: bool = True,
 ) -> float:
     scratch_realm(admin, realm, profile)
     try:
         changes = plan(DirectoryState(), accounts, school_year=YEAR, today=TODAY, grace_days=90)
         directory = KeycloakDirectory(admin, realm)
+        directory.bulk_provider = provider
         start = time.monotonic()
         result = directory.apply(
             changes,
@@ -96,6 +103,11 @@ def import_online(
             else (lambda _a: None),
         )
         seconds = time.monotonic() - start
+        if provider and not directory.bulk_provider:
+            raise SystemExit(
+                "the lab's Keycloak has no bulk import provider: run `educloud lab up` and "
+                "`educloud deploy --inventory inventories/lab` first"
+            )
         created = directory.read_state().accounts
         assert len(created) == len(accounts), (len(created), len(accounts), result.applied)
         return seconds
@@ -204,10 +216,13 @@ def main() -> None:
     parser.add_argument("--offline", action="store_true", help="Also measure kc.sh import.")
     parser.add_argument("--passwords", type=int, default=0, help="Batched, with passwords.")
     parser.add_argument(
+        "--rounds", type=int, default=3, help="Runs of each batched way (the median counts)."
+    )
+    parser.add_argument(
         "--warmup",
         type=int,
-        default=2000,
-        help="Accounts imported both ways first, not measured (0: none).",
+        default=5000,
+        help="Accounts imported each way first, not measured (0: none; naive: a fifth).",
     )
     args = parser.parse_args()
 
@@ -231,20 +246,57 @@ def main() -> None:
         tag = secrets.token_hex(3)
         rates: dict[str, float] = {}
         print(f"{args.accounts} accounts, {len(UAIS)} schools, classes of {PUPILS_PER_CLASS}")
+        # (label, path, through the provider)
+        ways = [
+            ("batched", ImportPath.BATCHED, True),
+            ("partial import", ImportPath.BATCHED, False),
+            ("naive", ImportPath.NAIVE, False),
+        ]
         if args.warmup:
             # Keycloak's JIT compiles the import's code paths during the first thousands of
             # accounts: measured cold, the batched path (run first) ran at 170/s, warm at
-            # 440-470/s on the same lab. Warm both paths up first, unmeasured.
-            for path in (ImportPath.BATCHED, ImportPath.NAIVE):
+            # 440-470/s on the same lab; 2,000 accounts of warm-up were still not enough
+            # after a restart. Warm every way up first, unmeasured.
+            for label, path, provider in ways:
                 count = args.warmup if path is ImportPath.BATCHED else max(args.warmup // 5, 1)
                 import_online(
-                    admin, f"warmup-{path}-{tag}", synthetic_accounts(count), path, profile
+                    admin,
+                    f"warmup-{label.replace(' ', '-')}-{tag}",
+                    synthetic_accounts(count),
+                    path,
+                    profile,
+                    provider=provider,
                 )
             print(f"warm-up: {args.warmup} accounts batched, {max(args.warmup // 5, 1)} naive")
-        for path in (ImportPath.BATCHED, ImportPath.NAIVE):
-            seconds = import_online(admin, f"bench-{path}-{tag}", accounts, path, profile)
-            rates[str(path)] = args.accounts / seconds
-            print(f"{path:>8}: {seconds:8.1f} s  {rates[str(path)]:8.1f} accounts/s")
+        # Rates on this lab vary by up to 3x from one import to the next, whatever the way
+        # (the same way, run twice in a row, gave 253/s then 920/s): the batched ways run
+        # --rounds times, interleaved, and each way's median is compared. The naive way runs
+        # once: 10,000 requests over a minute and a half already even out.
+        measured: dict[str, list[float]] = {label: [] for label, _path, _provider in ways}
+        for round_number in range(args.rounds):
+            for label, path, provider in ways:
+                if path is ImportPath.NAIVE and round_number > 0:
+                    continue
+                seconds = import_online(
+                    admin,
+                    f"bench-{label.replace(' ', '-')}-{round_number}-{tag}",
+                    accounts,
+                    path,
+                    profile,
+                    provider=provider,
+                )
+                measured[label].append(args.accounts / seconds)
+                print(
+                    f"{label:>14}: {seconds:8.1f} s  {args.accounts / seconds:8.1f} accounts/s"
+                    f"  (round {round_number + 1})",
+                    flush=True,
+                )
+        for label, values in measured.items():
+            rates[label] = statistics.median(values)
+            print(
+                f"{label:>14}: median {rates[label]:8.1f} accounts/s over {len(values)} "
+                f"(min {min(values):.1f}, max {max(values):.1f})"
+            )
         if args.passwords:
             with_pw = synthetic_accounts(args.passwords, local=True)
             seconds = import_online(
@@ -265,12 +317,15 @@ def main() -> None:
             )
             rates["offline"] = args.accounts / import_seconds
             print(
-                f" offline: {import_seconds:8.1f} s  {rates['offline']:8.1f} accounts/s "
+                f"{'offline':>14}: {import_seconds:8.1f} s  {rates['offline']:8.1f} accounts/s "
                 f"(kc.sh import; with stop and start: {total:.1f} s)"
             )
             admin.connection.get_token()
             delete_realm(admin, realm)
-        print(f"batched / naive: {rates['batched'] / rates['naive']:.1f}x")
+        print(f"batched / naive (medians): {rates['batched'] / rates['naive']:.1f}x")
+        print(
+            f"batched / partial import (medians): {rates['batched'] / rates['partial import']:.1f}x"
+        )
         if "offline" in rates:
             print(f"offline / batched: {rates['offline'] / rates['batched']:.1f}x")
 

@@ -38,6 +38,10 @@ app.add_typer(retention_app, name="retention")
 app.add_typer(export_app, name="export")
 app.add_typer(moderation_app, name="moderation")
 app.add_typer(backup_app, name="backup")
+provider_app = typer.Typer(
+    no_args_is_help=True, help="Keycloak providers built from this repository (extensions/)."
+)
+app.add_typer(provider_app, name="keycloak-provider")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -185,6 +189,26 @@ def deploy(
         console.print(f"not done: {notice}", markup=False, soft_wrap=True)
     if not result.ok:
         raise typer.Exit(2)
+
+
+@provider_app.command("build")
+def provider_build(
+    dist: Annotated[
+        Path,
+        typer.Option(
+            help="The Keycloak distribution archive the role installs "
+            "(keycloak-quarkus-dist-X.Y.Z.zip, its SHA-256 checked by you)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Directory to write the jar into.")] = Path("."),
+) -> None:
+    """Build the accounts tool's bulk import provider for that Keycloak release.
+
+    List the jar in keycloak_providers (src) to install it (docs/accounts.md)."""
+    from educloud.keycloak_provider import build as provider_build_lib
+
+    jar = provider_build_lib.build(dist, out)
+    console.print(f"{jar}  (keycloak_providers: name educloud-bulk-import, src {jar})")
 
 
 @app.command("summary")

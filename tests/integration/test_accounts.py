@@ -25,6 +25,7 @@ import pytest
 import requests
 from tests.integration.educloud_cli import run_educloud
 
+from educloud.accounts import keycloak_directory
 from educloud.accounts.keycloak_directory import ImportPath, KeycloakDirectory
 from educloud.accounts.model import CANONICAL_FIELDS, class_group, school_group
 from educloud.accounts.plan import ChangeKind
@@ -198,6 +199,38 @@ def test_apply_creates_groups_and_accounts_and_a_second_apply_changes_nothing(
     assert second.result.applied == {}
     assert second.sheets == []
     assert plan_of(directory, file).applicable == ()
+
+
+@pytest.mark.parametrize("provider", [True, False], ids=["bulk-import-provider", "without-it"])
+def test_batched_creations_through_the_bulk_import_provider_or_without_it(
+    kc_admin, scratch_realm, directory, tmp_path, monkeypatch, provider
+):
+    """From 20 creations accounts go in batches to the lab Keycloak's bulk import provider.
+    A Keycloak without it answers 404 there: the same batches then go to the standard
+    partial import, with a notice, and reach the same state."""
+    if not provider:
+        monkeypatch.setattr(
+            keycloak_directory, "BULK_IMPORT", "educloud-bulk-import/no-such-endpoint"
+        )
+    rows = [pupil(n, "3A" if n % 2 else "3B") for n in range(1, 46)]
+    file = write_csv(tmp_path / "annuaire.csv", rows)
+    first = apply(directory, file, tmp_path / "state")
+
+    assert first.result.applied[ChangeKind.CREATE_ACCOUNT] == 45
+    users = users_by_name(kc_admin, scratch_realm)
+    assert len(users) == 45
+    assert groups_of(kc_admin, scratch_realm, users["eleve0001"]["id"]) == {
+        school_group(UAI),
+        class_group(UAI, YEAR, "3A"),
+    }
+    assert groups_of(kc_admin, scratch_realm, users["eleve0044"]["id"]) == {
+        school_group(UAI),
+        class_group(UAI, YEAR, "3B"),
+    }
+    assert directory.bulk_provider is provider
+    notices = [n for n in directory.notices if "no educloud-bulk-import provider" in n]
+    assert len(notices) == (0 if provider else 1)
+    assert apply(directory, file, tmp_path / "state").result.applied == {}
 
 
 def test_rollover_moves_pupils_and_archives_last_years_classes(

@@ -1,9 +1,11 @@
 """The realm as a directory: read the managed accounts and groups, apply a plan's changes.
 
 Through python-keycloak's connection (token refresh, one HTTP session). Creations go through
-Keycloak's partial import (`POST /admin/realms/{realm}/partialImport`, `ifResourceExists:
-SKIP`) in batches: one transaction per batch, and a batch replayed after an interruption
-skips what already exists, so a resumed apply never duplicates anything. Updates, moves and
+Keycloak's partial import (`ifResourceExists: SKIP`) in batches: one transaction per batch,
+and a batch replayed after an interruption skips what already exists, so a resumed apply
+never duplicates anything. Users go to the bulk import provider's endpoint (the same partial
+import in Keycloak's JPA batch mode, docs/decisions/0010), or to the standard
+`POST /admin/realms/{realm}/partialImport` on a Keycloak without it. Updates, moves and
 disables are per-user REST calls (partial import's OVERWRITE would delete and recreate the
 user with a new id, breaking the `sub` Nextcloud keys its accounts on), run by a few workers.
 The naive path (one request per user, one at a time) exists to be measured against.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +53,10 @@ PAGE = 500
 # realm, 500 a page was still reading members 8 minutes in (docs/accounts.md).
 MEMBERS_PAGE = 10_000
 IMPORT_RETRIES = 5
+# The bulk import provider's endpoint (extensions/keycloak-bulk-import, installed by the
+# keycloak role's keycloak_providers): Keycloak's partial import of users run in its JPA
+# batch mode, which skips the flush after each group membership (docs/decisions/0010).
+BULK_IMPORT = "educloud-bulk-import/users"
 # Attributes the realm's user profile declares for this tool (roles/keycloak vars/main.yml).
 ATTR_PROFILE = "educloud_profile"
 ATTR_LOGIN = "educloud_login"
@@ -244,6 +251,9 @@ class KeycloakDirectory:
         self.import_workers = 4
         self.notices: list[str] = []
         self._import_refused = False  # the service account lacks manage-realm
+        # Users go to the bulk import provider until Keycloak answers that it has none.
+        self.bulk_provider = True
+        self._provider_lock = threading.Lock()
         # Usernames and addresses of the realm's other accounts (admins...): never created over.
         self.unmanaged: set[str] = set()
         self._user_ids: dict[str, str] = {}
@@ -519,12 +529,32 @@ class KeycloakDirectory:
         return added
 
     def _import_batch(self, what: str, payload: dict[str, Any]) -> Any:
+        if "users" in payload and self.bulk_provider:
+            try:
+                return self._retry_import(what, BULK_IMPORT, payload)
+            except KeycloakDirectoryError as exc:
+                if "HTTP 404" not in str(exc):
+                    raise
+                self._no_bulk_provider()
+        return self._retry_import(what, "partialImport", payload)
+
+    def _no_bulk_provider(self) -> None:
+        with self._provider_lock:
+            if self.bulk_provider:
+                self.bulk_provider = False
+                self.notices.append(
+                    "Keycloak has no educloud-bulk-import provider (keycloak_providers, "
+                    "docs/accounts.md): accounts are created through the standard partial "
+                    "import, about half as fast"
+                )
+
+    def _retry_import(self, what: str, path: str, payload: dict[str, Any]) -> Any:
         # A killed client does not stop Keycloak: the batch it sent may still be committing
         # when the resumed apply sends the same accounts, and Keycloak answers 409 instead of
         # skipping them. Once that transaction ends, SKIP skips them: retry a few times.
         for attempt in range(IMPORT_RETRIES):
             try:
-                return self._call(what, "POST", "partialImport", payload)
+                return self._call(what, "POST", path, payload)
             except KeycloakDirectoryError as exc:
                 if "HTTP 403" in str(exc):
                     raise PartialImportRefusedError(

@@ -12,6 +12,7 @@ from functools import partial
 from pathlib import Path
 
 from educloud.errors import EducloudError
+from educloud.keycloak_provider import build as provider_build
 from educloud.lab import (
     artifacts,
     image,
@@ -141,6 +142,10 @@ def _up(paths: LabPaths, names: Sequence[str] | None, progress: Progress, varian
     if any(not (paths.artifacts / a.file).exists() for a in wanted):
         progress("artifacts: fetching release archives on the host (Maven Central)")
     artifacts.fetch_all(paths, wanted)
+    for dist in (a for a in wanted if a.file.startswith("keycloak-quarkus-dist-")):
+        # The accounts tool's provider, compiled against that very release (reproducible:
+        # an unchanged source rewrites nothing, and the deploy changes nothing).
+        provider_build.build(paths.artifacts / dist.file, paths.artifacts)
     recipe = image.default_recipe(mirror)
     built = not image.is_built(paths, recipe)
     if built:

@@ -256,7 +256,8 @@ def test_service_account_cannot_grant_the_tenant_admin_role(host, api, token, pu
     assert not granted or status == 403
 
 
-def test_bulk_import_client_may_use_partial_import(host, api):
+@pytest.fixture
+def bulk_token(host, api):
     bulk = next((client for client in _service_clients(host) if client.get("bulk_import")), None)
     if bulk is None:
         pytest.skip("no bulk_import service client configured")
@@ -268,7 +269,10 @@ def test_bulk_import_client_may_use_partial_import(host, api):
         }
     )
     assert status == 200, answer
-    bulk_token = answer["access_token"]
+    return answer["access_token"]
+
+
+def test_bulk_import_client_may_use_partial_import(api, bulk_token):
     username = f"molecule-bulk-{uuid.uuid4().hex[:8]}"
     status, answer = api.admin(
         "POST",
@@ -280,3 +284,80 @@ def test_bulk_import_client_may_use_partial_import(host, api):
     assert answer["added"] == 1
     user_id = answer["results"][0]["id"]
     assert api.admin("DELETE", f"/users/{user_id}", bulk_token)[0] == 204
+
+
+@pytest.fixture
+def bulk_provider(host):
+    providers = host.ansible.get_variables().get("keycloak_providers") or []
+    if not any(p.get("name") == "educloud-bulk-import" for p in providers):
+        pytest.skip("the educloud-bulk-import provider is not in keycloak_providers")
+
+
+def test_bulk_import_provider_creates_users_with_their_groups(api, bulk_token, bulk_provider):
+    """The provider imports like partialImport (groups included), and skips on replay."""
+    group = f"molecule-class-{uuid.uuid4().hex[:8]}"
+    username = f"molecule-bulk-{uuid.uuid4().hex[:8]}"
+    status, answer = api.admin("POST", "/groups", bulk_token, {"name": group})
+    assert status == 201, answer
+    request = {
+        "ifResourceExists": "SKIP",
+        "users": [
+            {
+                "username": username,
+                "enabled": True,
+                "attributes": ACCOUNTS_ATTRIBUTES,
+                "groups": [f"/{group}"],
+            }
+        ],
+    }
+    user_id = None
+    try:
+        status, answer = api.admin("POST", "/educloud-bulk-import/users", bulk_token, request)
+        assert status == 200, answer
+        assert answer["added"] == 1
+        user_id = answer["results"][0]["id"]
+        status, groups = api.admin("GET", f"/users/{user_id}/groups", bulk_token)
+        assert [g["name"] for g in groups] == [group]
+        status, answer = api.admin("POST", "/educloud-bulk-import/users", bulk_token, request)
+        assert status == 200, answer
+        assert (answer["added"], answer["skipped"]) == (0, 1)
+    finally:
+        if user_id:
+            api.admin("DELETE", f"/users/{user_id}", bulk_token)
+        _, found = api.admin("GET", f"/groups?search={group}&exact=true", bulk_token)
+        for item in found or []:
+            api.admin("DELETE", f"/groups/{item['id']}", bulk_token)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"ifResourceExists": "OVERWRITE", "users": [{"username": "USERNAME"}]},
+        {"ifResourceExists": "REPLACE", "users": [{"username": "USERNAME"}]},
+        {"ifResourceExists": "SKIP", "users": [{"username": "USERNAME"}], "clients": [{}]},
+        "not a partial import",
+    ],
+    ids=["overwrite", "unknown-policy", "with-clients", "not-json-object"],
+)
+def test_bulk_import_provider_refuses_what_batch_mode_is_not_for(
+    api, bulk_token, bulk_provider, body
+):
+    username = f"molecule-refused-{uuid.uuid4().hex[:8]}"
+    body = json.loads(json.dumps(body).replace("USERNAME", username))
+    status, answer = api.admin("POST", "/educloud-bulk-import/users", bulk_token, body)
+    _, found = api.admin("GET", f"/users?username={username}&exact=true", bulk_token)
+    for user in found or []:
+        api.admin("DELETE", f"/users/{user['id']}", bulk_token)
+    assert status == 400, answer
+    assert found == []
+
+
+def test_bulk_import_provider_needs_manage_realm(api, token, bulk_provider):
+    """The daily client (manage-users) is refused, as it is by partialImport."""
+    status, answer = api.admin(
+        "POST",
+        "/educloud-bulk-import/users",
+        token,
+        {"ifResourceExists": "SKIP", "users": [{"username": "molecule-import"}]},
+    )
+    assert status == 403, answer

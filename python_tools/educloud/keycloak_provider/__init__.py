@@ -1,0 +1,1 @@
+"""Keycloak providers built from this repository (extensions/), for the keycloak role."""
