@@ -12,11 +12,17 @@
    stopped then restarted (what a first load of a whole academy may use).
 Each way imports the same N accounts with their school and class groups into a scratch
 realm of its own (a copy of the lab realm's user profile), which is deleted afterwards.
-Both online ways are warmed up first (--warmup, not measured: Keycloak's JIT). Prints
-accounts per second of each way (the batched ways --rounds times, interleaved, and their
-median) and the ratios of the medians. Needs the deployed lab; targets only
-the lab's addresses. Accounts have no password: with one, Keycloak's hashing of each
-password dominates whatever the path (--passwords N measures that on the batched path).
+Before anything is measured:
+- a resident realm of --resident accounts is loaded and kept until the end, as in a
+  Keycloak that already serves an academy (on near-empty tables PostgreSQL plans
+  sequential scans, and an import then runs 4 times slower: see docs/accounts.md);
+- warm-up rounds, not measured, run until Keycloak's JIT has compiled the import's code:
+  they stop after two rounds in a row in which no batched way ran 10% faster than in its
+  best round before (at most --warmup-rounds). Their rates are printed.
+Prints accounts per second of each way (the batched ways --rounds times, interleaved, and
+their median) and the ratios of the medians. Needs the deployed lab; targets only the
+lab's addresses. Accounts have no password: with one, Keycloak's hashing of each password
+dominates whatever the path (--passwords N measures that on the batched path).
 """
 
 from __future__ import annotations
@@ -80,6 +86,37 @@ def delete_realm(admin: KeycloakAdmin, name: str) -> None:
     admin.connection.raw_delete(f"admin/realms/{name}")
 
 
+def load(
+    admin: KeycloakAdmin,
+    realm: str,
+    accounts: list[Account],
+    path: ImportPath,
+    with_password: bool = False,
+    provider: bool = True,
+) -> float:
+    """Seconds `educloud accounts apply`'s directory takes to create the accounts in realm."""
+    changes = plan(DirectoryState(), accounts, school_year=YEAR, today=TODAY, grace_days=90)
+    directory = KeycloakDirectory(admin, realm)
+    directory.bulk_provider = provider
+    start = time.monotonic()
+    result = directory.apply(
+        changes,
+        path=path,
+        passwords=(lambda _a: secrets.token_urlsafe(12) + "aA1")
+        if with_password
+        else (lambda _a: None),
+    )
+    seconds = time.monotonic() - start
+    if provider and not directory.bulk_provider:
+        raise SystemExit(
+            "the lab's Keycloak has no bulk import provider: run `educloud lab up` and "
+            "`educloud deploy --inventory inventories/lab` first"
+        )
+    created = directory.read_state().accounts
+    assert len(created) == len(accounts), (len(created), len(accounts), result.applied)
+    return seconds
+
+
 def import_online(
     admin: KeycloakAdmin,
     realm: str,
@@ -89,28 +126,10 @@ def import_online(
     with_password: bool = False,
     provider: bool = True,
 ) -> float:
+    """Seconds of `load` into a scratch realm, deleted afterwards."""
     scratch_realm(admin, realm, profile)
     try:
-        changes = plan(DirectoryState(), accounts, school_year=YEAR, today=TODAY, grace_days=90)
-        directory = KeycloakDirectory(admin, realm)
-        directory.bulk_provider = provider
-        start = time.monotonic()
-        result = directory.apply(
-            changes,
-            path=path,
-            passwords=(lambda _a: secrets.token_urlsafe(12) + "aA1")
-            if with_password
-            else (lambda _a: None),
-        )
-        seconds = time.monotonic() - start
-        if provider and not directory.bulk_provider:
-            raise SystemExit(
-                "the lab's Keycloak has no bulk import provider: run `educloud lab up` and "
-                "`educloud deploy --inventory inventories/lab` first"
-            )
-        created = directory.read_state().accounts
-        assert len(created) == len(accounts), (len(created), len(accounts), result.applied)
-        return seconds
+        return load(admin, realm, accounts, path, with_password, provider)
     finally:
         delete_realm(admin, realm)
 
@@ -210,6 +229,107 @@ def import_offline(
     return import_seconds, time.monotonic() - start
 
 
+# (label, path, through the provider)
+WAYS = (
+    ("batched", ImportPath.BATCHED, True),
+    ("partial import", ImportPath.BATCHED, False),
+    ("naive", ImportPath.NAIVE, False),
+)
+# The warm-up ends after SETTLED_ROUNDS rounds in a row that made no batched way FASTER
+# times faster than its best round before.
+FASTER = 1.10
+SETTLED_ROUNDS = 2
+
+
+def warm_up(
+    admin: KeycloakAdmin, profile: dict[str, Any], per_round: int, max_rounds: int, tag: str
+) -> None:
+    """Imports, unmeasured, until Keycloak's JIT has compiled the import's code.
+
+    Measured on the lab after a restart of Keycloak, one 10,000-account import after the
+    other through the provider: 1,031, 1,143, 1,387, 1,360, 1,741, 1,695, 1,870/s, then
+    1,531-1,790/s; Keycloak's compiler threads used 5.3 s of CPU during the second import
+    and at most 0.8 s from the eighth on. A fixed warm-up of 5,000 accounts measured the
+    batched path at 740.0 to 1,435.9/s over five runs (medians; docs/accounts.md). Ending
+    at the first round that was not 10% faster, a run measured 1,129.8/s, then 1,762.7
+    and 1,744.4/s: one round in a row is not enough.
+    """
+    best: dict[str, float] = {}
+    settled = 0
+    for number in range(1, max_rounds + 1):
+        improved = False
+        for label, path, provider in WAYS:
+            if path is not ImportPath.BATCHED:
+                continue
+            seconds = import_online(
+                admin,
+                f"warmup-{label.replace(' ', '-')}-{number}-{tag}",
+                synthetic_accounts(per_round),
+                path,
+                profile,
+                provider=provider,
+            )
+            rate = per_round / seconds
+            improved = improved or rate > best.get(label, 0.0) * FASTER
+            best[label] = max(best.get(label, 0.0), rate)
+            print(f"warm-up {number}: {label:>14} {rate:8.1f} accounts/s", flush=True)
+        settled = 0 if improved else settled + 1
+        if settled == SETTLED_ROUNDS:
+            break
+    naive = max(per_round // 5, 1)
+    seconds = import_online(
+        admin,
+        f"warmup-naive-{tag}",
+        synthetic_accounts(naive),
+        ImportPath.NAIVE,
+        profile,
+        provider=False,
+    )
+    print(f"warm-up: {'naive':>14} {naive / seconds:8.1f} accounts/s ({naive} accounts)")
+
+
+def measure(
+    admin: KeycloakAdmin,
+    profile: dict[str, Any],
+    accounts: list[Account],
+    rounds: int,
+    tag: str,
+) -> dict[str, float]:
+    """Median accounts per second of each way.
+
+    The batched ways run `rounds` times, interleaved, so that a slow spell of the lab
+    weighs on every way alike. The naive way runs once: 10,000 requests over a minute and
+    a half already even out.
+    """
+    measured: dict[str, list[float]] = {label: [] for label, _path, _provider in WAYS}
+    for round_number in range(rounds):
+        for label, path, provider in WAYS:
+            if path is ImportPath.NAIVE and round_number > 0:
+                continue
+            seconds = import_online(
+                admin,
+                f"bench-{label.replace(' ', '-')}-{round_number}-{tag}",
+                accounts,
+                path,
+                profile,
+                provider=provider,
+            )
+            measured[label].append(len(accounts) / seconds)
+            print(
+                f"{label:>14}: {seconds:8.1f} s  {len(accounts) / seconds:8.1f} accounts/s"
+                f"  (round {round_number + 1})",
+                flush=True,
+            )
+    rates = {}
+    for label, values in measured.items():
+        rates[label] = statistics.median(values)
+        print(
+            f"{label:>14}: median {rates[label]:8.1f} accounts/s over {len(values)} "
+            f"(min {min(values):.1f}, max {max(values):.1f})"
+        )
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=10_000)
@@ -219,10 +339,20 @@ def main() -> None:
         "--rounds", type=int, default=3, help="Runs of each batched way (the median counts)."
     )
     parser.add_argument(
+        "--resident",
+        type=int,
+        default=20_000,
+        help="Accounts kept in a realm of their own during the run (0: none).",
+    )
+    parser.add_argument(
         "--warmup",
         type=int,
         default=5000,
-        help="Accounts imported each way first, not measured (0: none; naive: a fifth).",
+        help="Accounts of each warm-up round of each batched way (0: no warm-up); the "
+        "naive way is warmed up once with a fifth.",
+    )
+    parser.add_argument(
+        "--warmup-rounds", type=int, default=10, help="At most this many warm-up rounds."
     )
     args = parser.parse_args()
 
@@ -242,86 +372,54 @@ def main() -> None:
             timeout=600,
         )
         profile = admin.connection.raw_get(f"admin/realms/{found.realms[0]}/users/profile").json()
-        accounts = synthetic_accounts(args.accounts)
         tag = secrets.token_hex(3)
-        rates: dict[str, float] = {}
         print(f"{args.accounts} accounts, {len(UAIS)} schools, classes of {PUPILS_PER_CLASS}")
-        # (label, path, through the provider)
-        ways = [
-            ("batched", ImportPath.BATCHED, True),
-            ("partial import", ImportPath.BATCHED, False),
-            ("naive", ImportPath.NAIVE, False),
-        ]
-        if args.warmup:
-            # Keycloak's JIT compiles the import's code paths during the first thousands of
-            # accounts: measured cold, the batched path (run first) ran at 170/s, warm at
-            # 440-470/s on the same lab; 2,000 accounts of warm-up were still not enough
-            # after a restart. Warm every way up first, unmeasured.
-            for label, path, provider in ways:
-                count = args.warmup if path is ImportPath.BATCHED else max(args.warmup // 5, 1)
-                import_online(
-                    admin,
-                    f"warmup-{label.replace(' ', '-')}-{tag}",
-                    synthetic_accounts(count),
-                    path,
-                    profile,
-                    provider=provider,
+        resident = f"bench-resident-{tag}"
+        if args.resident:
+            scratch_realm(admin, resident, profile)
+        try:
+            if args.resident:
+                seconds = load(
+                    admin, resident, synthetic_accounts(args.resident), ImportPath.BATCHED
                 )
-            print(f"warm-up: {args.warmup} accounts batched, {max(args.warmup // 5, 1)} naive")
-        # Rates on this lab vary by up to 3x from one import to the next, whatever the way
-        # (the same way, run twice in a row, gave 253/s then 920/s): the batched ways run
-        # --rounds times, interleaved, and each way's median is compared. The naive way runs
-        # once: 10,000 requests over a minute and a half already even out.
-        measured: dict[str, list[float]] = {label: [] for label, _path, _provider in ways}
-        for round_number in range(args.rounds):
-            for label, path, provider in ways:
-                if path is ImportPath.NAIVE and round_number > 0:
-                    continue
+                print(f"resident realm: {args.resident} accounts, loaded in {seconds:.1f} s")
+            if args.warmup:
+                warm_up(admin, profile, args.warmup, args.warmup_rounds, tag)
+            rates = measure(admin, profile, synthetic_accounts(args.accounts), args.rounds, tag)
+            if args.passwords:
+                with_pw = synthetic_accounts(args.passwords, local=True)
                 seconds = import_online(
                     admin,
-                    f"bench-{label.replace(' ', '-')}-{round_number}-{tag}",
-                    accounts,
-                    path,
+                    f"bench-pw-{tag}",
+                    with_pw,
+                    ImportPath.BATCHED,
                     profile,
-                    provider=provider,
+                    with_password=True,
                 )
-                measured[label].append(args.accounts / seconds)
                 print(
-                    f"{label:>14}: {seconds:8.1f} s  {args.accounts / seconds:8.1f} accounts/s"
-                    f"  (round {round_number + 1})",
-                    flush=True,
+                    f"batched with a password each: {args.passwords} in {seconds:.1f} s "
+                    f"({args.passwords / seconds:.1f} accounts/s)"
                 )
-        for label, values in measured.items():
-            rates[label] = statistics.median(values)
-            print(
-                f"{label:>14}: median {rates[label]:8.1f} accounts/s over {len(values)} "
-                f"(min {min(values):.1f}, max {max(values):.1f})"
-            )
-        if args.passwords:
-            with_pw = synthetic_accounts(args.passwords, local=True)
-            seconds = import_online(
-                admin, f"bench-pw-{tag}", with_pw, ImportPath.BATCHED, profile, with_password=True
-            )
-            print(
-                f"batched with a password each: {args.passwords} in {seconds:.1f} s "
-                f"({args.passwords / seconds:.1f} accounts/s)"
-            )
-        if args.offline:
-            realm = f"bench-offline-{tag}"
-            import_seconds, total = import_offline(
-                keycloak_host,
-                realm,
-                accounts,
-                profile,
-                lambda: wait_ready(found.keycloak_admin_url, ca),
-            )
-            rates["offline"] = args.accounts / import_seconds
-            print(
-                f"{'offline':>14}: {import_seconds:8.1f} s  {rates['offline']:8.1f} accounts/s "
-                f"(kc.sh import; with stop and start: {total:.1f} s)"
-            )
-            admin.connection.get_token()
-            delete_realm(admin, realm)
+            if args.offline:
+                realm = f"bench-offline-{tag}"
+                import_seconds, total = import_offline(
+                    keycloak_host,
+                    realm,
+                    synthetic_accounts(args.accounts),
+                    profile,
+                    lambda: wait_ready(found.keycloak_admin_url, ca),
+                )
+                rates["offline"] = args.accounts / import_seconds
+                print(
+                    f"{'offline':>14}: {import_seconds:8.1f} s  {rates['offline']:8.1f} "
+                    f"accounts/s (kc.sh import; with stop and start: {total:.1f} s)"
+                )
+                admin.connection.get_token()
+                delete_realm(admin, realm)
+        finally:
+            if args.resident:
+                admin.connection.get_token()
+                delete_realm(admin, resident)
         print(f"batched / naive (medians): {rates['batched'] / rates['naive']:.1f}x")
         print(
             f"batched / partial import (medians): {rates['batched'] / rates['partial import']:.1f}x"
