@@ -372,6 +372,7 @@ def main() -> None:
             timeout=600,
         )
         profile = admin.connection.raw_get(f"admin/realms/{found.realms[0]}/users/profile").json()
+        accounts = synthetic_accounts(args.accounts)
         tag = secrets.token_hex(3)
         print(f"{args.accounts} accounts, {len(UAIS)} schools, classes of {PUPILS_PER_CLASS}")
         resident = f"bench-resident-{tag}"
@@ -385,7 +386,7 @@ def main() -> None:
                 print(f"resident realm: {args.resident} accounts, loaded in {seconds:.1f} s")
             if args.warmup:
                 warm_up(admin, profile, args.warmup, args.warmup_rounds, tag)
-            rates = measure(admin, profile, synthetic_accounts(args.accounts), args.rounds, tag)
+            rates = measure(admin, profile, accounts, args.rounds, tag)
             if args.passwords:
                 with_pw = synthetic_accounts(args.passwords, local=True)
                 seconds = import_online(
@@ -405,7 +406,7 @@ def main() -> None:
                 import_seconds, total = import_offline(
                     keycloak_host,
                     realm,
-                    synthetic_accounts(args.accounts),
+                    accounts,
                     profile,
                     lambda: wait_ready(found.keycloak_admin_url, ca),
                 )
