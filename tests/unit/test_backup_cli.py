@@ -541,3 +541,5 @@ def test_restic_config_must_be_ciphertext() -> None:
     assert compliance.plaintext_config(b'{"version": 2, "id": "abc", "chunker_polynomial": "x"}')
     assert compliance.plaintext_config(b'  {"version": 2')
     assert not compliance.plaintext_config(bytes(range(256)))
+    # Ciphertext whose first byte happens to be '{' (one repository in 256).
+    assert not compliance.plaintext_config(b"{" + bytes(range(128, 256)))

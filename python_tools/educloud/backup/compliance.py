@@ -4,6 +4,7 @@ how long its snapshots live (C7), whether the target sees anything but ciphertex
 
 from __future__ import annotations
 
+import codecs
 import ipaddress
 import json
 from collections.abc import Collection, Mapping
@@ -88,8 +89,14 @@ def keep_problems(config: Mapping[str, Any], category: Mapping[str, Any]) -> lis
 def plaintext_config(head: bytes) -> bool:
     """restic's `config` file is encrypted (IV, ciphertext, MAC); a readable JSON one would
     be an unencrypted repository."""
+    # restic's encrypted config (random IV, ciphertext, MAC) starts with "{" once in 256
+    # repositories, but it is not UTF-8 text; a cut JSON head is, save a cut last character.
     try:
-        json.loads(head.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return head.lstrip().startswith(b"{")
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    try:
+        json.loads(text)
+    except ValueError:
+        return text.lstrip().startswith("{")
     return True
