@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -44,8 +45,63 @@ class InventoryHost:
         return argv
 
 
+# A file holding one inventory's `ansible-inventory --list` (written by `educloud verify`
+# for its pytest child, which would otherwise read the same inventory again).
+CACHE_ENV = "EDUCLOUD_INVENTORY_CACHE"
+_read: dict[tuple[str, float], dict[str, Any]] = {}
+
+
+def _stamp(inventory: Path) -> float:
+    """The newest change under the inventory: a cached reading is valid until then."""
+    files = [inventory] if inventory.is_file() else [p for p in inventory.rglob("*") if p.is_file()]
+    return max((f.stat().st_mtime for f in files), default=0.0)
+
+
+def _listing(inventory: Path) -> dict[str, Any]:
+    """`ansible-inventory --list`, read once per process and change of the inventory's
+    files (or taken from the file CACHE_ENV names, if it was written for this state)."""
+    key = (str(inventory), _stamp(inventory))
+    if key in _read:
+        return _read[key]
+    cached = os.environ.get(CACHE_ENV)
+    if cached and Path(cached).is_file():
+        saved = json.loads(Path(cached).read_text(encoding="utf-8"))
+        if [saved.get("inventory"), saved.get("stamp")] == list(key):
+            _read[key] = saved["listing"]
+            return _read[key]
+    _read[key] = _ansible_inventory(inventory)
+    return _read[key]
+
+
+def write_cache(inventory: Path, path: Path) -> None:
+    """Save the inventory's reading for another process (see CACHE_ENV); it holds what
+    `ansible-inventory --list` prints: vaulted values stay encrypted."""
+    inventory = inventory if inventory.is_absolute() else repo_root() / inventory
+    listing = _listing(inventory)
+    path.touch(mode=0o600)
+    path.write_text(
+        json.dumps({"inventory": str(inventory), "stamp": _stamp(inventory), "listing": listing}),
+        encoding="utf-8",
+    )
+
+
 def load(inventory: Path) -> list[InventoryHost]:
     inventory = inventory if inventory.is_absolute() else repo_root() / inventory
+    data = _listing(inventory)
+    hostvars: dict[str, dict[str, Any]] = data.get("_meta", {}).get("hostvars", {})
+    membership: dict[str, list[str]] = {}
+    for group, body in data.items():
+        if group == "_meta" or not isinstance(body, dict):
+            continue
+        for host in body.get("hosts", []):
+            membership.setdefault(host, []).append(group)
+    return [
+        InventoryHost(name, tuple(sorted(membership.get(name, []))), hostvars.get(name, {}))
+        for name in sorted(set(hostvars) | set(membership))
+    ]
+
+
+def _ansible_inventory(inventory: Path) -> dict[str, Any]:
     argv = [
         str(Path(sys.executable).parent / "ansible-inventory"),
         "-i",
@@ -58,15 +114,5 @@ def load(inventory: Path) -> list[InventoryHost]:
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise EducloudError(f"cannot read inventory {inventory}: {last}")
-    data = json.loads(result.stdout)
-    hostvars: dict[str, dict[str, Any]] = data.get("_meta", {}).get("hostvars", {})
-    membership: dict[str, list[str]] = {}
-    for group, body in data.items():
-        if group == "_meta" or not isinstance(body, dict):
-            continue
-        for host in body.get("hosts", []):
-            membership.setdefault(host, []).append(group)
-    return [
-        InventoryHost(name, tuple(sorted(membership.get(name, []))), hostvars.get(name, {}))
-        for name in sorted(set(hostvars) | set(membership))
-    ]
+    listing: dict[str, Any] = json.loads(result.stdout)
+    return listing

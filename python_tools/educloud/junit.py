@@ -41,3 +41,19 @@ def tally(cases: list[Case]) -> dict[str, int]:
     for case in cases:
         counts[case.outcome] += 1
     return counts
+
+
+def add_suite_properties(report: Path, properties: dict[str, str]) -> None:
+    """Add properties to every testsuite of a JUnit report (the charter's verdicts, so
+    that CI reads the same statuses as the French report)."""
+    tree = ET.parse(report)  # noqa: S314 - our own report, as above
+    root = tree.getroot()
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    for suite in suites:
+        holder = suite.find("properties")
+        if holder is None:
+            holder = ET.Element("properties")
+            suite.insert(0, holder)
+        for name, value in properties.items():
+            ET.SubElement(holder, "property", {"name": name, "value": value})
+    tree.write(report, encoding="utf-8", xml_declaration=True)

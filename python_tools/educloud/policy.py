@@ -57,6 +57,9 @@ class Guarantee:
     controls: tuple[Control, ...]
     checks: tuple[str, ...]
     attestation: str = ""
+    # Checks (among `checks`) that read a declaration only (inventory, policy files) and
+    # observe nothing on a host: they can never make the guarantee "vérifié" on their own.
+    declarations: tuple[str, ...] = ()
 
     @property
     def technical(self) -> bool:
@@ -156,6 +159,14 @@ def _cross_check(policies: Policies, problems: list[Problem]) -> None:
                     f"{where}.checks",
                     f"{guarantee.id} is technical but no check proves it "
                     "(add a test, or mark it organisational, contractual or declared)",
+                )
+            )
+        for check in sorted(set(guarantee.declarations) - set(guarantee.checks)):
+            problems.append(
+                Problem(
+                    charter,
+                    f"{where}.declarations",
+                    f"{check} is a declaration of {guarantee.id} but not one of its checks",
                 )
             )
         if set(guarantee.nature) != {TECHNICAL} and not guarantee.attestation:
@@ -271,6 +282,7 @@ def load(directory: Path | None = None) -> Policies:
                 controls=tuple(Control(c["role"], tuple(c["variables"])) for c in g["controls"]),
                 checks=tuple(g["checks"]),
                 attestation=g.get("attestation", ""),
+                declarations=tuple(g.get("declarations", [])),
             )
             for g in raw["charter"]["guarantees"]
         ),

@@ -44,10 +44,21 @@ def _problems(directory: Path) -> list[str]:
 
 
 def test_technical_guarantee_without_check_is_refused(copy: Path) -> None:
-    _edit(copy / "charter.yml", lambda d: d["guarantees"][4].update(checks=[]))
+    _edit(copy / "charter.yml", lambda d: d["guarantees"][4].update(checks=[], declarations=[]))
     assert _problems(copy) == [
         "policies/charter.yml: guarantees[4].checks: C5 is technical but no check proves it "
         "(add a test, or mark it organisational, contractual or declared)"
+    ]
+
+
+def test_declaration_must_be_one_of_the_checks(copy: Path) -> None:
+    _edit(
+        copy / "charter.yml",
+        lambda d: d["guarantees"][4].update(declarations=["test_x.py::test_only_read"]),
+    )
+    assert _problems(copy) == [
+        "policies/charter.yml: guarantees[4].declarations: test_x.py::test_only_read is a "
+        "declaration of C5 but not one of its checks"
     ]
 
 

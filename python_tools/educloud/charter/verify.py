@@ -6,18 +6,30 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from educloud import policy
+from educloud import inventory_vars, policy
 from educloud.charter import deployment as deployment_mod
 from educloud.charter import report as report_mod
 from educloud.deploy import ansible_env
 from educloud.errors import EducloudError
-from educloud.junit import read_cases
+from educloud.junit import add_suite_properties, read_cases
 from educloud.netpin import PUBLIC_TARGETS_ENV
 from educloud.paths import repo_root
+
+# pytest's exit codes that mean every collected check ran to its end (0: all passed,
+# 1: some failed); anything else (interrupted, internal error, usage error, nothing
+# collected) means the run did not complete.
+COMPLETE_RUN = (0, 1)
+PYTEST_EXIT_FR = {
+    2: "exécution interrompue (erreur de collecte ou interruption)",
+    3: "erreur interne de pytest",
+    4: "erreur d'utilisation de pytest",
+    5: "aucun contrôle collecté",
+}
 
 
 @dataclass(frozen=True)
@@ -27,6 +39,8 @@ class Verification:
     junit: Path
     seconds: float
     pytest_returncode: int
+    # Why the run cannot be trusted as a whole (empty: it completed).
+    interrupted: list[str]
 
 
 def charter_tests_dir() -> Path:
@@ -34,7 +48,13 @@ def charter_tests_dir() -> Path:
 
 
 def pytest_argv(
-    inventory: Path, junit: Path, *, workers: int = 1, limit: str = "", selection: str = ""
+    inventory: Path,
+    junit: Path,
+    *,
+    workers: int = 1,
+    limit: str = "",
+    selection: str = "",
+    guarantees: Collection[str] = (),
 ) -> list[str]:
     """The pytest command of the charter checks (verify, the benchmark, the lab tests)."""
     argv = [
@@ -59,6 +79,8 @@ def pytest_argv(
         argv.append(f"--educloud-limit={limit}")
     if selection:
         argv += ["-k", selection]
+    if guarantees:
+        argv.append(f"--educloud-guarantees={','.join(sorted(guarantees))}")
     return argv
 
 
@@ -68,32 +90,68 @@ def verify(
     limit: str = "",
     workers: int = 0,
     allow_public_targets: bool = False,
+    guarantees: Collection[str] = (),
+    quiet: bool = False,
+    selection: str = "",
 ) -> Verification:
+    """Run the charter checks (those of `guarantees` only, when given; `selection`, a
+    pytest -k expression, narrows them further) and write the reports. `quiet`: keep
+    pytest's progress off the terminal (the break tests)."""
     inventory = inventory if inventory.is_absolute() else repo_root() / inventory
     if not inventory.exists():
         raise EducloudError(f"inventory {inventory} not found")
     dep = deployment_mod.load(inventory)  # a broken inventory fails here, before any check
     policies = policy.load(dep.policies_dir)
+    known = {g.id for g in policies.guarantees}
+    unknown = sorted(set(guarantees) - known)
+    if unknown:
+        raise EducloudError(
+            f"unknown guarantee(s) {', '.join(unknown)}: "
+            f"the charter lists {', '.join(sorted(known))}"
+        )
     output_dir.mkdir(parents=True, exist_ok=True)
     junit = output_dir / "charter-junit.xml"
     # Parallel across hosts: measured on the one-host lab with 2 cores, 4 workers took
     # 37 s against 30 s for one (benchmarks/verify_workers.py), so one worker per host.
     workers = workers or min(len(dep.hosts), os.cpu_count() or 1, 8)
-    argv = pytest_argv(inventory, junit, workers=workers, limit=limit)
+    argv = pytest_argv(
+        inventory, junit, workers=workers, limit=limit, guarantees=guarantees, selection=selection
+    )
     env = ansible_env()
     if allow_public_targets:
         env[PUBLIC_TARGETS_ENV] = "1"
     started = datetime.now(UTC)
     clock = time.monotonic()
     junit.unlink(missing_ok=True)
+    # The child reads the inventory this process has just read, not a second time.
+    listing = output_dir / ".inventory-listing.json"
+    inventory_vars.write_cache(inventory, listing)
+    env[inventory_vars.CACHE_ENV] = str(listing)
     # pytest prints its progress to the terminal: the tester sees each check go by.
-    completed = subprocess.run(argv, cwd=repo_root(), env=env, check=False)
+    completed = subprocess.run(
+        argv, cwd=repo_root(), env=env, check=False, capture_output=quiet, text=quiet
+    )
     seconds = time.monotonic() - clock
-    if not junit.exists():
-        raise EducloudError(
-            f"the charter checks did not run (pytest exited {completed.returncode})"
+    listing.unlink(missing_ok=True)
+    cases = read_cases(junit) if junit.exists() else []
+    interrupted = report_mod.interruptions(cases, known)
+    if completed.returncode not in COMPLETE_RUN:
+        reason = PYTEST_EXIT_FR.get(completed.returncode, "fin anormale")
+        interrupted.insert(
+            0, f"les contrôles n'ont pas abouti : {reason} (code {completed.returncode})"
         )
-    report = report_mod.build(policies, read_cases(junit))
-    meta = report_mod.meta_for(inventory, started, seconds, [h.name for h in dep.hosts])
+    if not junit.exists():
+        interrupted.insert(0, "aucun rapport JUnit : les contrôles n'ont pas tourné")
+    only = set(guarantees) if guarantees else None
+    report = report_mod.build(policies, cases, interrupted=interrupted, only=only)
+    meta = report_mod.meta_for(
+        inventory, started, seconds, [h.name for h in dep.hosts], report, interrupted
+    )
     outputs = report_mod.write(report, meta, output_dir)
-    return Verification(report, outputs, junit, seconds, completed.returncode)
+    if junit.exists():
+        add_suite_properties(
+            junit,
+            {"educloud.complete": str(not interrupted).lower()}
+            | {f"educloud.{entry.id}": entry.status for entry in report},
+        )
+    return Verification(report, outputs, junit, seconds, completed.returncode, interrupted)
