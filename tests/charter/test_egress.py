@@ -52,52 +52,63 @@ def _probe_target(deployment: Deployment, host_name: str) -> tuple[str, int]:
     return address.strip("[]"), int(port)
 
 
+def _allowance(
+    host_name: str,
+    deployment: Deployment,
+    policies: Policies,
+    inventory_value: Callable[[str, str], Any],
+) -> egress.Allowance:
+    """What the host may send: policies/egress.yml, the deployment's own hosts, and the SSH
+    server's answers to the administrators' networks (all from the inventory)."""
+    ssh = inventory_value(
+        host_name,
+        "{'networks': common_ssh_allowed_networks | default(['0.0.0.0/0']),"
+        " 'port': common_ssh_port | default(22)}",
+    )
+    networks, port = ssh["networks"], ssh["port"]
+    return egress.Allowance.build(
+        policies.destinations,
+        [h.address for h in deployment.hosts],
+        int(port),
+        [str(n) for n in (networks if isinstance(networks, list) else [networks])],
+    )
+
+
 @pytest.mark.charter("C5")
 def test_egress_default_deny_loaded(
     host_name: str,
-    connect: Callable[[str], Any],
-    policies: Policies,
-    evidence: Callable[[str], None],
-) -> None:
-    ruleset = json.loads(connect(host_name).check_output("nft -j list ruleset"))
-    evidence(f"{host_name} : chaînes de sortie {egress.describe_chains(ruleset, 'output')}")
-    problems = egress.ruleset_problems(ruleset, policies.destinations)
-    assert not problems, "; ".join(problems)
-
-
-def _refused(target: Any) -> int:
-    return egress.refused_count(json.loads(target.check_output("nft -j list ruleset")))
-
-
-@pytest.mark.charter("C5", "C2", "C12")
-def test_unlisted_destination_refused(
-    host_name: str,
     deployment: Deployment,
     connect: Callable[[str], Any],
+    policies: Policies,
+    inventory_value: Callable[[str, str], Any],
     evidence: Callable[[str], None],
 ) -> None:
-    target = connect(host_name)
-    address, port = _probe_target(deployment, host_name)
-    before = _refused(target)
-    outcome = _probe(target, address, port)
-    refused = _refused(target) - before
+    """Every rule that can let a packet out, in every table, family and chain (and the sets
+    and maps it reads), permits only what the allow-list permits."""
+    ruleset = json.loads(connect(host_name).check_output("nft -j list ruleset"))
+    allowance = _allowance(host_name, deployment, policies, inventory_value)
+    own = ", ".join(sorted(str(n) for n in allowance.own))
+    admins = ", ".join(sorted(str(n) for n in allowance.ssh_networks))
     evidence(
-        f"{host_name} -> {address}:{port} (hors liste de sortie) : {outcome} ; "
-        f"paquets refusés par le pare-feu pendant l'essai : {refused}"
+        f"{host_name} : chaînes de sortie {egress.describe_chains(ruleset, 'output')} ; "
+        f"autorisé : {len(allowance.destinations)} destinations de egress.yml, hôtes du "
+        f"déploiement {own}, réponses SSH (port {allowance.ssh_port}) vers {admins}"
     )
-    assert outcome != "connected", f"{host_name} reached {address}:{port}"
-    # Attribute the failure to the host's own firewall, not to a missing route.
-    assert refused > 0, f"{address}:{port} failed ({outcome}) but not through the host's firewall"
+    problems = egress.ruleset_problems(ruleset, allowance)
+    assert not problems, "; ".join(problems)
 
 
 # Seconds between two tokens of the egress log rule's "limit rate 10/minute".
 LOG_TOKEN_SECONDS = 7
 
 
-def _logged_refusal(target: Any, host_name: str, address: str, port: int) -> tuple[str, list[str]]:
-    """Probe from a chosen source port; the kernel log lines of that refusal."""
+def _logged_refusal(
+    target: Any, host_name: str, address: str, port: int
+) -> tuple[str, str, list[str]]:
+    """Probe from a chosen source port; the probe's outcome and the kernel log lines of
+    that refusal."""
     source_port = 40000 + secrets.randbelow(20000)
-    _probe(target, address, port, source_port)
+    outcome = _probe(target, address, port, source_port)
     container = target.run("systemd-detect-virt --container").stdout.strip()
     if container == "systemd-nspawn" and Path("/proc/sys/net/netfilter/nf_log_all_netns").exists():
         # A lab host: its kernel messages land in the lab machine's kernel log (this one).
@@ -115,7 +126,7 @@ def _logged_refusal(target: Any, host_name: str, address: str, port: int) -> tup
         and f"DST={address} " in line
         and f"SPT={source_port} " in line
     ]
-    return where, lines
+    return outcome, where, lines
 
 
 @pytest.mark.charter("C5")
@@ -127,16 +138,65 @@ def test_refused_connection_logged(
 ) -> None:
     target = connect(host_name)
     address, port = _probe_target(deployment, host_name)
-    # The log rule is rate-limited (10 a minute, common role): another check's refused
-    # connection may have taken the last token, so a second probe waits for the next one.
+    # The log rule is rate-limited (10 a minute, common role): this check comes before the
+    # one that sends many refused probes, and waits for the next token if another check's
+    # refusals took the last one.
     for attempt in (1, 2):
         if attempt == 2:
             time.sleep(LOG_TOKEN_SECONDS)
-        where, lines = _logged_refusal(target, host_name, address, port)
-        if lines:
-            break
+        outcome, where, lines = _logged_refusal(target, host_name, address, port)
+        if lines or outcome not in egress.REFUSED_BY_FIREWALL:
+            break  # logged, or not refused at all: nothing to wait for
     evidence(f"{host_name} : {where} : {lines[-1].strip() if lines else 'aucun refus journalisé'}")
+    assert outcome in egress.REFUSED_BY_FIREWALL, (
+        f"{address}:{port} was not refused by the host's firewall ({outcome}): nothing to log"
+    )
     assert lines, f"no 'educloud-egress-drop' log line for {address}:{port}"
+
+
+def _refused(target: Any) -> int:
+    return egress.refused_count(json.loads(target.check_output("nft -j list ruleset")))
+
+
+@pytest.mark.charter("C5", "C2", "C12")
+def test_unlisted_destination_refused(
+    host_name: str,
+    deployment: Deployment,
+    connect: Callable[[str], Any],
+    policies: Policies,
+    inventory_value: Callable[[str, str], Any],
+    evidence: Callable[[str], None],
+) -> None:
+    """As every account that runs a process on the host (and nobody), connections to
+    destinations outside the allow-list, over TCP and UDP on several ports, are refused by
+    the host's own firewall, and its refusal counter counts them."""
+    target = connect(host_name)
+    address, port = _probe_target(deployment, host_name)
+    allowance = _allowance(host_name, deployment, policies, inventory_value)
+    targets = egress.probe_targets(address, port, allowance)
+    before = _refused(target)
+    probe = target.run(
+        "python3 -c %s %s", egress.PROBE_AS_EVERY_ACCOUNT, json.dumps([list(t) for t in targets])
+    )
+    refused = _refused(target) - before
+    assert probe.rc == 0, f"the probe did not run on {host_name}: {probe.stderr.strip()[-300:]}"
+    results = json.loads(probe.stdout)
+    sent = sum(len(account["probes"]) for account in results)
+    evidence(
+        f"{host_name} : {len(targets)} destinations hors liste "
+        f"({', '.join(f'{a} {p}/{n}' for a, n, p in targets)}) essayées par chacun des comptes "
+        f"{', '.join(a['user'] for a in results)} ; {sent} essais, paquets refusés et comptés "
+        f"par le pare-feu : {refused}"
+    )
+    problems = egress.probe_problems(results)
+    if not problems and refused < sent:
+        problems.append(
+            f"{sent} connections were refused but the firewall's refusal counters rose by "
+            f"{refused} only: something else refused them"
+        )
+    assert not problems, "; ".join(problems[:12]) + (
+        f" (and {len(problems) - 12} more)" if len(problems) > 12 else ""
+    )
 
 
 @pytest.mark.charter("C5")

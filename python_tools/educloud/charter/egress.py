@@ -1,15 +1,20 @@
-"""Is a host's outbound firewall the one policies/egress.yml describes? (C5)
+"""Does a host's firewall let out only what policies/egress.yml and the inventory allow? (C5)
 
-Reads the JSON of `nft -j list ruleset` and answers with the problems found, so that a
-unit test can feed it a broken ruleset and see it fail.
+Reads the JSON of `nft -j list ruleset` (every table, family and chain on the output and
+postrouting hooks, the chains they jump to, sets and maps: educloud.charter.nftables) and
+answers with everything it lets out beyond the allow-list, so that a unit test can feed it
+a broken ruleset and see it fail.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
+from educloud.charter import nftables
+from educloud.charter.nftables import Network
 from educloud.policy import Destination
 
 DENY_LOG_PREFIX = "educloud-egress-drop: "
@@ -51,65 +56,150 @@ def _is_unconditional_accept(rule: dict[str, Any]) -> bool:
     return [v for v in verbs if v != "counter"] == ["accept"]
 
 
-def _accepted_destinations(rules: Iterable[dict[str, Any]]) -> set[tuple[str, str, int]]:
-    found = set()
-    for rule in rules:
-        address = protocol = port = None
-        verdict = False
-        for expr in rule.get("expr", []):
-            match = expr.get("match")
-            if match:
-                payload = match.get("left", {}).get("payload", {})
-                if payload.get("field") == "daddr" and isinstance(match.get("right"), str):
-                    address = match["right"]
-                if payload.get("field") == "dport" and isinstance(match.get("right"), int):
-                    protocol, port = payload.get("protocol"), match["right"]
-            if "accept" in expr:
-                verdict = True
-        if verdict and address and protocol and port:
-            found.add((address, str(protocol), int(port)))
-    return found
+# ICMPv6 messages a host must send for IPv6 to work on its link at all (neighbour and
+# router discovery, multicast listener reports); they carry no payload of the host's.
+NEIGHBOUR_DISCOVERY = frozenset(
+    {
+        "nd-router-solicit",
+        "nd-neighbor-solicit",
+        "nd-neighbor-advert",
+        "mld-listener-report",
+        "mld2-listener-report",
+    }
+)
+# Connection states whose packets answer or belong to a connection already allowed.
+ANSWERS = frozenset({"established", "related"})
 
 
-def ruleset_problems(ruleset: dict[str, Any], destinations: Iterable[Destination]) -> list[str]:
-    """Empty when every output hook refuses by default, logs, and allows the policy's list."""
-    chains = _output_chains(ruleset)
-    if not chains:
-        return ["no output chain: outbound traffic is not filtered"]
-    problems = []
-    for chain in chains:
-        label = f"{chain['family']} {chain['table']} {chain['name']}"
-        rules = _rules(ruleset, chain)
-        if chain.get("policy") != "drop" and not any(
-            "reject" in expr or "drop" in expr for rule in rules for expr in rule.get("expr", [])
-        ):
-            problems.append(f"{label}: policy {chain.get('policy')} and no final reject")
-        if any(_is_unconditional_accept(rule) for rule in rules):
-            problems.append(f"{label}: a rule accepts every destination")
-    accepted: set[tuple[str, str, int]] = set()
-    logged = False
-    for chain in chains:
-        rules = _rules(ruleset, chain)
-        accepted |= _accepted_destinations(rules)
-        logged = logged or any(
-            expr.get("log", {}).get("prefix") == DENY_LOG_PREFIX
-            for rule in rules
-            for expr in rule.get("expr", [])
+@dataclass(frozen=True)
+class Allowance:
+    """What a host may send, derived from policies/egress.yml and the inventory."""
+
+    destinations: tuple[Destination, ...]
+    # The deployment's own hosts (their inventory addresses): peers on every port.
+    own: frozenset[Network]
+    # The SSH server's answers go back to the administrators' networks only.
+    ssh_port: int = 22
+    ssh_networks: frozenset[Network] = frozenset()
+
+    @classmethod
+    def build(
+        cls,
+        destinations: Iterable[Destination],
+        own_addresses: Iterable[str],
+        ssh_port: int,
+        ssh_networks: Iterable[str],
+    ) -> Allowance:
+        own = set()
+        for address in own_addresses:
+            try:
+                network = ipaddress.ip_network(address, strict=False)
+            except ValueError:
+                continue  # a name, not an address: the firewall cannot name it either
+            if not network.network_address.is_loopback:
+                own.add(network)
+        return cls(
+            destinations=tuple(destinations),
+            own=frozenset(own),
+            ssh_port=ssh_port,
+            ssh_networks=frozenset(ipaddress.ip_network(n, strict=False) for n in ssh_networks),
         )
+
+    def _within(self, network: Network, allowed: Iterable[Network]) -> bool:
+        return any(
+            network.version == other.version and network.subnet_of(other)  # type: ignore[arg-type]
+            for other in allowed
+        )
+
+    def permits(self, network: Network, protocol: str, port: int) -> bool:
+        if self._within(network, self.own):
+            return True
+        return any(
+            d.protocol == protocol
+            and d.port == port
+            and self._within(network, [ipaddress.ip_network(d.address, strict=False)])
+            for d in self.destinations
+        )
+
+    def path_problem(self, path: nftables.Path) -> str | None:
+        """None when `path` lets out only what the allowance permits; else what it lets
+        out, named after its chain and rule."""
+        where = f"{path.chain} {path.rule}".strip()
+        if path.ct_state is not None and path.ct_state <= ANSWERS:
+            return None
+        if path.oif is not None and path.oif <= {"lo"}:
+            return None
+        if path.icmpv6_types is not None and path.icmpv6_types <= NEIGHBOUR_DISCOVERY:
+            return None
+        if (
+            path.sports == frozenset({self.ssh_port})
+            and path.protocols == frozenset({"tcp"})
+            and path.daddr is not None
+            and all(self._within(n, self.ssh_networks) for n in path.daddr)
+        ):
+            return None
+        if path.tuples is not None:
+            outside = sorted(
+                f"{n} {proto}/{port}"
+                for n, proto, port in path.tuples
+                if not self.permits(n, proto, port)
+            )
+            return f"{where}: accepts {', '.join(outside)}" if outside else None
+        if path.daddr is None:
+            return f"{where}: accepts every destination{_described(path)}"
+        outside = []
+        for network in sorted(path.daddr, key=str):
+            if self._within(network, self.own):
+                continue
+            if path.dports is None or path.protocols is None:
+                outside.append(f"{network} (every port)")
+                continue
+            outside += [
+                f"{network} {protocol}/{port}"
+                for protocol in sorted(path.protocols)
+                for port in sorted(path.dports)
+                if not self.permits(network, protocol, port)
+            ]
+        return f"{where}: accepts {', '.join(outside)}" if outside else None
+
+
+def _described(path: nftables.Path) -> str:
+    said = []
+    if path.protocols:
+        said.append("/".join(sorted(path.protocols)))
+    if path.dports:
+        said.append(f"port {','.join(str(p) for p in sorted(path.dports))}")
+    if path.sports:
+        said.append(f"source port {','.join(str(p) for p in sorted(path.sports))}")
+    if path.ct_state:
+        said.append(f"ct state {','.join(sorted(path.ct_state))}")
+    return f" ({', '.join(said)})" if said else ""
+
+
+def ruleset_problems(ruleset: dict[str, Any], allowance: Allowance) -> list[str]:
+    """Empty when every path out of the host is one the allowance permits: answers to
+    allowed connections, loopback, the SSH server's answers, neighbour discovery, a
+    destination of egress.yml (address, protocol and port) or a host of the deployment;
+    refused connections logged. Anything broader is named."""
+    analysis = nftables.analyse(ruleset)
+    problems = []
+    for family, name in (("ip", "IPv4"), ("ip6", "IPv6")):
+        if family not in analysis.gated_families:
+            problems.append(f"no output chain refuses {name} traffic by default")
+    problems += [f"{chain}: lets out what it does not match" for chain in analysis.open_chains]
+    problems += analysis.leaks
+    for path in analysis.accepts:
+        problem = allowance.path_problem(path)
+        if problem and problem not in problems:
+            problems.append(problem)
+    logged = any(
+        expr.get("log", {}).get("prefix") == DENY_LOG_PREFIX
+        for chain in _output_chains(ruleset)
+        for rule in _rules(ruleset, chain)
+        for expr in rule.get("expr", [])
+    )
     if not logged:
         problems.append(f"refused connections are not logged (prefix {DENY_LOG_PREFIX!r})")
-    allowed = set()
-    for destination in destinations:
-        network = ipaddress.ip_network(destination.address, strict=False)
-        address = str(network.network_address) if network.num_addresses == 1 else str(network)
-        allowed.add((address, destination.protocol, destination.port))
-        if (address, destination.protocol, destination.port) not in accepted:
-            problems.append(
-                f"policy destination {destination.name} ({destination.address} "
-                f"{destination.protocol}/{destination.port}) is not allowed by the firewall"
-            )
-    for address, protocol, port in sorted(accepted - allowed):
-        problems.append(f"the firewall allows {address} {protocol}/{port}, not in the policy")
     return problems
 
 
@@ -137,3 +227,135 @@ def refused_count(ruleset: dict[str, Any]) -> int:
             if any("reject" in e or "drop" in e for e in exprs):
                 total += sum(int(e["counter"].get("packets", 0)) for e in exprs if "counter" in e)
     return total
+
+
+# Run as root on a host: every account that runs a process there (and `nobody`) tries each
+# target in a child that has dropped to that account; prints one JSON list.
+PROBE_AS_EVERY_ACCOUNT = r"""
+import errno, json, os, pwd, socket, sys, threading
+targets = json.loads(sys.argv[1])
+uids = set()
+for pid in os.listdir("/proc"):
+    if pid.isdigit():
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                uids |= {int(l.split()[1]) for l in status if l.startswith("Uid:")}
+        except OSError:
+            pass
+try:
+    uids.add(pwd.getpwnam("nobody").pw_uid)
+except KeyError:
+    pass
+
+
+def attempt(address, port, protocol, outcomes, index):
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
+    sock = socket.socket(family, kind)
+    sock.settimeout(3)
+    try:
+        if protocol == "tcp":
+            sock.connect((address, port))
+            outcome = "connected"
+        else:
+            sock.sendto(b"educloud-egress-probe", (address, port))
+            outcome = "sent"
+    except socket.timeout:
+        outcome = "timeout"
+    except OSError as exc:
+        outcome = errno.errorcode.get(exc.errno, str(exc.errno))
+    finally:
+        sock.close()
+    outcomes[index] = [address, port, protocol, outcome]
+
+
+children = []
+for uid in sorted(uids):
+    try:
+        entry = pwd.getpwuid(uid)
+        name, gid = entry.pw_name, entry.pw_gid
+    except KeyError:
+        name, gid = str(uid), uid
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read_end)
+        outcomes = [None] * len(targets)
+        try:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            # All at once: a firewall that lets packets go costs one timeout, not one each.
+            threads = [
+                threading.Thread(target=attempt, args=(*target, outcomes, i))
+                for i, target in enumerate(targets)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        except Exception as exc:
+            outcomes = [["", 0, "", f"probe failed: {exc}"]]
+        os.write(write_end, json.dumps(outcomes).encode())
+        os._exit(0)
+    os.close(write_end)
+    children.append((name, uid, child, read_end))
+results = []
+for name, uid, child, read_end in children:
+    data = b""
+    while True:
+        chunk = os.read(read_end, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(read_end)
+    os.waitpid(child, 0)
+    results.append({"user": name, "uid": uid, "probes": json.loads(data or b"[]")})
+print(json.dumps(results))
+"""
+# How a connection refused by the host's own firewall fails: EPERM when a rule drops it in
+# the output path, EHOSTUNREACH/EACCES when a rule rejects it with ICMP administratively
+# prohibited. Anything else (connected, refused by the far end, a timeout, no route) means
+# the host's firewall did not refuse it.
+REFUSED_BY_FIREWALL = frozenset({"EPERM", "EACCES", "EHOSTUNREACH"})
+# Ports tried on the decoy beside its own: the web, DNS, NTP and QUIC, over TCP and UDP.
+DECOY_PORTS = ((443, "tcp"), (80, "tcp"), (53, "tcp"), (53, "udp"), (123, "udp"), (443, "udp"))
+
+
+def probe_targets(
+    decoy_address: str, decoy_port: int, allowance: Allowance
+) -> list[tuple[str, int, str]]:
+    """Destinations the allowance refuses, to try from a host: the decoy on several ports
+    and protocols, the decoy on each port the policy allows elsewhere (right port, wrong
+    address), and each allowed address on ports the policy does not list for it (right
+    address, wrong port)."""
+    wanted = [(decoy_address, decoy_port, "tcp")]
+    wanted += [(decoy_address, port, protocol) for port, protocol in DECOY_PORTS]
+    wanted += [(decoy_address, d.port, d.protocol) for d in allowance.destinations]
+    for destination in allowance.destinations:
+        network = ipaddress.ip_network(destination.address, strict=False)
+        if network.num_addresses == 1:
+            address = str(network.network_address)
+            wanted += [(address, port, protocol) for port, protocol in DECOY_PORTS]
+    targets = []
+    for address, port, protocol in wanted:
+        network = ipaddress.ip_network(address)
+        if (address, port, protocol) in targets or allowance.permits(network, protocol, port):
+            continue
+        targets.append((address, port, protocol))
+    return targets
+
+
+def probe_problems(results: list[dict[str, Any]]) -> list[str]:
+    """Each probe that the host's firewall did not refuse, with the account that sent it."""
+    problems = []
+    for account in results:
+        for address, port, protocol, outcome in account.get("probes", []):
+            if outcome not in REFUSED_BY_FIREWALL:
+                problems.append(
+                    f"as {account.get('user')}: {address} {protocol}/{port} {outcome}"
+                    " (not refused by the host's firewall)"
+                )
+    if not results:
+        problems.append("the probe ran as no account")
+    return problems
