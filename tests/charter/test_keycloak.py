@@ -1,13 +1,19 @@
-"""Keycloak realm settings read from the admin API, and its login page (C4 C6 C7 C10 C12)."""
+"""Keycloak realm settings read from the admin API, its events, and its login observed
+(C2 C4 C5 C6 C7 C10 C12)."""
 
 from __future__ import annotations
 
+import functools
 import html
+import json
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urlparse
+from urllib.parse import parse_qs, quote, urlencode, urljoin, urlparse
 
 import pytest
 import requests
@@ -15,37 +21,30 @@ from keycloak import KeycloakAdmin
 
 from educloud.charter import keycloak as kc
 from educloud.charter.deployment import Deployment
-from educloud.oidc_login import pkce_pair
+from educloud.oidc_login import form_action, pkce_pair
 from educloud.policy import Policies
 
 _LINK = re.compile(r'<a\s[^>]*\bhref="([^"]*)"', re.IGNORECASE)
+DEFAULT_ADMIN_ROLE = "educloud-admin"  # the keycloak role's default (keycloak_realm_admin_role)
+_FRENCH_BINDINGS = {"browser": "de connexion (navigateur)", "direct_grant": "d'accès direct"}
 
 
-@pytest.fixture(scope="session")
-def kc_admin(
-    deployment: Deployment, connect: Callable[[str], Any], ca_bundle: str
-) -> KeycloakAdmin:
-    hosts = deployment.in_group("keycloak")
-    if not hosts or not deployment.keycloak_admin_url:
-        pytest.skip("no Keycloak host in the inventory")
-    # Ansible resolves the (vaulted) variable in memory; it is never printed.
-    answer = connect(hosts[0].name).ansible(
-        "ansible.builtin.debug", "msg={{ keycloak_admin_password }}", check=False
-    )
-    admin = KeycloakAdmin(
-        server_url=deployment.keycloak_admin_url,
-        username=str(hosts[0].variables.get("keycloak_admin_user", "admin")),
-        password=answer["msg"],
-        realm_name="master",
-        user_realm_name="master",
-        verify=ca_bundle,
-    )
-    return admin
+@functools.cache
+def _get(kc_admin: KeycloakAdmin, path: str, **params: Any) -> Any:
+    answer = kc_admin.connection.raw_get(path, **params)
+    if answer.status_code != 200:
+        pytest.fail(f"Keycloak's admin API answered {answer.status_code} to GET {path}")
+    return answer.json()
 
 
 def _realm(kc_admin: KeycloakAdmin, realm: str) -> dict[str, Any]:
     representation: dict[str, Any] = kc_admin.get_realm(realm)
     return representation
+
+
+def _keycloak_variables(deployment: Deployment) -> dict[str, Any]:
+    hosts = deployment.in_group("keycloak")
+    return hosts[0].variables if hosts else {}
 
 
 @pytest.mark.charter("C4", "C12")
@@ -58,18 +57,84 @@ def test_event_listeners_are_local(
     assert not problems, "; ".join(problems)
 
 
-@pytest.mark.charter("C4")
-def test_no_third_party_identity_provider(
-    realm: str, kc_admin: KeycloakAdmin, evidence: Callable[[str], None]
-) -> None:
-    kc_admin.change_current_realm(realm)
-    providers = kc_admin.get_idps()
-    evidence(
-        f"royaume {realm} : fournisseurs d'identité "
-        + (", ".join(f"{p.get('alias')} ({p.get('providerId')})" for p in providers) or "aucun")
+# --- Identity providers (C2, C4, C5) --------------------------------------------------------
+
+
+def _identity_providers(kc_admin: KeycloakAdmin, realm: str) -> list[dict[str, Any]]:
+    """Every identity provider of the realm (the admin API pages them by 100)."""
+    providers: list[dict[str, Any]] = []
+    while True:
+        page = _get(
+            kc_admin,
+            f"admin/realms/{quote(realm, safe='')}/identity-provider/instances",
+            first=len(providers),
+            max=100,
+        )
+        providers += page
+        if len(page) < 100:
+            return providers
+
+
+def _french_provider(provider: dict[str, Any]) -> str:
+    state = "activé" if provider.get("enabled", True) else "désactivé"
+    hosts = sorted(
+        {kc.url_host(url) or url for _, url in kc.config_urls(provider.get("config") or {})}
     )
-    problems = kc.identity_provider_problems(providers)
+    return (
+        f"{provider.get('alias')} ({provider.get('providerId')}, {state}, hôtes : "
+        + (", ".join(hosts) or "aucun")
+        + ")"
+    )
+
+
+@pytest.mark.charter("C2", "C4", "C5")
+def test_identity_providers_declared(
+    idp_realm: str,
+    kc_admin: KeycloakAdmin,
+    deployment: Deployment,
+    evidence: Callable[[str], None],
+) -> None:
+    declared = kc.declared_identity_providers(
+        _keycloak_variables(deployment).get("keycloak_realms")
+    )
+    realms = [idp_realm]
+    if idp_realm == "master":
+        on_server = [r["realm"] for r in _get(kc_admin, "admin/realms", briefRepresentation="true")]
+        undeclared = [r for r in on_server if r not in deployment.realms and r != "master"]
+        evidence(
+            "royaumes présents sur le serveur et absents de l'inventaire : "
+            + (", ".join(undeclared) or "aucun")
+            + " (leurs fournisseurs sont vérifiés ici, comme ceux de master)"
+        )
+        realms += undeclared
+    problems = []
+    for name in realms:
+        allowed = declared.get(name, ()) if name in deployment.realms else ()
+        providers = _identity_providers(kc_admin, name)
+        evidence(
+            f"royaume {name} : fournisseurs d'identité sur le serveur : "
+            + ("; ".join(_french_provider(p) for p in providers) or "aucun")
+            + " ; déclarés dans l'inventaire : "
+            + (
+                "; ".join(
+                    f"{d.alias} ({d.provider_id}, hôtes : {', '.join(sorted(d.hosts)) or 'aucun'})"
+                    for d in allowed
+                )
+                or "aucun"
+            )
+        )
+        for d in allowed:
+            if d.templated or not d.matchable:
+                evidence(
+                    f"royaume {name} : le fournisseur {d.alias} de l'inventaire a des valeurs "
+                    f"en gabarit Jinja ({', '.join(d.templated) or 'alias ou type'}) : "
+                    "leurs hôtes sont inconnus ici et ne sont pas approuvés"
+                )
+        problems += kc.identity_provider_problems(name, providers, allowed)
     assert not problems, "; ".join(problems)
+
+
+# --- Retention of events (C7) ---------------------------------------------------------------
 
 
 @pytest.mark.charter("C7")
@@ -80,7 +145,7 @@ def test_login_events_expiration(
     settings = _realm(kc_admin, realm)
     evidence(
         f"royaume {realm} : eventsEnabled {settings.get('eventsEnabled')}, eventsExpiration "
-        f"{settings.get('eventsExpiration')} s (politique : {days} jours)"
+        f"{settings.get('eventsExpiration')} s (politique : {days} jours) ; réglage lu"
     )
     problems = kc.events_expiration_problems(settings, days)
     assert not problems, "; ".join(problems)
@@ -95,10 +160,51 @@ def test_admin_events_expiration(
     expiration = (settings.get("attributes") or {}).get("adminEventsExpiration")
     evidence(
         f"royaume {realm} : adminEventsEnabled {settings.get('adminEventsEnabled')}, "
-        f"adminEventsExpiration {expiration} s (politique : {days} jours)"
+        f"adminEventsExpiration {expiration} s (politique : {days} jours) ; réglage lu"
     )
     problems = kc.admin_events_expiration_problems(settings, days)
     assert not problems, "; ".join(problems)
+
+
+def _old_events(
+    kc_admin: KeycloakAdmin, realm: str, endpoint: str, days: int, evidence: Callable[[str], None]
+) -> tuple[list[dict[str, Any]], datetime]:
+    """The oldest event Keycloak returns from before the policy's period (and the grace)."""
+    cutoff = kc.retention_cutoff(datetime.now(UTC), days)
+    path = f"admin/realms/{quote(realm, safe='')}/{endpoint}"
+    # dateTo takes milliseconds too; ascending order gives the oldest first.
+    events: list[dict[str, Any]] = _get(
+        kc_admin, path, dateTo=int(cutoff.timestamp() * 1000), direction="asc", max=1
+    )
+    evidence(
+        f"royaume {realm} : GET /{path}?dateTo={cutoff:%Y-%m-%d %H:%M} UTC&direction=asc&max=1 "
+        f"-> {len(events)} événement(s) antérieur(s) à {days} jours + 1 jour de marge"
+        " (comportement observé)"
+    )
+    return events, cutoff
+
+
+@pytest.mark.charter("C7")
+def test_login_events_older_than_policy_are_gone(
+    realm: str, kc_admin: KeycloakAdmin, policies: Policies, evidence: Callable[[str], None]
+) -> None:
+    days = int(policies.retention["login_events"]["retention_days"])
+    events, cutoff = _old_events(kc_admin, realm, "events", days, evidence)
+    problems = kc.old_event_problems(f"login events of realm {realm}", events, cutoff, days)
+    assert not problems, "; ".join(problems)
+
+
+@pytest.mark.charter("C7")
+def test_admin_events_older_than_policy_are_gone(
+    realm: str, kc_admin: KeycloakAdmin, policies: Policies, evidence: Callable[[str], None]
+) -> None:
+    days = int(policies.retention["admin_events"]["retention_days"])
+    events, cutoff = _old_events(kc_admin, realm, "admin-events", days, evidence)
+    problems = kc.old_event_problems(f"admin events of realm {realm}", events, cutoff, days)
+    assert not problems, "; ".join(problems)
+
+
+# --- Security (C10) -------------------------------------------------------------------------
 
 
 @pytest.mark.charter("C10")
@@ -114,20 +220,328 @@ def test_brute_force_protection(
     assert not problems, "; ".join(problems)
 
 
+def _admin_role(deployment: Deployment) -> str:
+    role = _keycloak_variables(deployment).get("keycloak_realm_admin_role", DEFAULT_ADMIN_ROLE)
+    if kc.is_templated(role) or not isinstance(role, str):
+        pytest.skip(
+            "keycloak_realm_admin_role est un gabarit Jinja dans l'inventaire : "
+            "le rôle des administrateurs est inconnu ici"
+        )
+    return role
+
+
 @pytest.mark.charter("C10")
 def test_admin_requires_otp(
-    realm: str, kc_admin: KeycloakAdmin, evidence: Callable[[str], None]
+    realm: str, kc_admin: KeycloakAdmin, deployment: Deployment, evidence: Callable[[str], None]
 ) -> None:
+    admin_role = _admin_role(deployment)
+    base = f"admin/realms/{quote(realm, safe='')}"
     settings = _realm(kc_admin, realm)
-    flow = settings.get("browserFlow", "browser")
-    kc_admin.change_current_realm(realm)
-    executions = kc_admin.get_authentication_flow_executions(flow)
-    evidence(
-        f"royaume {realm} : flux de connexion {flow} : "
-        + ", ".join(f"{e.get('displayName')} {e.get('requirement')}" for e in executions)
-    )
-    problems = kc.admin_otp_problems(executions)
+    clients = _get(kc_admin, f"{base}/clients")
+    flows = _get(kc_admin, f"{base}/authentication/flows")
+    bindings, problems = kc.flow_bindings(settings, clients, flows)
+    for binding in bindings:
+        executions = _get(
+            kc_admin, f"{base}/authentication/flows/{quote(binding.flow, safe='')}/executions"
+        )
+        configs = {
+            str(e["authenticationConfig"]): _get(
+                kc_admin, f"{base}/authentication/config/{e['authenticationConfig']}"
+            )
+            for e in executions
+            if e.get("authenticationConfig")
+        }
+        evidence(
+            f"{binding.french} : flux {_FRENCH_BINDINGS[binding.binding]} "
+            f"« {binding.flow} » (réglage lu) : {kc.describe_flow(executions)}"
+        )
+        problems += kc.admin_otp_problems(binding, executions, configs, admin_role)
     assert not problems, "; ".join(problems)
+
+
+@dataclass
+class _BrowserAttempt:
+    """Where a browser's login ended: a page of Keycloak's, or a redirect out of it."""
+
+    status: int
+    page: str = ""
+    redirected_to: str = ""
+    cookies: set[str] = field(default_factory=set)
+
+    @property
+    def got_code(self) -> bool:
+        return "code" in parse_qs(urlparse(self.redirected_to).query)
+
+    def french(self) -> str:
+        if self.redirected_to:
+            code = "avec un code d'autorisation" if self.got_code else "sans code"
+            return f"redirection vers {self.redirected_to.split('?')[0]} {code}"
+        kind = {"otp": "formulaire OTP", "otp-setup": "page de configuration de l'OTP"}
+        return f"HTTP {self.status}, " + kind.get(kc.otp_page(self.page) or "", "autre page")
+
+
+def _browser_login(
+    public_url: str,
+    realm: str,
+    client_id: str,
+    redirect_uri: str,
+    user: _Throwaway,
+    ca_bundle: str,
+) -> _BrowserAttempt:
+    """Authorization code with PKCE, as a browser: Keycloak's own redirects are followed,
+    the one to the application is not."""
+    session = requests.Session()
+    _, challenge = pkce_pair()
+    query = urlencode(
+        {
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "response_type": "code",
+            "scope": "openid",
+            "state": secrets.token_urlsafe(16),
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+    )
+    oidc = f"{public_url.rstrip('/')}/realms/{quote(realm, safe='')}/protocol/openid-connect"
+    page = session.get(f"{oidc}/auth?{query}", verify=ca_bundle, timeout=15)
+    action = form_action(page.text)
+    if page.status_code != 200 or action is None:
+        return _BrowserAttempt(page.status_code, page.text)
+    answer = session.post(
+        action,
+        data={"username": user.username, "password": user.password, "credentialId": ""},
+        allow_redirects=False,
+        verify=ca_bundle,
+        timeout=15,
+    )
+    for _ in range(10):
+        if not answer.is_redirect:
+            break
+        location = urljoin(answer.url, answer.headers["Location"])
+        # The account console's redirect URI is itself under /realms/: test it first.
+        if location.startswith(redirect_uri) or not location.startswith(
+            public_url.rstrip("/") + "/realms/"
+        ):
+            return _BrowserAttempt(answer.status_code, redirected_to=location)
+        answer = session.get(location, allow_redirects=False, verify=ca_bundle, timeout=15)
+    return _BrowserAttempt(answer.status_code, answer.text, cookies=set(session.cookies.keys()))
+
+
+def _password_grant(
+    public_url: str, realm: str, client: dict[str, Any], secret: str | None, user: _Throwaway
+) -> requests.Response:
+    data = {
+        "grant_type": "password",
+        "client_id": str(client["clientId"]),
+        "username": user.username,
+        "password": user.password,
+        "scope": "openid",
+    }
+    if secret is not None:
+        data["client_secret"] = secret
+    return requests.post(
+        f"{public_url.rstrip('/')}/realms/{quote(realm, safe='')}/protocol/openid-connect/token",
+        data=data,
+        verify=user.ca_bundle,
+        timeout=15,
+    )
+
+
+def _token_issued(answer: requests.Response) -> bool:
+    try:
+        body = answer.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and bool(body.get("access_token") or body.get("id_token"))
+
+
+@dataclass(frozen=True)
+class _Throwaway:
+    id: str
+    username: str
+    password: str
+    ca_bundle: str
+
+
+@contextmanager
+def _throwaway_user(kc_admin: KeycloakAdmin, realm: str, ca_bundle: str) -> Iterator[_Throwaway]:
+    """A user with a strong password, no OTP and no required action; deleted afterwards."""
+    username = f"charter-otp-{secrets.token_hex(4)}"
+    password = secrets.token_urlsafe(24) + "aA1!"
+    answer = kc_admin.connection.raw_post(
+        f"admin/realms/{quote(realm, safe='')}/users",
+        data=json.dumps(
+            {
+                "username": username,
+                "email": f"{username}@charter.invalid",
+                "firstName": "Verification",
+                "lastName": "Charte",
+                "enabled": True,
+                "emailVerified": True,
+                "requiredActions": [],
+                "credentials": [{"type": "password", "value": password, "temporary": False}],
+            }
+        ),
+    )
+    if answer.status_code != 201:
+        pytest.fail(f"Keycloak refused the throwaway user ({answer.status_code}): {answer.text}")
+    user_id = answer.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
+    try:
+        yield _Throwaway(user_id, username, password, ca_bundle)
+    finally:
+        kc_admin.connection.raw_delete(f"admin/realms/{quote(realm, safe='')}/users/{user_id}")
+
+
+@contextmanager
+def _direct_grant_clients(
+    kc_admin: KeycloakAdmin, realm: str, clients: list[dict[str, Any]]
+) -> Iterator[list[tuple[dict[str, Any], str | None]]]:
+    """The clients a password grant can use (with their secrets), or a throwaway public one."""
+    base = f"admin/realms/{quote(realm, safe='')}/clients"
+    usable: list[tuple[dict[str, Any], str | None]] = []
+    for client in clients:
+        if not client.get("directAccessGrantsEnabled") or not client.get("enabled", True):
+            continue
+        if client.get("bearerOnly"):
+            continue
+        if client.get("publicClient"):
+            usable.append((client, None))
+        elif client.get("clientAuthenticatorType", "client-secret") == "client-secret":
+            secret = _get(kc_admin, f"{base}/{client['id']}/client-secret").get("value")
+            usable.append((client, str(secret)))
+    created = None
+    if not usable:
+        client_id = f"charter-otp-{secrets.token_hex(4)}"
+        answer = kc_admin.connection.raw_post(
+            base,
+            data=json.dumps(
+                {
+                    "clientId": client_id,
+                    "protocol": "openid-connect",
+                    "publicClient": True,
+                    "directAccessGrantsEnabled": True,
+                    "standardFlowEnabled": False,
+                }
+            ),
+        )
+        if answer.status_code != 201:
+            pytest.fail(f"Keycloak refused the throwaway client ({answer.status_code})")
+        created = answer.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
+        usable.append(({"id": created, "clientId": client_id, "publicClient": True}, None))
+    try:
+        yield usable
+    finally:
+        if created is not None:
+            kc_admin.connection.raw_delete(f"{base}/{created}")
+
+
+def _browser_problems(
+    attempt: _BrowserAttempt, realm: str, admin_role: str, client_id: str
+) -> list[str]:
+    """An administrator without OTP must end on an OTP page: no code, no session cookie."""
+    who = f"realm {realm}: a holder of {admin_role} without OTP"
+    if attempt.got_code:
+        return [f"{who} logged in through the browser ({client_id}): redirected with a code"]
+    if "KEYCLOAK_IDENTITY" in attempt.cookies:
+        return [f"{who} got a Keycloak session cookie through the browser ({client_id})"]
+    if not kc.otp_page(attempt.page):
+        return [
+            f"{who}: the browser login ({client_id}) did not end on an OTP form or OTP setup "
+            f"page ({attempt.french()})"
+        ]
+    return []
+
+
+def _admin_post(kc_admin: KeycloakAdmin, path: str, body: object) -> None:
+    answer = kc_admin.connection.raw_post(path, data=json.dumps(body))
+    if answer.status_code >= 300:
+        pytest.fail(f"Keycloak's admin API answered {answer.status_code} to POST {path}")
+
+
+@pytest.mark.charter("C10")
+def test_admin_without_otp_gets_no_token(
+    realm: str,
+    kc_admin: KeycloakAdmin,
+    deployment: Deployment,
+    ca_bundle: str,
+    evidence: Callable[[str], None],
+) -> None:
+    """A throwaway holder of the admin role, with the right password and no OTP, gets
+    neither a token (password grant, with every client that allows it) nor a session
+    (browser login, with the account console and every client overriding its flow)."""
+    if not deployment.keycloak_url:
+        pytest.skip("aucun hôte Keycloak dans l'inventaire")
+    admin_role = _admin_role(deployment)
+    public = deployment.keycloak_url
+    base = f"admin/realms/{quote(realm, safe='')}"
+    role = _get(kc_admin, f"{base}/roles/{quote(admin_role, safe='')}")
+    clients = _get(kc_admin, f"{base}/clients")
+    browser_clients = [(f"{public.rstrip('/')}/realms/{realm}/account/", "account-console")]
+    for client in clients:
+        # A client that overrides the browser flow runs its own: log in through it too.
+        overridden = (client.get("authenticationFlowBindingOverrides") or {}).get("browser")
+        uri = kc.login_redirect_uri(client, public)
+        if overridden and uri and client.get("standardFlowEnabled", True):
+            browser_clients.append((uri, str(client["clientId"])))
+    problems: list[str] = []
+    with (
+        _throwaway_user(kc_admin, realm, ca_bundle) as user,
+        _direct_grant_clients(kc_admin, realm, clients) as grant_clients,
+    ):
+        # Control, before the role: the same password does open a session, so a refusal
+        # below comes from the role's second factor, not from a wrong password.
+        control_grant = _password_grant(public, realm, *grant_clients[0], user)
+        control_browser = _browser_login(
+            public, realm, "account-console", browser_clients[0][0], user, ca_bundle
+        )
+        evidence(
+            f"royaume {realm} : utilisateur jetable {user.username}, mot de passe fort, sans OTP "
+            f"ni action requise ; témoin sans le rôle {admin_role} : mot de passe "
+            f"({grant_clients[0][0]['clientId']}) -> HTTP {control_grant.status_code}, "
+            + ("jeton délivré" if _token_issued(control_grant) else "pas de jeton")
+            + f" ; navigateur (account-console) -> {control_browser.french()}"
+        )
+        if not (_token_issued(control_grant) and control_browser.got_code):
+            evidence(
+                "le témoin n'a pas abouti : les refus ci-dessous ne montrent pas à eux seuls "
+                "que la condition porte sur le rôle"
+            )
+        _admin_post(kc_admin, f"{base}/users/{user.id}/logout", {})
+        _admin_post(kc_admin, f"{base}/users/{user.id}/role-mappings/realm", [role])
+        for redirect_uri, client_id in browser_clients:
+            attempt = _browser_login(public, realm, client_id, redirect_uri, user, ca_bundle)
+            evidence(
+                f"avec le rôle {admin_role} : connexion navigateur ({client_id}) -> "
+                f"{attempt.french()} (comportement observé)"
+            )
+            problems += _browser_problems(attempt, realm, admin_role, client_id)
+        for client, secret in grant_clients:
+            # Each refusal counts as a failed login: never let the lockout answer instead.
+            kc_admin.connection.raw_delete(f"{base}/attack-detection/brute-force/users/{user.id}")
+            answer = _password_grant(public, realm, client, secret, user)
+            evidence(
+                f"avec le rôle {admin_role} : mot de passe seul ({client['clientId']}) -> "
+                f"HTTP {answer.status_code}, "
+                + ("jeton délivré" if _token_issued(answer) else "pas de jeton")
+                + " (comportement observé)"
+            )
+            if _token_issued(answer):
+                problems.append(
+                    f"realm {realm}: a holder of {admin_role} without OTP got a token by "
+                    f"password grant through client {client['clientId']}"
+                )
+        sessions = _get(kc_admin, f"{base}/users/{user.id}/sessions")
+        evidence(f"sessions Keycloak de l'utilisateur jetable après ces essais : {len(sessions)}")
+        if sessions:
+            problems.append(
+                f"realm {realm}: a holder of {admin_role} without OTP has "
+                f"{len(sessions)} Keycloak session(s)"
+            )
+    assert not problems, "; ".join(problems)
+
+
+# --- Transparency (C6) ----------------------------------------------------------------------
 
 
 def _login_page(deployment: Deployment, realm: str, ca_bundle: str) -> requests.Response:
