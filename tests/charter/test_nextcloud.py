@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from educloud.charter import nextcloud
 from educloud.charter.deployment import Deployment
-from educloud.charter.nextcloud import VENDOR_APPS
+from educloud.paths import repo_root
 from educloud.policy import Policies
 
 
@@ -133,14 +134,26 @@ def test_nextcloud_lookup_server_off(
 @pytest.mark.charter("C2")
 def test_vendor_apps_disabled(
     nextcloud_host_name: str,
+    deployment: Deployment,
     occ: Callable[..., str],
     evidence: Callable[[str], None],
 ) -> None:
+    """Every enabled app is allowed by the inventory or kept enabled by Nextcloud itself:
+    an allow list, so an app nobody thought to deny fails too."""
     enabled = set(json.loads(occ("app:list", "--output=json")).get("enabled", {}))
-    evidence(f"{nextcloud_host_name}: enabled apps {sorted(enabled)}")
+    allowed = nextcloud.allowed_apps(
+        deployment.host(nextcloud_host_name).variables,
+        repo_root() / "roles" / "nextcloud" / "defaults" / "main.yml",
+    )
+    unlisted = nextcloud.unlisted_apps(enabled, allowed)
     # lookup_server_connector cannot be disabled: test_nextcloud_lookup_server_off covers it.
-    refused = (enabled & VENDOR_APPS) - {"lookup_server_connector"}
-    assert not refused, f"vendor apps enabled: {sorted(refused)}"
+    vendor = sorted((enabled & nextcloud.VENDOR_APPS) - nextcloud.ALWAYS_ENABLED_APPS)
+    evidence(
+        f"{nextcloud_host_name} : applications activées {sorted(enabled)} ; "
+        f"hors de la liste autorisée : {unlisted or 'aucune'}"
+    )
+    assert not vendor, f"vendor apps enabled: {vendor}"
+    assert not unlisted, f"apps enabled outside nextcloud_apps_allowed: {unlisted}"
 
 
 @pytest.mark.charter("C6")

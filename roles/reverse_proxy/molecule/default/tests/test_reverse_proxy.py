@@ -23,7 +23,7 @@ from educloud.paths import policies_dir
 GROUP = "reverse_proxy"
 DEFAULT_CSP = (
     "default-src 'self'; img-src 'self' data:; frame-ancestors 'self'; "
-    "object-src 'none'; base-uri 'self'"
+    "object-src 'none'; base-uri 'self'; form-action 'self'"
 )
 # CSP source expressions that name no origin: keywords, nonces, hashes, same-document schemes.
 SOURCE_WITHOUT_ORIGIN = re.compile(
