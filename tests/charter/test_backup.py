@@ -8,10 +8,11 @@ but ciphertext. The restore itself is proved by `educloud backup drill`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,6 +23,8 @@ from educloud.charter.deployment import Deployment
 from educloud.policy import Policies
 
 CONFIG = "/etc/educloud/backup/backup.json"
+# A nightly backup: its timer's random delay and an hour of grace beside the day.
+LAST_BACKUP_AT_MOST = timedelta(hours=26)
 TIMER = "educloud-backup.timer"
 # Where a target keeps its repositories (the backup_target role's chroot).
 CHROOT = "/srv/educloud-backup"
@@ -86,19 +89,38 @@ def test_backups_run_daily_and_expire_on_time(
     if not status_file.exists:
         evidence(f"{backup_host_name} : aucune sauvegarde encore faite ({status_file.path})")
         pytest.fail(f"{backup_host_name}: no backup has run yet ({status_file.path})")
-    found = backup_status.parse_status(status_file.content_string, status_file.path)
-    review = backup_status.review(found, days, datetime.now(UTC))
+    reported = backup_status.parse_status(status_file.content_string, status_file.path)
+    # Observed: the snapshots as the repository lists them (restic, through the agent),
+    # not as the agent's status file says.
+    listing = target.run("educloud-backup --config %s snapshots", CONFIG)
+    if listing.rc != 0:
+        pytest.fail(
+            f"{backup_host_name}: cannot list the repository's snapshots: "
+            f"{listing.stderr.strip()[-300:]}"
+        )
+    observed = backup_status.parse_snapshots(json.loads(listing.stdout), "restic snapshots")
+    found = dataclasses.replace(reported, snapshots=observed)
+    now = datetime.now(UTC)
+    review = backup_status.review(found, days, now)
     run = found.last_run
+    newest = found.newest
     oldest = f"{review.oldest.time:%Y-%m-%d %H:%M} UTC" if review.oldest else "aucun"
     evidence(
         f"{backup_host_name} : {TIMER} {'activé' if timer.is_enabled else 'désactivé'} ; "
         f"dernier passage {'réussi' if run and run.ok else 'en échec'} "
-        f"({run.finished if run else 'jamais'}) ; {review.count} instantanés, le plus ancien "
-        f"{oldest} ; {len(review.past)} au-delà de {days} jours ; conservation : "
+        f"({run.finished if run else 'jamais'}) ; {review.count} instantanés dans le dépôt, "
+        f"le plus récent {f'{newest.time:%Y-%m-%d %H:%M} UTC' if newest else 'aucun'}, "
+        f"le plus ancien {oldest} ; {len(review.past)} au-delà de {days} jours ; conservation : "
         f"{json.dumps(config.get('keep'), sort_keys=True)}"
     )
     if run is None or not run.ok:
         problems.append(f"the last backup failed: {run.error if run else 'never ran'}")
+    if newest is None or now - newest.time > LAST_BACKUP_AT_MOST:
+        problems.append(
+            "no snapshot in the repository from the last "
+            f"{LAST_BACKUP_AT_MOST.total_seconds() / 3600:.0f} hours"
+            + (f" (newest {newest.time:%Y-%m-%d %H:%M} UTC)" if newest else "")
+        )
     if review.overdue:
         problems.append(
             f"snapshots older than {days} days not forgotten: "
@@ -147,6 +169,14 @@ def test_backup_repositories_hold_only_ciphertext(
     assert not problems, "; ".join(problems)
 
 
+def private_key_material(key_lines: list[str]) -> list[str]:
+    """Lines of an OpenSSH private key that belong to this key alone. The first base64 line
+    is the format's header, the same in every unencrypted key of a type (it would match the
+    target's own host keys); the following ones hold the key's public and private parts."""
+    body = [line.strip() for line in key_lines if line.strip() and not line.startswith("-----")]
+    return [line for line in body[1:] if len(line) >= 16]
+
+
 def _search_target_for_secrets(
     deployment: Deployment, connect: Callable[[str], Any], target_name: str
 ) -> subprocess.CompletedProcess[str]:
@@ -159,7 +189,7 @@ def _search_target_for_secrets(
         host = connect(client.name)
         lines.append(host.check_output("cat %s", str(config["password_file"])).strip())
         key = host.check_output("cat %s", str(config["ssh_key"])).splitlines()
-        lines += [line for line in key if line and not line.startswith("-----")][:1]
+        lines += private_key_material(key)
     return subprocess.run(
         [
             *deployment.host(target_name).ssh_argv(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -46,11 +47,19 @@ def test_journald_retention_bounded(host):
     # systemd-analyze cat-config shows the merged configuration journald reads.
     merged = host.check_output("systemd-analyze cat-config systemd/journald.conf")
     assert "MaxRetentionSec=30day" in merged
+    assert "MaxFileSec=1day" in merged
     assert "Storage=persistent" in merged
 
 
 def test_logrotate_deletes_old_logs(host):
-    assert host.file("/etc/logrotate.conf").contains("^maxage 30$")
+    # The period (30 days) less the two days logrotate may take to delete a rotated file.
+    assert host.file("/etc/logrotate.conf").contains("^maxage 28$")
+    assert host.file("/etc/logrotate.conf").contains("^daily$")
+
+
+def test_package_logs_rotated_daily(host):
+    rules = host.check_output("cat /etc/logrotate.d/*")
+    assert not re.search(r"^\s*(weekly|monthly|yearly)\s*$", rules, re.MULTILINE)
 
 
 def test_sshd_effective_config_is_hardened(host):
