@@ -15,9 +15,11 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import testinfra
+from keycloak import KeycloakAdmin
 
 from educloud import policy
 from educloud.charter import deployment as deployment_mod
@@ -38,6 +40,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--educloud-limit",
         default="",
         help="only these hosts or groups (comma-separated), like ansible --limit",
+    )
+    parser.addoption(
+        "--educloud-guarantees",
+        default="",
+        help="only the checks of these guarantees (comma-separated ids, e.g. C5,C10)",
     )
 
 
@@ -60,11 +67,52 @@ def _check_id(item: pytest.Item) -> str:
     return f"{Path(str(item.fspath)).name}::{getattr(item, 'originalname', item.name)}"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+# Parameters that name the host a check runs against.
+HOST_PARAMETERS = (
+    "host_name",
+    "proxy_host_name",
+    "keycloak_host_name",
+    "nextcloud_host_name",
+    "backup_host_name",
+    "backup_target_host_name",
+)
+
+
+def _host_of(item: pytest.Item, dep: Deployment) -> str:
+    """The inventory host a check case looks at (for the report's header), or "" when it
+    looks at the whole deployment."""
+    params: dict[str, Any] = getattr(getattr(item, "callspec", None), "params", {})
+    for name in HOST_PARAMETERS:
+        if name in params:
+            return str(params[name])
+    by_address = {h.address: h.name for h in dep.hosts}
+    site = params.get("site") or params.get("public_site")
+    if site is None and "public_page" in params:
+        site = urlsplit(str(params["public_page"])).hostname
+    if site is not None:
+        address = dep.pins().get(str(site), "")
+        return by_address.get(address, address)
+    if ("realm" in params or "idp_realm" in params) and dep.in_group("keycloak"):
+        return dep.in_group("keycloak")[0].name
+    return ""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    dep = _deployment(_inventory_path(config))
+    wanted = {g for g in str(config.getoption("--educloud-guarantees")).split(",") if g}
+    kept, deselected = [], []
     for item in items:
-        ids = [g for mark in item.iter_markers("charter") for g in mark.args]
+        ids = sorted({g for mark in item.iter_markers("charter") for g in mark.args})
+        if wanted and not wanted & set(ids):
+            deselected.append(item)
+            continue
+        kept.append(item)
         item.user_properties.append(("check", _check_id(item)))
-        item.user_properties.append(("charter", ",".join(sorted(set(ids)))))
+        item.user_properties.append(("charter", ",".join(ids)))
+        item.user_properties.append(("host", _host_of(item, dep)))
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -90,6 +138,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("public_site", [s.name for s in dep.public_sites])
     if "realm" in metafunc.fixturenames:
         metafunc.parametrize("realm", list(dep.realms))
+    if "idp_realm" in metafunc.fixturenames:
+        # The inventory's realms and master, which no inventory declares (the master case
+        # also covers the realms the server has and the inventory does not declare).
+        metafunc.parametrize("idp_realm", [*dep.realms, "master"] if dep.keycloak_url else [])
     if "public_page" in metafunc.fixturenames:
         metafunc.parametrize("public_page", public_pages(dep))
 
@@ -97,8 +149,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def public_pages(dep: Deployment) -> list[str]:
     """Every page a user loads without an account, plus the account pages' entry."""
     pages = []
+    keycloak = urlsplit(dep.keycloak_url).hostname if dep.keycloak_url else None
     for site in dep.public_sites:
-        pages += [f"https://{site.name}/", f"https://{site.name}{dep.privacy_path}"]
+        # Keycloak's root only redirects to its admin console, which the public site refuses:
+        # its users' first pages are the account pages below.
+        if site.name != keycloak:
+            pages.append(f"https://{site.name}/")
+        pages.append(f"https://{site.name}{dep.privacy_path}")
     if dep.keycloak_url:
         pages += [f"{dep.keycloak_url.rstrip('/')}/realms/{realm}/account/" for realm in dep.realms]
     return pages
@@ -136,6 +193,25 @@ def connect(pytestconfig: pytest.Config) -> Callable[[str], Any]:
 
 
 @pytest.fixture(scope="session")
+def inventory_value(connect: Callable[[str], Any]) -> Callable[[str, str], Any]:
+    """An expression over a host's inventory variables, templated by Ansible itself (so a
+    value written as "{{ educloud_admin_networks }}" reads as the list it stands for).
+    Role defaults are not visible here: give one with `| default(...)`. Never use it for
+    a secret that could end in a failure message."""
+    cache: dict[tuple[str, str], Any] = {}
+
+    def get(host_name: str, expression: str) -> Any:
+        if (host_name, expression) not in cache:
+            answer = connect(host_name).ansible(
+                "ansible.builtin.debug", f"msg={{{{ {expression} }}}}", check=False
+            )
+            cache[host_name, expression] = answer["msg"]
+        return cache[host_name, expression]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def ca_bundle(deployment: Deployment) -> str | bool:
     """The CA the deployment's certificates chain to: its exported CA, else the system's."""
     for host in deployment.in_group("reverse_proxy"):
@@ -143,6 +219,28 @@ def ca_bundle(deployment: Deployment) -> str | bool:
         if isinstance(exported, str) and exported and Path(exported).is_file():
             return exported
     return "/etc/ssl/certs/ca-certificates.crt"
+
+
+@pytest.fixture(scope="session")
+def kc_admin(
+    deployment: Deployment, connect: Callable[[str], Any], ca_bundle: str
+) -> KeycloakAdmin:
+    hosts = deployment.in_group("keycloak")
+    if not hosts or not deployment.keycloak_admin_url:
+        pytest.skip("no Keycloak host in the inventory")
+    # Ansible resolves the (vaulted) variable in memory; it is never printed.
+    answer = connect(hosts[0].name).ansible(
+        "ansible.builtin.debug", "msg={{ keycloak_admin_password }}", check=False
+    )
+    admin = KeycloakAdmin(
+        server_url=deployment.keycloak_admin_url,
+        username=str(hosts[0].variables.get("keycloak_admin_user", "admin")),
+        password=answer["msg"],
+        realm_name="master",
+        user_realm_name="master",
+        verify=ca_bundle,
+    )
+    return admin
 
 
 @pytest.fixture

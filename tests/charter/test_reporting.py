@@ -86,4 +86,7 @@ def test_moderation_api_needs_the_moderators_token(
     evidence(
         f"GET {url} : sans jeton -> {anonymous.status_code}, jeton faux -> {forged.status_code}"
     )
-    assert anonymous.status_code == 401 and forged.status_code == 401
+    assert anonymous.status_code == 401 and forged.status_code == 401, (
+        f"the moderation API answered {anonymous.status_code} without a token and "
+        f"{forged.status_code} with a false one"
+    )
