@@ -262,3 +262,77 @@ def test_probe_targets_and_outcomes() -> None:
         "as postgres: 198.18.0.254 udp/53 sent (not refused by the host's firewall)"
     ]
     assert egress.probe_problems([]) == ["the probe ran as no account"]
+
+
+# Found by an adversarial review: rulesets that let packets out although every accepting
+# path looked narrow (each was confirmed on the wire in a network namespace).
+def test_dormant_tables_rewrites_returns_runtime_sets_and_forwarding_fail() -> None:
+    dormant = copy.deepcopy(LAB)
+    for entry in dormant["nftables"]:
+        if "table" in entry:
+            entry["table"]["flags"] = ["dormant"]
+    assert any("dormant" in p for p in egress.ruleset_problems(dormant, ALLOWANCE))
+    rewrite = _with(
+        _rule(
+            _match(DADDR, "198.18.0.1"),
+            _match(TCP_DPORT, 3142),
+            {"mangle": {"key": DADDR, "value": "203.0.113.9"}},
+            ACCEPT,
+        )
+    )
+    assert any("rewrites" in p for p in egress.ruleset_problems(rewrite, ALLOWANCE))
+    returned = _with(
+        _rule(_match({"payload": {"protocol": "udp", "field": "dport"}}, 53), {"return": None})
+    )
+    for entry in returned["nftables"]:
+        if entry.get("chain", {}).get("name") == "output":
+            entry["chain"]["policy"] = "accept"
+    assert any("port 53" in p for p in egress.ruleset_problems(returned, ALLOWANCE))
+    learned = _with(
+        _rule({"set": {"op": "add", "elem": DADDR, "set": "@learned"}}),
+        {
+            "set": {
+                "family": "inet",
+                "table": "educloud",
+                "name": "learned",
+                "type": "ipv4_addr",
+                "flags": ["timeout"],
+            }
+        },
+        first=False,
+    )
+    assert any("run time" in p for p in egress.ruleset_problems(learned, ALLOWANCE))
+    forwarding = copy.deepcopy(LAB)
+    for entry in forwarding["nftables"]:
+        if entry.get("chain", {}).get("name") == "forward":
+            entry["chain"]["policy"] = "accept"
+    problems = egress.ruleset_problems(forwarding, ALLOWANCE)
+    assert any("forward" in p and "lets out" in p for p in problems), problems
+
+
+def _link_scope_match(expr: dict[str, Any]) -> bool:
+    match = expr.get("match") or {}
+    payload = (match.get("left") or {}).get("payload") or {}
+    return payload == {"protocol": "ip6", "field": "daddr"} and isinstance(match.get("right"), dict)
+
+
+def test_neighbour_discovery_only_on_the_link() -> None:
+    routed = copy.deepcopy(LAB)
+    for entry in routed["nftables"]:
+        rule = entry.get("rule")
+        if rule and any(
+            "match" in e and e["match"]["left"].get("payload", {}).get("protocol") == "ip6"
+            for e in rule["expr"]
+        ):
+            rule["expr"] = [
+                e
+                for e in rule["expr"]
+                if not (
+                    "match" in e
+                    and e["match"]["left"].get("payload", {}).get("field") == "daddr"
+                    and e["match"]["left"]["payload"]["protocol"] == "ip6"
+                    and isinstance(e["match"]["right"], dict)
+                )
+            ]
+    problems = egress.ruleset_problems(routed, ALLOWANCE)
+    assert any("accepts every destination" in p for p in problems), problems

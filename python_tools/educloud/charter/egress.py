@@ -57,7 +57,7 @@ def _is_unconditional_accept(rule: dict[str, Any]) -> bool:
 
 
 # ICMPv6 messages a host must send for IPv6 to work on its link at all (neighbour and
-# router discovery, multicast listener reports); they carry no payload of the host's.
+# router discovery, multicast listener reports), allowed to link-scope addresses only.
 NEIGHBOUR_DISCOVERY = frozenset(
     {
         "nd-router-solicit",
@@ -67,6 +67,9 @@ NEIGHBOUR_DISCOVERY = frozenset(
         "mld2-listener-report",
     }
 )
+# Where neighbour discovery may go: the link itself (link-local and link-scope multicast),
+# never a routed address (an NS message can carry a payload of the sender's choosing).
+LINK_SCOPE = (ipaddress.ip_network("fe80::/10"), ipaddress.ip_network("ff02::/16"))
 # Connection states whose packets answer or belong to a connection already allowed.
 ANSWERS = frozenset({"established", "related"})
 
@@ -129,7 +132,12 @@ class Allowance:
             return None
         if path.oif is not None and path.oif <= {"lo"}:
             return None
-        if path.icmpv6_types is not None and path.icmpv6_types <= NEIGHBOUR_DISCOVERY:
+        if (
+            path.icmpv6_types is not None
+            and path.icmpv6_types <= NEIGHBOUR_DISCOVERY
+            and path.daddr is not None
+            and all(self._within(n, LINK_SCOPE) for n in path.daddr)
+        ):
             return None
         if (
             path.sports == frozenset({self.ssh_port})
@@ -187,7 +195,9 @@ def ruleset_problems(ruleset: dict[str, Any], allowance: Allowance) -> list[str]
         if family not in analysis.gated_families:
             problems.append(f"no output chain refuses {name} traffic by default")
     problems += [f"{chain}: lets out what it does not match" for chain in analysis.open_chains]
-    problems += analysis.leaks
+    for found in (*analysis.detached_tables, *analysis.leaks, *analysis.changing_sets):
+        if found not in problems:
+            problems.append(found)
     for path in analysis.accepts:
         problem = allowance.path_problem(path)
         if problem and problem not in problems:

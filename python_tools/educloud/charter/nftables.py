@@ -31,7 +31,14 @@ LEAKING_STATEMENTS = {
     "xt": "an iptables-compat rule nft cannot show (xt)",
     "tproxy": "diverts packets to a local socket (tproxy)",
 }
-FILTER_HOOKS = ("output", "postrouting")
+# Hooks whose accepting paths let packets leave: the host's own (output, postrouting) and
+# what it routes for containers or virtual machines (forward).
+FILTER_HOOKS = ("output", "postrouting", "forward")
+# Table flags that keep a table's chains attached to their hooks; any other (dormant, or a
+# flag this module does not know) means the ruleset shown is not the one in force.
+ATTACHED_TABLE_FLAGS = frozenset({"owner", "persist"})
+# Families that carry no IP traffic of their own.
+NON_IP_FAMILIES = frozenset({"arp"})
 MAX_DEPTH = 16  # nft itself refuses deeper jump chains
 
 
@@ -77,6 +84,10 @@ class Analysis:
     # final drop or reject); filter chains only.
     open_chains: list[str] = field(default_factory=list)
     leaks: list[str] = field(default_factory=list)
+    # Sets whose content changes at run time (filled by the ruleset itself, or expiring).
+    changing_sets: list[str] = field(default_factory=list)
+    # Tables whose chains are not attached as shown (dormant, or flags not understood).
+    detached_tables: list[str] = field(default_factory=list)
     # Families whose traffic some filter chain on the output hook refuses by default.
     gated_families: set[str] = field(default_factory=set)
 
@@ -252,6 +263,11 @@ def _verdict(expr: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def _rewrites_destination(mangle: dict[str, Any]) -> bool:
+    payload = (mangle.get("key") or {}).get("payload") or {}
+    return payload.get("field") in ("daddr", "dport") or "base" in payload
+
+
 def _is_unconditional_refusal(rule: dict[str, Any]) -> bool:
     """A rule that refuses every packet reaching it (a final `counter reject`)."""
     verbs = [next(iter(e)) for e in rule.get("expr", [])]
@@ -263,12 +279,31 @@ def analyse(ruleset: dict[str, Any], hooks: tuple[str, ...] = FILTER_HOOKS) -> A
     """Every path to `accept` from the base chains on `hooks`, in every table."""
     parsed = Ruleset(ruleset)
     analysis = Analysis()
+    for declared in _items(ruleset, "table"):
+        raw_flags = declared.get("flags") or []
+        flags = [raw_flags] if isinstance(raw_flags, str) else [str(f) for f in raw_flags]
+        if set(flags) - ATTACHED_TABLE_FLAGS:
+            analysis.detached_tables.append(
+                f"{declared.get('family')} {declared.get('name')}: table flags {', '.join(flags)} "
+                "(a dormant table's chains are not attached: the ruleset shown is not in force)"
+            )
+    for named in _items(ruleset, "set") + _items(ruleset, "map"):
+        set_flags = {str(f) for f in named.get("flags") or []}
+        if set_flags & {"dynamic", "timeout"} or "timeout" in named:
+            analysis.changing_sets.append(
+                f"{named.get('family')} {named.get('table')} set {named.get('name')}: its "
+                "content changes at run time (what it holds now proves nothing)"
+            )
     for chain in parsed.base_chains(hooks):
         family, table, name = str(chain["family"]), str(chain["table"]), str(chain["name"])
+        if family in NON_IP_FAMILIES:
+            continue
         label = f"{family} {table} {name} (hook {chain.get('hook')})"
         rules = parsed.rules.get((family, table, name), [])
         context = Path(label, "")
-        _walk(parsed, analysis, family, table, name, context, 0, ())
+        # A `return` in a base chain applies its policy: with accept, it lets the packet go.
+        returns_accept = chain.get("policy", "accept") == "accept"
+        _walk(parsed, analysis, family, table, name, context, 0, (), returns_accept)
         if chain.get("type", "filter") != "filter":
             continue
         refuses = chain.get("policy") == "drop" or any(
@@ -283,6 +318,16 @@ def analyse(ruleset: dict[str, Any], hooks: tuple[str, ...] = FILTER_HOOKS) -> A
         for rule in rules:
             for expr in rule.get("expr", []):
                 statement = next(iter(expr), "")
+                if statement == "mangle" and _rewrites_destination(expr["mangle"]):
+                    analysis.leaks.append(
+                        f"{family} {table} {name} handle {rule.get('handle')}: rewrites a "
+                        "packet's destination after it was judged (payload mangle)"
+                    )
+                if statement == "set" and isinstance(expr["set"], dict):
+                    analysis.changing_sets.append(
+                        f"{family} {table} {name} handle {rule.get('handle')}: adds to "
+                        f"{expr['set'].get('set')} at run time (what it holds now proves nothing)"
+                    )
                 if statement in LEAKING_STATEMENTS and not (
                     statement in ("dnat", "redirect")
                     and parsed.chains.get((family, table, name), {}).get("hook") == "prerouting"
@@ -303,6 +348,7 @@ def _walk(
     context: Path,
     depth: int,
     stack: tuple[str, ...],
+    returns_accept: bool = False,
 ) -> None:
     if depth > MAX_DEPTH or chain in stack:
         return
@@ -310,7 +356,9 @@ def _walk(
         path = context.merged(parsed.constraints(family, table, chain, rule))
         for expr in rule.get("expr", []):
             verdict = _verdict(expr)
-            if verdict is not None:
+            if verdict is not None and verdict[0] == "return" and returns_accept and depth == 0:
+                analysis.accepts.append(path)  # the base chain's policy (accept) decides
+            elif verdict is not None:
                 _follow(parsed, analysis, family, table, path, verdict, depth, stack)
             vmap = expr.get("vmap")
             if vmap:
