@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from educloud.charter import egress
-from educloud.charter.deployment import Deployment
+from educloud.charter.deployment import SSH_SETTINGS, Deployment
 from educloud.policy import Policies
 
 # An address not on any egress list. The lab serves a decoy there, so a missing
@@ -60,11 +60,7 @@ def _allowance(
 ) -> egress.Allowance:
     """What the host may send: policies/egress.yml, the deployment's own hosts, and the SSH
     server's answers to the administrators' networks (all from the inventory)."""
-    ssh = inventory_value(
-        host_name,
-        "{'networks': common_ssh_allowed_networks | default(['0.0.0.0/0']),"
-        " 'port': common_ssh_port | default(22)}",
-    )
+    ssh = inventory_value(host_name, SSH_SETTINGS)
     networks, port = ssh["networks"], ssh["port"]
     return egress.Allowance.build(
         policies.destinations,

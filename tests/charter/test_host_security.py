@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Callable
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from educloud.charter import egress, hostconfig
+from educloud.charter.deployment import SSH_SETTINGS
 
 
 @pytest.mark.charter("C10")
@@ -21,19 +23,48 @@ def test_inbound_default_deny(
     assert not problems, "; ".join(problems)
 
 
+def _sshd_connections(admin_networks: list[str]) -> list[str]:
+    """No connection (the global settings), then root and another account from an outside
+    address (TEST-NET-3) and from the first admin network's first address."""
+    outside = "203.0.113.7"
+    networks = [ipaddress.ip_network(n, strict=False) for n in admin_networks]
+    admin = next((str(n.network_address) for n in networks if n.version == 4), outside)
+    return [
+        "",
+        f"user=root,host=outside.invalid,addr={outside}",
+        f"user=root,host=admin.invalid,addr={admin}",
+        f"user=nobody,host=outside.invalid,addr={outside}",
+    ]
+
+
 @pytest.mark.charter("C10")
 def test_ssh_hardened(
-    host_name: str, connect: Callable[[str], Any], evidence: Callable[[str], None]
+    host_name: str,
+    connect: Callable[[str], Any],
+    inventory_value: Callable[[str, str], Any],
+    evidence: Callable[[str], None],
 ) -> None:
-    settings = hostconfig.parse_sshd_t(connect(host_name).check_output("sshd -T"))
+    target = connect(host_name)
+    networks = inventory_value(host_name, SSH_SETTINGS)["networks"]
     keys = (
         "passwordauthentication",
         "kbdinteractiveauthentication",
         "permitrootlogin",
         "maxauthtries",
     )
-    evidence(f"{host_name} : sshd -T " + ", ".join(f"{k} {settings.get(k)}" for k in keys))
-    problems = hostconfig.sshd_problems(settings)
+    problems: list[str] = []
+    # The global settings, then as sshd evaluates them for connections (its Match blocks):
+    # root and another account, from an outside address and from the admin network's.
+    for spec in _sshd_connections(networks if isinstance(networks, list) else [networks]):
+        option = f" -C {spec}" if spec else ""
+        settings = hostconfig.parse_sshd_t(target.check_output(f"sshd -T{option}"))
+        evidence(
+            f"{host_name} : sshd -T{option} " + ", ".join(f"{k} {settings.get(k)}" for k in keys)
+        )
+        for problem in hostconfig.sshd_problems(settings):
+            said = f"{problem} (for {spec})" if spec else problem
+            if said not in problems:
+                problems.append(said)
     assert not problems, "; ".join(problems)
 
 

@@ -11,6 +11,14 @@ from educloud import inventory_vars
 from educloud.errors import EducloudError
 from educloud.inventory_vars import InventoryHost
 
+# The SSH settings of a host's inventory (the common role's defaults when unset), as an
+# expression Ansible templates for the checks that need them (the SSH answers' allowance,
+# sshd's Match blocks).
+SSH_SETTINGS = (
+    "{'networks': common_ssh_allowed_networks | default(['0.0.0.0/0']),"
+    " 'port': common_ssh_port | default(22)}"
+)
+
 
 @dataclass(frozen=True)
 class Site:

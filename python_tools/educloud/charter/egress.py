@@ -258,7 +258,7 @@ except KeyError:
     pass
 
 
-def attempt(address, port, protocol, outcomes, index):
+def once(address, port, protocol):
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
     sock = socket.socket(family, kind)
@@ -266,16 +266,23 @@ def attempt(address, port, protocol, outcomes, index):
     try:
         if protocol == "tcp":
             sock.connect((address, port))
-            outcome = "connected"
-        else:
-            sock.sendto(b"educloud-egress-probe", (address, port))
-            outcome = "sent"
+            return "connected"
+        sock.sendto(b"educloud-egress-probe", (address, port))
+        return "sent"
     except socket.timeout:
-        outcome = "timeout"
+        return "timeout"
     except OSError as exc:
-        outcome = errno.errorcode.get(exc.errno, str(exc.errno))
+        return errno.errorcode.get(exc.errno, str(exc.errno))
     finally:
         sock.close()
+
+
+def attempt(address, port, protocol, outcomes, index):
+    outcome = once(address, port, protocol)
+    if outcome == "timeout":
+        # Once more from another source port: a port just reused can match a connection
+        # the kernel still tracks. A firewall that lets packets go times out again.
+        outcome = once(address, port, protocol)
     outcomes[index] = [address, port, protocol, outcome]
 
 
