@@ -150,30 +150,11 @@ class LabActions:
         """A root shell command on a lab host, as Ansible reaches it (no CLI start-up)."""
         if not self._hosts:
             self._hosts = {h.name: h for h in inventory_vars.load(inventories_dir() / "lab")}
-        done = subprocess.run(
-            [*self._hosts[host].ssh_argv(), "--", command],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if done.returncode != 0:
-            said = done.stderr.strip()[-300:]
-            raise RuntimeError(f"{host}: {command!r} exited {done.returncode}: {said}")
+        _checked(host, command, [*self._hosts[host].ssh_argv(), "--", command])
 
     def local(self, command: str) -> None:
         """A shell command on the controller, in the repository (PATH has the venv's tools)."""
-        done = subprocess.run(
-            ["bash", "-c", command],
-            cwd=repo_root(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if done.returncode != 0:
-            said = done.stderr.strip()[-300:]
-            raise RuntimeError(f"controller: {command!r} exited {done.returncode}: {said}")
+        _checked("controller", command, ["bash", "-c", command])
 
     def run(self, step: dict[str, Any]) -> None:
         if "local" in step:
@@ -204,3 +185,13 @@ class LabActions:
                 self.call("PUT", path, representation)
             if errors:
                 raise RuntimeError(f"{broken.id}: restore failed: {'; '.join(errors)}")
+
+
+def _checked(where: str, command: str, argv: list[str]) -> None:
+    """Run a break's step; a step that fails stops the break with what it said."""
+    done = subprocess.run(
+        argv, cwd=repo_root(), capture_output=True, text=True, timeout=300, check=False
+    )
+    if done.returncode != 0:
+        said = done.stderr.strip()[-300:]
+        raise RuntimeError(f"{where}: {command!r} exited {done.returncode}: {said}")
