@@ -41,7 +41,6 @@ class Break:
     restore: tuple[dict[str, Any], ...]
     expect: str
     snapshot: tuple[str, ...] = ()
-    source: str = ""
     hosts: tuple[str, ...] = field(default=())
 
     def matches(self, message: str) -> bool:
@@ -101,7 +100,6 @@ def load(directory: Path = CATALOGUE) -> list[Break]:
                     ),
                     expect=str(raw["expect"]),
                     snapshot=tuple(raw.get("snapshot", [])),
-                    source=path.name,
                     hosts=_hosts(apply),
                 )
             )
