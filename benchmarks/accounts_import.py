@@ -365,8 +365,9 @@ def main() -> None:
     with pinned_names(found.pins()):
         admin = KeycloakAdmin(
             server_url=found.keycloak_admin_url,
-            username="admin",
-            password=vault["vault_keycloak_admin_password"],
+            # Master's automation client (keycloak role, tasks/master.yml): client credentials.
+            client_id="educloud-automation",
+            client_secret_key=vault["vault_keycloak_automation_client_secret"],
             realm_name="master",
             verify=ca,
             timeout=600,

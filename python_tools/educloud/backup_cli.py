@@ -2,6 +2,7 @@
 
 educloud backup run|snapshots|check [--read-data]   the agent of each backup host, over SSH
 educloud backup drill                              restore the latest backup onto a lab host
+educloud backup forget [--apply]                   retention of the append-only repositories
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from educloud.backup import drill as drill_lib
-from educloud.backup import remote
-from educloud.backup.status import BackupStatus
+from educloud.backup import maintenance, remote
+from educloud.backup.status import BackupError, BackupStatus
 
 backup_app = typer.Typer(
     no_args_is_help=True,
@@ -153,6 +154,55 @@ def check_command(
         raise typer.Exit(1)
 
 
+@backup_app.command("forget")
+def forget_command(
+    inventory: InventoryOption = Path("inventories/lab"),
+    host: HostsOption = None,
+    apply: Annotated[
+        bool,
+        typer.Option(
+            "--apply", help="Oublier et élaguer (sans cette option : le plan seul, rien ne change)."
+        ),
+    ] = False,
+) -> None:
+    """Retention of the append-only repositories (C7), as the administrators.
+
+    Each backup host's key may only append: restic forget and prune run here, with the
+    policy's horizons (policies/retention.yml), the target reached as Ansible reaches it and
+    the repository password read from the backup host. Without --apply, the plan only.
+    """
+    from educloud import inventory_vars, policy
+
+    hosts = inventory_vars.load(inventory)
+    keep = maintenance.Keep.from_policy(policy.load().retention["backups"])
+    now = datetime.now(UTC)
+    refused = []
+    for client in remote.backup_hosts(inventory, host or ()):
+        restic = maintenance.Restic(maintenance.storage_of(client, hosts))
+        try:
+            done = (maintenance.apply if apply else maintenance.plan)(restic, keep, now)
+        except BackupError as error:
+            refused.append(client.name)
+            err_console.print(f"[red]{client.name}[/red] : {error}", markup=False)
+            continue
+        verb = "oubliés et élagués" if apply else "à oublier"
+        console.print(
+            f"{client.name} : {_count(len(done.snapshots), 'snapshot')} ; {len(done.removed)} "
+            f"{verb} ; {len(done.kept)} gardés (quotidien {keep.daily_days} j, hebdomadaire "
+            f"{keep.weekly_days} j, mensuel {keep.monthly_days} j)",
+            markup=False,
+        )
+        for snap in done.removed:
+            console.print(f"  - {snap.short_id} du {snap.time:%Y-%m-%d %H:%M} UTC", markup=False)
+        if done.refusal:
+            refused.append(client.name)
+            err_console.print(done.refusal, markup=False)
+    if not apply:
+        console.print("plan seulement : rien n'a changé (--apply pour l'appliquer)")
+    if refused:
+        raise typer.Exit(1)
+
+
 @backup_app.command("drill")
 def drill_command(
     inventory: InventoryOption = Path("inventories/lab"),
@@ -169,8 +219,8 @@ def drill_command(
     repository_path: Annotated[
         str | None,
         typer.Option(
-            help="Restore from this repository on the backup target instead (e.g. a copy: "
-            "/repos/edu1-copy)."
+            help="No longer supported: the source's append-only account serves its own "
+            "repository only (docs/backup.md)."
         ),
     ] = None,
 ) -> None:

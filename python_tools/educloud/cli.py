@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from educloud import data_rights_cli
 from educloud.accounts_cli import accounts_app
@@ -378,7 +379,8 @@ def main() -> None:
     try:
         app()
     except EducloudError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        # The message may quote data (a report's link, a file's line): text, never markup.
+        err_console.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted; run the same command again to resume")

@@ -7,19 +7,26 @@ the shell's history); Nextcloud's account from EDUCLOUD_NEXTCLOUD_USER and
 EDUCLOUD_NEXTCLOUD_PASSWORD (an app password), as for `educloud accounts apply`. With
 --inventory, a takedown of another account's link acts as its owner through occ on the
 inventory's Nextcloud host (over SSH, as `educloud export` does).
+
+What a report holds comes from anyone: it is printed as data, never as Rich markup
+(Text objects, markup off), with control and format characters written as their escapes
+(moderation.for_terminal), in the table, the details, the one-line results, the errors
+and the JSON alike.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import os
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from educloud.data_rights import moderation as lib
 from educloud.errors import EducloudError
@@ -29,6 +36,28 @@ moderation_app = typer.Typer(
     help="Illicit-content reports (charter C9): list, read, take down, dismiss.",
 )
 console = Console()
+err_console = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _errors_as_data(command: Callable[P, R]) -> Callable[P, R]:
+    """A failure is one line on stderr and exit status 2, as elsewhere in educloud, but its
+    message (which may quote a report's link) is printed as text, never as markup."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except EducloudError as exc:
+            line = Text("error:", style="bold red")
+            line.append(" " + lib.for_terminal(str(exc)))
+            err_console.print(line, highlight=False)
+            raise typer.Exit(2) from exc
+
+    return run
+
 
 UrlOption = Annotated[
     str,
@@ -90,11 +119,16 @@ def _owners(inventory: Path | None, url: str) -> lib.OwnerAccess | None:
 
 
 def _as_json(value: Any) -> str:
-    return json.dumps(asdict(value) if hasattr(value, "__dataclass_fields__") else value,
-                      indent=2, default=str, ensure_ascii=False)  # fmt: skip
+    data = asdict(value) if hasattr(value, "__dataclass_fields__") else value
+    return lib.json_for_terminal(data)
+
+
+def _say(line: str) -> None:
+    console.print(Text(lib.for_terminal(line)), highlight=False)
 
 
 @moderation_app.command("list")
+@_errors_as_data
 def list_command(
     url: UrlOption,
     status: Annotated[
@@ -106,13 +140,13 @@ def list_command(
     """The reports, newest first (default: those waiting for a decision)."""
     reports = _client(url, ca).list_reports(status)
     if as_json:
-        print(json.dumps([asdict(r) for r in reports], indent=2, default=str, ensure_ascii=False))
+        print(_as_json([asdict(r) for r in reports]))
         return
-    table = Table(title=f"reports ({status}): {len(reports)}")
+    table = Table(title=Text(f"reports ({status}): {len(reports)}"))
     for column in ("reference", "received", "kind", "status", "mail", "link"):
-        table.add_column(column, no_wrap=column != "link")
+        table.add_column(column, no_wrap=column != "link", overflow="fold")
     for report in reports:
-        table.add_row(
+        cells = (
             report.id,
             f"{report.created_at:%Y-%m-%d %H:%M}",
             report.content_kind,
@@ -120,10 +154,12 @@ def list_command(
             "pending" if report.notify_pending else "sent",
             report.link or "-",
         )
-    console.print(table)
+        table.add_row(*(Text(lib.for_terminal(cell)) for cell in cells))
+    console.print(table, highlight=False)
 
 
 @moderation_app.command("show")
+@_errors_as_data
 def show_command(
     report: ReportArg, url: UrlOption, ca: CaOption = None, as_json: JsonOption = False
 ) -> None:
@@ -133,6 +169,7 @@ def show_command(
         print(_as_json(found))
         return
     archived = f", archived {found.archived_at:%Y-%m-%d}" if found.archived_at else ""
+    description = (found.description or "(blanked by the archive)").split("\n")
     lines = [
         f"{found.id}: {found.status}{archived}",
         f"received: {found.created_at:%Y-%m-%d %H:%M %Z}",
@@ -140,7 +177,7 @@ def show_command(
         f"link: {found.link or '-'}",
         f"reporter's e-mail: {found.contact_email or '-'}",
         "description:",
-        *(f"  {line}" for line in (found.description or "(blanked by the archive)").splitlines()),
+        *(f"  {line.removesuffix(chr(13))}" for line in description),
     ]
     for decision in found.decisions:
         shares = f" shares {', '.join(decision.share_ids)}" if decision.share_ids else ""
@@ -149,10 +186,12 @@ def show_command(
             f"decision: {decision.action} by {decision.by} on "
             f"{decision.at:%Y-%m-%d %H:%M %Z}{shares}{note}"
         )
-    console.print("\n".join(lines), markup=False, highlight=False)
+    for line in lines:
+        _say(line)
 
 
 @moderation_app.command("takedown")
+@_errors_as_data
 def takedown_command(
     report: ReportArg,
     url: UrlOption,
@@ -205,7 +244,7 @@ def takedown_command(
     if as_json:
         print(_as_json(done))
         return
-    console.print(_takedown_line(done), markup=False, highlight=False)
+    _say(_takedown_line(done))
 
 
 def _takedown_line(done: lib.Takedown) -> str:
@@ -231,6 +270,7 @@ def _takedown_line(done: lib.Takedown) -> str:
 
 
 @moderation_app.command("dismiss")
+@_errors_as_data
 def dismiss_command(
     report: ReportArg,
     url: UrlOption,
@@ -249,4 +289,4 @@ def dismiss_command(
         return
     last = done.last_decision
     when = f" by {last.by} at {last.at:%Y-%m-%d %H:%M %Z}" if last else ""
-    console.print(f"{done.id}: dismissed{when}", markup=False, highlight=False)
+    _say(f"{done.id}: dismissed{when}")

@@ -202,6 +202,7 @@ def _cross_check(policies: Policies, problems: list[Problem]) -> None:
                         )
                     )
     _check_backup_horizons(policies, problems)
+    _check_idle_periods(policies, problems)
     egress = f"{policies.directory.name}/egress.yml"
     for index, destination in enumerate(policies.destinations):
         if destination.country not in policies.countries_allowed:
@@ -262,6 +263,21 @@ def _check_backup_horizons(policies: Policies, problems: list[Problem]) -> None:
                         f"({category['retention_days']})",
                     )
                 )
+
+
+def _check_idle_periods(policies: Policies, problems: list[Problem]) -> None:
+    # A session unused for idle_days goes earlier, never later, than its retention (C7).
+    retention = f"{policies.directory.name}/retention.yml"
+    for name, category in policies.retention.items():
+        idle = category.get("idle_days")
+        if isinstance(idle, int) and idle > int(category["retention_days"]):
+            problems.append(
+                Problem(
+                    retention,
+                    f"categories.{name}.idle_days",
+                    f"{idle} days is past retention_days ({category['retention_days']})",
+                )
+            )
 
 
 def load(directory: Path | None = None) -> Policies:

@@ -230,12 +230,15 @@ def kc_admin(
         pytest.skip("no Keycloak host in the inventory")
     # Ansible resolves the (vaulted) variable in memory; it is never printed.
     answer = connect(hosts[0].name).ansible(
-        "ansible.builtin.debug", "msg={{ keycloak_admin_password }}", check=False
+        "ansible.builtin.debug", "msg={{ keycloak_automation_client_secret }}", check=False
     )
     admin = KeycloakAdmin(
         server_url=deployment.keycloak_admin_url,
-        username=str(hosts[0].variables.get("keycloak_admin_user", "admin")),
-        password=answer["msg"],
+        # Master's automation client (keycloak role, tasks/master.yml): client credentials.
+        client_id=str(
+            hosts[0].variables.get("keycloak_automation_client_id", "educloud-automation")
+        ),
+        client_secret_key=answer["msg"],
         realm_name="master",
         user_realm_name="master",
         verify=ca_bundle,

@@ -1,5 +1,5 @@
-"""Backups (issue #8): kept in France on another host (C1), expired on time (C7), and
-unreadable where they are stored (C10).
+"""Backups (issue #8): kept in France on another host (C1), expired on time (C7),
+unreadable where they are stored, and out of reach of the server they protect (C10).
 
 Each backup host's agent settings (/etc/educloud/backup/backup.json, written by the backup
 role) and status file are read on the host; each backup target is searched for anything
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from educloud.backup import compliance
+from educloud.backup import compliance, probe
 from educloud.backup import status as backup_status
 from educloud.charter.deployment import Deployment
 from educloud.policy import Policies
@@ -26,8 +27,14 @@ CONFIG = "/etc/educloud/backup/backup.json"
 # A nightly backup: its timer's random delay and an hour of grace beside the day.
 LAST_BACKUP_AT_MOST = timedelta(hours=26)
 TIMER = "educloud-backup.timer"
-# Where a target keeps its repositories (the backup_target role's chroot).
+# Where a target keeps its repositories (the backup_target role's base directory).
 CHROOT = "/srv/educloud-backup"
+# The only command a client's key may run on the target (the backup_target role's
+# authorized_keys): restic's REST protocol on the SSH channel, append-only, its repository.
+FORCED_COMMAND = re.compile(
+    r'^restrict(,from="[^"]+")?,command="(?P<rclone>/\S*rclone) serve restic --stdio '
+    r'--append-only --config /dev/null (?P<repository>/[^" ]+)" (ssh-|ecdsa-|sk-)'
+)
 # Where a copy of a secret could sit on a target (its whole system but /usr and the
 # kernel's pseudo file systems).
 SEARCHED = ("/etc", "/home", "/opt", "/root", "/srv", "/tmp", "/usr/local", "/var")  # noqa: S108
@@ -73,9 +80,9 @@ def test_backups_run_daily_and_expire_on_time(
     connect: Callable[[str], Any],
     evidence: Callable[[str], None],
 ) -> None:
-    """The timer runs the backup; its last run succeeded; restic's forget keeps nothing
-    past the backups period of retention.yml (one day's grace: forget runs with the
-    backup); the agent's horizons are the policy's."""
+    """The timer runs the backup; its last run succeeded; nothing in the repository is
+    older than the backups period of retention.yml (the operators' `educloud backup forget`
+    applies it: the backup host may only append); the agent's horizons are the policy's."""
     category = policies.retention["backups"]
     days = int(category["retention_days"])
     target = connect(backup_host_name)
@@ -245,3 +252,112 @@ def test_every_data_host_is_backed_up(
     )
     missing = sorted(holders - backed_up)
     assert not missing, f"not in the backup group: {', '.join(missing)}"
+
+
+def _target_of(deployment: Deployment, config: dict[str, Any]) -> str:
+    address = (config.get("target") or {}).get("address")
+    for host in deployment.in_group("backup_target"):
+        if host.address == address:
+            return host.name
+    pytest.fail(f"the backup target {address} is not a host of the backup_target group")
+
+
+def _key_lines(target: Any, account: str) -> tuple[list[str], list[str]]:
+    """Every authorized key line sshd reads for `account` (each AuthorizedKeysFile, as
+    sshd -T resolves them for it), and the files read."""
+    home = target.user(account).home
+    effective = target.check_output(
+        "sshd -T -C user=%s,host=client.invalid,addr=192.0.2.1", account
+    ).splitlines()
+    settings = dict(line.split(" ", 1) for line in effective if " " in line)
+    if settings.get("authorizedkeyscommand", "none") != "none":
+        pytest.fail(f"sshd asks a command for {account}'s keys: not readable here")
+    files = []
+    for name in settings.get("authorizedkeysfile", ".ssh/authorized_keys").split():
+        name = name.replace("%h", home).replace("%u", account).replace("%%", "%")
+        files.append(name if name.startswith("/") else f"{home}/{name}")
+    lines = []
+    for name in files:
+        found = target.file(name)
+        if found.exists:
+            lines += [
+                line.strip()
+                for line in found.content_string.splitlines()
+                if line.strip() and not line.lstrip().startswith("#")
+            ]
+    return lines, files
+
+
+def _account_problems(target: Any, account: str, client: str) -> list[str]:
+    """What lets the client's account do more than append to its own repository."""
+    problems = []
+    lines, files = _key_lines(target, account)
+    if not lines:
+        problems.append(f"no key for {account} in {', '.join(files)}")
+    for line in lines:
+        match = FORCED_COMMAND.match(line)
+        if match is None:
+            problems.append(
+                f"a key of {account} is not forced to rclone serve restic --append-only: "
+                f"{line[:120]}"
+            )
+        elif match["repository"].rstrip("/").rsplit("/", 1)[-1] != client:
+            problems.append(f"{account}'s key serves {match['repository']}, not {client}'s")
+    effective = target.check_output(
+        "sshd -T -C user=%s,host=client.invalid,addr=192.0.2.1", account
+    ).splitlines()
+    settings = dict(line.split(" ", 1) for line in effective if " " in line)
+    if settings.get("forcecommand", "none") != "none":
+        problems.append(
+            f"sshd forces {settings['forcecommand']} on {account}, replacing its key's command"
+        )
+    base = target.file(f"{CHROOT}/repos")
+    if base.exists and (base.user != "root" or base.mode & 0o022):
+        problems.append(
+            f"{CHROOT}/repos is {base.user}:{base.group} {oct(base.mode)}: others can create "
+            "or replace repositories there"
+        )
+    return problems
+
+
+@pytest.mark.charter("C10")
+def test_backup_clients_cannot_delete_or_rewrite_their_backups(
+    backup_host_name: str,
+    deployment: Deployment,
+    connect: Callable[[str], Any],
+    evidence: Callable[[str], None],
+) -> None:
+    """Ransomware on a backup host holds its key: that key must only append. Read: every
+    key line sshd reads for the host's account on the target is forced to
+    `rclone serve restic --stdio --append-only` on the host's own repository, and no sshd
+    Match block replaces that command. Observed: as root on the backup host, with its own
+    key, deleting, overwriting and truncating a snapshot, a pack, an index, the key and the
+    config of its repository, and reading another client's, are all refused, and the
+    repository is unchanged afterwards."""
+    config = _config(connect, backup_host_name)
+    account = str((config.get("target") or {}).get("user") or "")
+    target_name = _target_of(deployment, config)
+    target = connect(target_name)
+    problems = _account_problems(target, account, backup_host_name)
+    others = [h.name for h in deployment.in_group("backup") if h.name != backup_host_name]
+    with connect(backup_host_name).sudo():
+        answer = connect(backup_host_name).run(
+            probe.command(CONFIG, others[0] if others else "another-client")
+        )
+    if answer.rc != 0:
+        pytest.fail(f"{backup_host_name}: the append-only probe failed: {answer.stderr[-300:]}")
+    result = probe.parse(answer.stdout)
+    refused = [a for a in result.attempts if a.get("status") is not None]
+    evidence(
+        f"{backup_host_name} → {target_name} : compte {account} ; clés lues et commande forcée "
+        f"{'conformes' if not problems else 'NON conformes'} ; sonde avec la clé de l'hôte : "
+        f"{len(refused)} tentatives (suppression, réécriture, troncature, accès à un autre "
+        f"dépôt), {len(result.succeeded)} acceptées ; dépôt "
+        f"{'inchangé' if result.unchanged else 'MODIFIÉ'} ({result.objects})"
+    )
+    problems += result.problems
+    if result.untried:
+        problems.append(
+            "not tried (nothing of that kind in the repository): " + ", ".join(result.untried)
+        )
+    assert not problems, "; ".join(problems)

@@ -58,8 +58,10 @@ def _allowance(
     policies: Policies,
     inventory_value: Callable[[str, str], Any],
 ) -> egress.Allowance:
-    """What the host may send: policies/egress.yml, the deployment's own hosts, and the SSH
-    server's answers to the administrators' networks (all from the inventory)."""
+    """What the host may send: policies/egress.yml, the deployment's own hosts (on the ports
+    a rule names, never every port: which services each peer answers on is its own input
+    rules'), and the SSH server's answers to the administrators' networks (all from the
+    inventory)."""
     ssh = inventory_value(host_name, SSH_SETTINGS)
     networks, port = ssh["networks"], ssh["port"]
     return egress.Allowance.build(
@@ -91,6 +93,33 @@ def test_egress_default_deny_loaded(
         f"déploiement {own}, réponses SSH (port {allowance.ssh_port}) vers {admins}"
     )
     problems = egress.ruleset_problems(ruleset, allowance)
+    assert not problems, "; ".join(problems)
+
+
+@pytest.mark.charter("C10")
+def test_peers_reachable_only_on_their_services(
+    host_name: str,
+    deployment: Deployment,
+    connect: Callable[[str], Any],
+    policies: Policies,
+    inventory_value: Callable[[str, str], Any],
+    evidence: Callable[[str], None],
+) -> None:
+    """Least privilege between the deployment's own hosts (issue #29): no path out of the
+    host reaches one of them on every port (`ip daddr @peers accept`), only named services."""
+    ruleset = json.loads(connect(host_name).check_output("nft -j list ruleset"))
+    allowance = _allowance(host_name, deployment, policies, inventory_value)
+    peer_rules = [
+        f"{r.get('comment')}"
+        for r in (i["rule"] for i in ruleset.get("nftables", []) if "rule" in i)
+        if str(r.get("comment", "")).startswith("peer: ")
+    ]
+    evidence(
+        f"{host_name} : règles vers les hôtes du déploiement "
+        f"({', '.join(sorted(str(n) for n in allowance.own))}) : "
+        f"{', '.join(peer_rules) or 'aucune'}"
+    )
+    problems = egress.peer_problems(ruleset, allowance)
     assert not problems, "; ".join(problems)
 
 

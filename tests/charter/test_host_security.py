@@ -15,11 +15,22 @@ from educloud.charter.deployment import SSH_SETTINGS
 
 @pytest.mark.charter("C10")
 def test_inbound_default_deny(
-    host_name: str, connect: Callable[[str], Any], evidence: Callable[[str], None]
+    host_name: str,
+    connect: Callable[[str], Any],
+    inventory_value: Callable[[str, str], Any],
+    evidence: Callable[[str], None],
 ) -> None:
+    """Every input hook refuses by default, and new SSH connections are accepted from the
+    inventory's SSH networks only (on the backup target: the administrators, the backup
+    clients and the restore drill's hosts, never the whole network; issue #29)."""
     ruleset = json.loads(connect(host_name).check_output("nft -j list ruleset"))
-    evidence(f"{host_name} : chaînes d'entrée {egress.describe_chains(ruleset, 'input')}")
-    problems = egress.inbound_problems(ruleset)
+    ssh = inventory_value(host_name, SSH_SETTINGS)
+    networks = ssh["networks"] if isinstance(ssh["networks"], list) else [ssh["networks"]]
+    evidence(
+        f"{host_name} : chaînes d'entrée {egress.describe_chains(ruleset, 'input')} ; "
+        f"SSH (port {ssh['port']}) permis depuis {', '.join(str(n) for n in networks)}"
+    )
+    problems = egress.inbound_problems(ruleset, int(ssh["port"]), [str(n) for n in networks])
     assert not problems, "; ".join(problems)
 
 

@@ -230,11 +230,10 @@ def _admin_role(deployment: Deployment) -> str:
     return role
 
 
-@pytest.mark.charter("C10")
-def test_admin_requires_otp(
-    realm: str, kc_admin: KeycloakAdmin, deployment: Deployment, evidence: Callable[[str], None]
-) -> None:
-    admin_role = _admin_role(deployment)
+def _otp_flow_problems(
+    kc_admin: KeycloakAdmin, realm: str, admin_role: str, evidence: Callable[[str], None]
+) -> list[str]:
+    """Every flow a login of the realm can run asks the admin role's holders for OTP."""
     base = f"admin/realms/{quote(realm, safe='')}"
     settings = _realm(kc_admin, realm)
     clients = _get(kc_admin, f"{base}/clients")
@@ -256,6 +255,14 @@ def test_admin_requires_otp(
             f"« {binding.flow} » (réglage lu) : {kc.describe_flow(executions)}"
         )
         problems += kc.admin_otp_problems(binding, executions, configs, admin_role)
+    return problems
+
+
+@pytest.mark.charter("C10")
+def test_admin_requires_otp(
+    realm: str, kc_admin: KeycloakAdmin, deployment: Deployment, evidence: Callable[[str], None]
+) -> None:
+    problems = _otp_flow_problems(kc_admin, realm, _admin_role(deployment), evidence)
     assert not problems, "; ".join(problems)
 
 
@@ -539,6 +546,225 @@ def test_admin_without_otp_gets_no_token(
                 f"{len(sessions)} Keycloak session(s)"
             )
     assert not problems, "; ".join(problems)
+
+
+# --- The master realm: the platform's administrators, nobody else (C7 C10) ------------------
+
+MASTER = "master"
+# Settings that make Keycloak create a temporary administrator at start: an environment
+# variable (service environment, unit, process) or an option of keycloak.conf.
+_BOOTSTRAP_SETTING = re.compile(
+    r"(?:^|\x00|\n)\s*(?:Environment=)?\"?(KC_BOOTSTRAP_ADMIN_[A-Z_]+|bootstrap-admin-[a-z-]+)\s*="
+)
+
+
+def _in_master(problems: list[str]) -> list[str]:
+    return [f"realm {MASTER}: {problem}" for problem in problems]
+
+
+@pytest.mark.charter("C10")
+def test_master_brute_force_protection(
+    kc_admin: KeycloakAdmin, evidence: Callable[[str], None]
+) -> None:
+    settings = _realm(kc_admin, MASTER)
+    evidence(
+        f"royaume {MASTER} : bruteForceProtected {settings.get('bruteForceProtected')}, "
+        f"failureFactor {settings.get('failureFactor')}, politique de mots de passe "
+        f"« {settings.get('passwordPolicy') or 'aucune'} » (réglage lu)"
+    )
+    problems = kc.brute_force_problems(settings)
+    if not settings.get("passwordPolicy"):
+        problems.append("no password policy")
+    assert not problems, "; ".join(_in_master(problems))
+
+
+@pytest.mark.charter("C7", "C10")
+def test_master_events_recorded_and_expiring(
+    kc_admin: KeycloakAdmin, policies: Policies, evidence: Callable[[str], None]
+) -> None:
+    """The administrators' logins and changes leave a trail (C10), kept as long as the
+    tenant realms' (C7)."""
+    settings = _realm(kc_admin, MASTER)
+    login_days = int(policies.retention["login_events"]["retention_days"])
+    admin_days = int(policies.retention["admin_events"]["retention_days"])
+    evidence(
+        f"royaume {MASTER} : eventsEnabled {settings.get('eventsEnabled')}, eventsExpiration "
+        f"{settings.get('eventsExpiration')} s ; adminEventsEnabled "
+        f"{settings.get('adminEventsEnabled')}, détails "
+        f"{settings.get('adminEventsDetailsEnabled')}, adminEventsExpiration "
+        f"{(settings.get('attributes') or {}).get('adminEventsExpiration')} s "
+        f"(politique : {login_days} et {admin_days} jours) ; réglage lu"
+    )
+    problems = kc.events_expiration_problems(settings, login_days)
+    problems += kc.admin_events_expiration_problems(settings, admin_days)
+    if settings.get("adminEventsEnabled") and not settings.get("adminEventsDetailsEnabled"):
+        problems.append("admin events are recorded without what was changed")
+    problems += kc.event_listener_problems(settings)
+    assert not problems, "; ".join(_in_master(problems))
+
+
+@pytest.mark.charter("C10")
+def test_master_admin_requires_otp(
+    kc_admin: KeycloakAdmin, deployment: Deployment, evidence: Callable[[str], None]
+) -> None:
+    problems = _otp_flow_problems(kc_admin, MASTER, _admin_role(deployment), evidence)
+    assert not problems, "; ".join(problems)
+
+
+def _declared_master_admins(deployment: Deployment) -> set[str]:
+    admins = _keycloak_variables(deployment).get("keycloak_master_admins", [])
+    if kc.is_templated(admins) or not isinstance(admins, list):
+        pytest.skip("keycloak_master_admins est un gabarit Jinja dans l'inventaire")
+    names = {str(a.get("username", "")) for a in admins if isinstance(a, dict)}
+    if any(kc.is_templated(name) for name in names):
+        pytest.skip("un nom d'administrateur de keycloak_master_admins est un gabarit Jinja")
+    return names
+
+
+@pytest.mark.charter("C10")
+def test_master_users_are_declared_administrators_with_otp(
+    kc_admin: KeycloakAdmin, deployment: Deployment, evidence: Callable[[str], None]
+) -> None:
+    """An allow-list: master's people are the inventory's platform administrators, each
+    holding the role the flows ask OTP of; anyone else (the temporary bootstrap account
+    first) fails, named. Service accounts of master's clients sign in with no password."""
+    declared = _declared_master_admins(deployment)
+    admin_role = _admin_role(deployment)
+    users = _get(kc_admin, f"admin/realms/{MASTER}/users", briefRepresentation="false", max=1000)
+    temporary = {
+        str(u["username"])
+        for u in _get(kc_admin, f"admin/realms/{MASTER}/users", q="is_temporary_admin:true")
+    }
+    people = [u for u in users if not str(u["username"]).startswith("service-account-")]
+    problems = []
+    for user in people:
+        name = str(user["username"])
+        roles = _get(
+            kc_admin, f"admin/realms/{MASTER}/users/{user['id']}/role-mappings/realm/composite"
+        )
+        holds = admin_role in {str(r["name"]) for r in roles}
+        flagged = name in temporary or "is_temporary_admin" in (user.get("attributes") or {})
+        evidence(
+            f"royaume {MASTER} : compte {name}"
+            + (" (administrateur temporaire d'amorçage)" if flagged else "")
+            + (" déclaré" if name in declared else " non déclaré")
+            + f", rôle {admin_role} {'oui' if holds else 'non'} (lu)"
+        )
+        if flagged:
+            problems.append(f"realm {MASTER}: {name} is a temporary (bootstrap) administrator")
+        elif name not in declared:
+            problems.append(f"realm {MASTER}: user {name} is not in keycloak_master_admins")
+        elif not holds:
+            problems.append(f"realm {MASTER}: {name} does not hold {admin_role} (no OTP asked)")
+    assert not problems, "; ".join(problems)
+
+
+@pytest.mark.charter("C10")
+def test_no_bootstrap_admin_setting_on_keycloak_hosts(
+    keycloak_host_name: str,
+    connect: Callable[[str], Any],
+    deployment: Deployment,
+    evidence: Callable[[str], None],
+) -> None:
+    """Neither the service's files nor the running process hold a bootstrap administrator
+    (KC_BOOTSTRAP_ADMIN_*, bootstrap-admin-*): read in every place that can set one."""
+    host = connect(keycloak_host_name)
+    variables = next(
+        h.variables for h in deployment.in_group("keycloak") if h.name == keycloak_host_name
+    )
+    config_dir = str(variables.get("keycloak_config_dir", "/etc/keycloak"))
+    if kc.is_templated(config_dir):
+        config_dir = "/etc/keycloak"
+    pid = host.check_output("systemctl show -p MainPID --value keycloak").strip()
+    places = {
+        f"{config_dir}/keycloak.env": f"cat {config_dir}/keycloak.env 2>/dev/null || true",
+        f"{config_dir}/keycloak.conf": f"cat {config_dir}/keycloak.conf 2>/dev/null || true",
+        "systemctl cat keycloak": "systemctl cat keycloak 2>/dev/null || true",
+        f"/proc/{pid}/environ": f"tr '\\0' '\\n' < /proc/{pid}/environ 2>/dev/null || true",
+    }
+    problems = []
+    for place, command in places.items():
+        found = sorted(set(_BOOTSTRAP_SETTING.findall(host.check_output(command))))
+        # Names only: the values are secrets and never leave the host.
+        shown = ", ".join(found) or "aucun réglage d'amorçage"
+        evidence(f"{keycloak_host_name} : {place} -> {shown}")
+        if found:
+            problems.append(f"{keycloak_host_name}: {place} sets {', '.join(found)}")
+    if pid in ("", "0"):
+        problems.append(f"{keycloak_host_name}: Keycloak is not running (no process to read)")
+    assert not problems, "; ".join(problems)
+
+
+# --- Offline sessions (C7) ------------------------------------------------------------------
+
+# Client settings that override the realm's offline session limits (0 or absent: the realm's).
+_CLIENT_OFFLINE = {
+    "client.offline.session.max.lifespan": "max",
+    "client.offline.session.idle.timeout": "idle",
+}
+
+
+def _offline_session_problems(
+    realm: str,
+    settings: dict[str, Any],
+    clients: list[dict[str, Any]],
+    max_days: int,
+    idle_days: int,
+) -> list[str]:
+    limits = {"max": max_days * kc.DAY, "idle": idle_days * kc.DAY}
+    problems = []
+    if not settings.get("offlineSessionMaxLifespanEnabled"):
+        problems.append(
+            f"realm {realm}: offline sessions have no maximum lifespan (they last while used)"
+        )
+    for key, kind in (("offlineSessionMaxLifespan", "max"), ("offlineSessionIdleTimeout", "idle")):
+        value = int(settings.get(key) or 0)
+        if value <= 0 or value > limits[kind]:
+            problems.append(f"realm {realm}: {key} is {value} s, the policy says {limits[kind]} s")
+    for client in clients:
+        for attribute, kind in _CLIENT_OFFLINE.items():
+            value = int((client.get("attributes") or {}).get(attribute) or 0)
+            if value > limits[kind]:
+                problems.append(
+                    f"realm {realm}: client {client.get('clientId')} sets {attribute} to "
+                    f"{value} s, past the policy's {limits[kind]} s"
+                )
+    return problems
+
+
+def _check_offline_sessions(
+    kc_admin: KeycloakAdmin, realm: str, policies: Policies, evidence: Callable[[str], None]
+) -> None:
+    rule = policies.retention.get("offline_sessions")
+    if rule is None:
+        pytest.skip("retention.yml ne fixe pas de durée aux sessions hors ligne (offline_sessions)")
+    max_days = int(rule["retention_days"])
+    idle_days = int(rule.get("idle_days", max_days))
+    settings = _realm(kc_admin, realm)
+    clients = _get(kc_admin, f"admin/realms/{quote(realm, safe='')}/clients")
+    evidence(
+        f"royaume {realm} : offlineSessionMaxLifespanEnabled "
+        f"{settings.get('offlineSessionMaxLifespanEnabled')}, offlineSessionMaxLifespan "
+        f"{settings.get('offlineSessionMaxLifespan')} s, offlineSessionIdleTimeout "
+        f"{settings.get('offlineSessionIdleTimeout')} s (politique : {max_days} jours, "
+        f"{idle_days} jours sans usage) ; réglages lus, clients compris"
+    )
+    problems = _offline_session_problems(realm, settings, clients, max_days, idle_days)
+    assert not problems, "; ".join(problems)
+
+
+@pytest.mark.charter("C7")
+def test_offline_sessions_bounded(
+    realm: str, kc_admin: KeycloakAdmin, policies: Policies, evidence: Callable[[str], None]
+) -> None:
+    _check_offline_sessions(kc_admin, realm, policies, evidence)
+
+
+@pytest.mark.charter("C7")
+def test_master_offline_sessions_bounded(
+    kc_admin: KeycloakAdmin, policies: Policies, evidence: Callable[[str], None]
+) -> None:
+    _check_offline_sessions(kc_admin, MASTER, policies, evidence)
 
 
 # --- Transparency (C6) ----------------------------------------------------------------------

@@ -24,8 +24,8 @@ def main() -> None:
     with pinned_names(settings["pins"]):
         admin = KeycloakAdmin(
             server_url=settings["admin_url"],
-            username="admin",
-            password=settings["admin_password"],
+            client_id=settings["automation_client_id"],
+            client_secret_key=settings["automation_client_secret"],
             realm_name="master",
             verify=settings["ca_file"],
         )

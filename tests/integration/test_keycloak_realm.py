@@ -153,6 +153,16 @@ def test_login_and_admin_events_expire_as_the_policy_says(kc_admin, lab_keycloak
     assert realm["attributes"]["adminEventsExpiration"] == expected
 
 
+@pytest.mark.charter("C7")
+@pytest.mark.parametrize("which", ["tenant", "master"])
+def test_offline_sessions_end_as_the_policy_says(kc_admin, lab_keycloak, retention_policy, which):
+    realm = kc_admin.get_realm(lab_keycloak.realm if which == "tenant" else "master")
+    rule = retention_policy["categories"]["offline_sessions"]
+    assert realm["offlineSessionMaxLifespanEnabled"] is True
+    assert realm["offlineSessionMaxLifespan"] == rule["retention_days"] * 86400
+    assert realm["offlineSessionIdleTimeout"] == rule["idle_days"] * 86400
+
+
 @pytest.mark.charter("C2", "C5")
 def test_no_social_identity_provider(kc_admin):
     providers = kc_admin.get_idps()

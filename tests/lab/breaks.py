@@ -5,7 +5,9 @@ Each break names the guarantee it breaks, how it is applied and restored (root s
 commands on a lab host, calls to Keycloak's admin REST API as the master realm's
 administrator, or a command on the controller), and a regular expression that a failing
 check of that guarantee must print: a break is caught only when `educloud verify` says
-"échec" for its guarantee and names what is broken.
+"échec" for its guarantee and names what is broken. Verification is limited to the hosts
+the steps run on, unless the break names others (`hosts:`): a break on one host whose
+check runs for another (the backup target, seen by its client's check).
 """
 
 from __future__ import annotations
@@ -100,7 +102,9 @@ def load(directory: Path = CATALOGUE) -> list[Break]:
                     ),
                     expect=str(raw["expect"]),
                     snapshot=tuple(raw.get("snapshot", [])),
-                    hosts=_hosts(apply),
+                    # The hosts whose checks see the break: those its steps run on, or the
+                    # ones it names (a break on the backup target shows in its client's check).
+                    hosts=tuple(raw.get("hosts") or _hosts(apply)),
                 )
             )
     ids = [b.id for b in breaks]

@@ -327,22 +327,34 @@ def running_cluster() -> Iterator[PostgresCluster]:
         cluster.stop()
 
 
+LOOPBACK_CLIENT = "127.0.0.1/32"
+"""The client the tests post as (the service's peer, without X-Forwarded-For)."""
+
+
+def token_for(service: Service, age: float = 10, client: str = LOOPBACK_CLIENT) -> str:
+    """A genuine form token, served `age` seconds ago to `client` (app.client_network)."""
+    from educloud.data_rights.reports import form
+
+    return form.issue_token(service.app.config.form_secret, service.clock() - age, client=client)
+
+
 def submit_report(
-    service: Service, link: str, description: str = "Contenu choquant partagé."
+    service: Service,
+    link: str,
+    description: str = "Contenu choquant partagé.",
+    kind: str = "lien",
 ) -> str:
     """Post a valid report through the public form, as a person would; its reference."""
     import re
 
     import requests
 
-    from educloud.data_rights.reports import form
-
     data = {
-        "type": "lien",
+        "type": kind,
         "lien": link,
         "description": description,
         "consentement": "oui",
-        "jeton": form.issue_token(service.app.config.form_secret, service.clock() - 10),
+        "jeton": token_for(service),
         "site_web": "",
     }
     answer = requests.post(service.form_url, data=data, timeout=10)

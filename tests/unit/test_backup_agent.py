@@ -171,6 +171,37 @@ def test_sftp_command_line_pins_the_host_key_and_keeps_the_password_in_its_file(
     assert PASSWORD not in json.dumps([call.argv, call.env])
 
 
+def test_rclone_program_is_ssh_to_the_append_only_account_without_arguments(
+    tmp_path: Path,
+) -> None:
+    """The target's forced command picks the repository: restic sends no arguments of
+    its own (rclone.args empty), and the run never forgets (append-only)."""
+    path = write_config(
+        tmp_path,
+        None,
+        repository="rclone:",
+        append_only=True,
+        target={"address": "198.18.0.12", "port": 22, "user": "backup-edu1"},
+    )
+    config = agent.load_config(path)
+    assert config.append_only
+
+    call = agent.restic_invocation(config, "snapshots")
+
+    assert call.argv == [
+        "restic",
+        "-o",
+        "rclone.program=ssh -T -i /etc/educloud/backup/ssh/id_ed25519 "
+        "-o UserKnownHostsFile=/etc/educloud/backup/ssh/known_hosts "
+        "-o StrictHostKeyChecking=yes -o BatchMode=yes -p 22 backup-edu1@198.18.0.12",
+        "-o",
+        "rclone.args=",
+        "snapshots",
+    ]
+    assert call.env["RESTIC_REPOSITORY"] == "rclone:"
+    assert PASSWORD not in json.dumps([call.argv, call.env])
+
+
 def test_a_local_repository_gets_no_sftp_command(tmp_path: Path) -> None:
     config = agent.load_config(write_config(tmp_path, None))
     assert agent.restic_invocation(config, "check").argv == ["restic", "check"]
@@ -195,7 +226,8 @@ def test_retention_and_backup_arguments(tmp_path: Path) -> None:
     [
         ({"keep": {"daily_days": 7, "weekly_days": 28, "monthly_days": 31, "retention_days": 30}},
          "exceed retention_days"),
-        ({"repository": "sftp:u@h:/r"}, "required for an sftp: repository"),
+        ({"repository": "sftp:u@h:/r"}, "required for an sftp: or rclone: repository"),
+        ({"repository": "rclone:"}, "required for an sftp: or rclone: repository"),
         ({"staging_dir": "var/backups"}, "absolute path"),
         ({"staging_dir": "/var"}, "too close to /"),
         ({"postgresql": {"enabled": True, "connect": {"password": "x"}}}, "peer authentication"),
@@ -580,3 +612,23 @@ def test_an_interrupted_backup_leaves_the_repository_consistent(
     assert not list((tmp_path / "repo/locks").iterdir())
     assert json.loads((tmp_path / "state/status.json").read_text())["last_run"]["ok"] is True
     capsys.readouterr()
+
+
+@needs_restic
+def test_an_append_only_run_leaves_retention_to_the_operators(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, None, append_only=True)
+    config = agent.load_config(path)
+    (tmp_path / "data/settings.conf").write_text("x=1\n")
+    assert cli(path, "init") == 0
+    old = agent.restic(config, "backup", "--host", HOST, "--tag", "educloud",
+                       "--time", "2020-01-01 00:00:00", str(tmp_path / "data"))  # fmt: skip
+    assert old.returncode == 0, old.stderr
+
+    assert cli(path, "run") == 0
+
+    out = capsys.readouterr().out
+    assert "retention left to the operators" in out
+    assert "forget" not in out
+    assert len(snapshot_ids(config)) == 2  # the 2020 snapshot is the operators' to forget

@@ -6,6 +6,7 @@ test_backup_agent.py; the drill against the lab by tests/integration/test_backup
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -16,10 +17,12 @@ import pytest
 
 from educloud import policy
 from educloud import remote as educloud_remote
-from educloud.backup import compliance, drill, remote
+from educloud.backup import compliance, drill, maintenance, remote
 from educloud.backup.status import (
     BackupError,
+    Snapshot,
     local_reader,
+    parse_snapshots,
     parse_status,
     parse_time,
     review,
@@ -258,8 +261,9 @@ def test_drill_defaults_to_the_first_backup_host() -> None:
     checked = drill.plan_drill(_request(), HOSTS, ["edu1", "bak1"])
     assert checked.source.name == "edu1"
     assert checked.lab_host == "drill1" and checked.repository_path is None
-    copy = drill.plan_drill(_request(repository_path="/repos/edu1-tampered"), HOSTS, [])
-    assert copy.repository_path == "/repos/edu1-tampered"
+    # The source's append-only account serves its own repository only: no copy elsewhere.
+    with pytest.raises(Exception, match="serves only its own repository"):
+        drill.plan_drill(_request(repository_path="/repos/edu1-tampered"), HOSTS, [])
 
 
 @pytest.mark.parametrize(
@@ -271,10 +275,7 @@ def test_drill_defaults_to_the_first_backup_host() -> None:
         ({"lab_host": "mon1"}, "is a host of the lab or of the inventory"),
         ({"lab_host": "drill_1"}, "lab host name 'drill_1' is invalid"),
         ({"lab_host": "a-very-long-name"}, "is invalid"),
-        ({"repository_path": "repos/edu1"}, "not a plain absolute path"),
-        ({"repository_path": "/repos/../etc"}, "not a plain absolute path"),
-        ({"repository_path": "/repos/edu1;rm -rf /"}, "not a plain absolute path"),
-        ({"repository_path": "/repos/edu1/"}, "not a plain absolute path"),
+        ({"repository_path": "/repos/edu1"}, "serves only its own repository"),
     ],
 )
 def test_drill_refuses_bad_requests(changes: dict[str, Any], message: str) -> None:
@@ -449,7 +450,7 @@ def inventory(tmp_path: Path) -> Path:
     [
         (["--lab-host", "srv1"], "is a host of the lab or of the inventory"),
         (["--source", "store1"], "not a backup host"),
-        (["--repository-path", "../repos"], "not a plain absolute path"),
+        (["--repository-path", "../repos"], "serves only its own repository"),
         (["--lab-host", "Drill 1"], "is invalid"),
     ],
 )
@@ -543,3 +544,84 @@ def test_restic_config_must_be_ciphertext() -> None:
     assert not compliance.plaintext_config(bytes(range(256)))
     # Ciphertext whose first byte happens to be '{' (one repository in 256).
     assert not compliance.plaintext_config(b"{" + bytes(range(128, 256)))
+
+
+# -- retention of append-only repositories (educloud backup forget) ------------------------
+
+
+def _maintenance_hosts() -> list[InventoryHost]:
+    common = {"ansible_user": "root", "ansible_ssh_private_key_file": "/lab/id"}
+    return [
+        InventoryHost("edu1", ("backup",), {**common, "ansible_host": "198.18.0.11"}),
+        InventoryHost("bak1", ("backup_target",), {**common, "ansible_host": "198.18.0.12"}),
+    ]
+
+
+def test_maintenance_reaches_the_repository_as_the_administrators() -> None:
+    edu1, bak1 = _maintenance_hosts()
+    storage = maintenance.storage_of(edu1, [edu1, bak1])
+    assert (storage.target.name, storage.account) == ("bak1", "backup-edu1")
+    assert storage.directory == "/srv/educloud-backup/repos/edu1"
+    program = shlex.split(storage.rclone_program())
+    assert program[-3:-1] == ["root@198.18.0.12", "--"]
+    assert shlex.split(program[-1]) == [
+        "runuser", "-u", "backup-edu1", "--", "rclone", "serve", "restic", "--stdio",
+        "--config", "/dev/null", "/srv/educloud-backup/repos/edu1",
+    ]  # fmt: skip
+    assert "--append-only" not in program[-1]
+    password = shlex.split(storage.password_command())
+    assert password[-3:] == [
+        "root@198.18.0.11",
+        "--",
+        "cat /etc/educloud/backup/repository-password",
+    ]
+
+
+def test_maintenance_takes_the_target_and_its_layout_from_the_inventory() -> None:
+    edu1, bak1 = _maintenance_hosts()
+    other = InventoryHost(
+        "bak2",
+        ("backup_target",),
+        {"ansible_host": "198.18.0.13", "backup_target_base_dir": "/data/bk",
+         "backup_target_account_prefix": "bk-"},
+    )  # fmt: skip
+    edu1 = InventoryHost("edu1", ("backup",), {**edu1.variables, "backup_target_host": "bak2"})
+    storage = maintenance.storage_of(edu1, [edu1, bak1, other])
+    assert (storage.account, storage.directory) == ("bk-edu1", "/data/bk/repos/edu1")
+    lost = InventoryHost("edu1", ("backup",), {"backup_target_host": "nowhere"})
+    with pytest.raises(BackupError, match="not a host of the backup_target group"):
+        maintenance.storage_of(lost, [lost, bak1])
+
+
+def test_maintenance_forgets_with_the_policy_horizons() -> None:
+    keep = maintenance.Keep.from_policy({"keep": {"daily": 7, "weekly": 4, "monthly": 1}})
+    assert keep == maintenance.Keep(7, 28, 30)
+    planned = maintenance.forget_argv(keep, "edu1", dry_run=True)
+    assert planned[-1] == "--dry-run" and "--prune" not in planned
+    assert planned[:5] == ["forget", "--host", "edu1", "--tag", "educloud"]
+    applied = maintenance.forget_argv(keep, "edu1", dry_run=False)
+    assert applied[-3:] == ["--prune", "--max-unused", "0"]
+    assert "--keep-within-weekly" in applied and "28d" in applied
+
+
+def _snap(short: str, when: str) -> Snapshot:
+    (found,) = parse_snapshots([{"id": short * 8, "short_id": short, "time": when}], "t")
+    return found
+
+
+def test_maintenance_refuses_a_snapshot_from_the_future() -> None:
+    """restic's --keep-within counts from the newest snapshot: a forged one dated in the
+    future would expire every real one."""
+    now = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    keep = maintenance.Keep(7, 28, 30)
+    real = _snap("aaaaaaaa", "2026-06-01T02:15:00Z")
+    forged = _snap("bbbbbbbb", "2099-01-01T00:00:00Z")
+    removed = maintenance.removed_ids([{"remove": [{"id": real.id}], "keep": [{"id": forged.id}]}])
+    assert removed == {real.id}
+    plan = maintenance.make_plan("edu1", keep, (real, forged), removed, now)
+    assert plan.future == (forged,)
+    assert plan.refusal and "futur" in plan.refusal
+    fine = maintenance.make_plan("edu1", keep, (real,), set(), now)
+    assert fine.refusal is None and fine.kept == (real,)
+    emptied = maintenance.make_plan("edu1", keep, (real,), {real.id}, now)
+    assert emptied.refusal and "aucun" in emptied.refusal

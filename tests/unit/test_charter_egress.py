@@ -1,8 +1,11 @@
 """The outbound allow-list check (C5) on the lab's real ruleset and on broken copies of it.
 
 tests/unit/data/nft-lab-edu1.json is `nft -j list ruleset` of a deployed lab host (the
-common role's ruleset). Each broken copy adds what an operator, a package or an attacker
-could add (the same forms as tests/lab/breaks/egress.yml): every one must be named.
+common role's ruleset; edu1 uses no peer's service, its backups go to a destination of
+egress.yml). tests/unit/data/nft-example-lb1.json is the common role's ruleset rendered for
+lb1 of inventories/example-regional (per-service peer rules, VRRP) and loaded by nft. Each
+broken copy adds what an operator, a package or an attacker could add (the same forms as
+tests/lab/breaks/egress.yml): every one must be named.
 """
 
 from __future__ import annotations
@@ -135,13 +138,115 @@ def test_a_rule_after_the_final_reject_is_never_reached() -> None:
     assert egress.ruleset_problems(unreachable, ALLOWANCE) == []
 
 
+PEERS_SET = {
+    "set": {
+        "family": "inet",
+        "table": "educloud",
+        "name": "egress_peers_v4",
+        "type": "ipv4_addr",
+        "flags": ["interval"],
+        "elem": ["198.18.0.12"],
+    }
+}
+# The rule the common role wrote before issue #29: every port of every host of the deployment.
+PEERS_EVERY_PORT = _with(PEERS_SET, _rule(_match(DADDR, "@egress_peers_v4"), ACCEPT))
+
+
 def test_set_elements_are_read() -> None:
-    broken = copy.deepcopy(LAB)
+    broken = copy.deepcopy(PEERS_EVERY_PORT)
     for entry in broken["nftables"]:
         if entry.get("set", {}).get("name") == "egress_peers_v4":
-            entry["set"]["elem"].append({"prefix": {"addr": "198.18.0.0", "len": 24}})
+            entry["set"]["elem"].append({"prefix": {"addr": "198.18.0.128", "len": 25}})
     problems = egress.ruleset_problems(broken, ALLOWANCE)
-    assert any("198.18.0.0/24 (every port)" in p for p in problems), problems
+    assert any("198.18.0.128/25 (every port)" in p for p in problems), problems
+
+
+def test_a_peer_on_every_port_is_named() -> None:
+    # C5 names it with the rest of the allow-list; C10 (peer_problems) names only it.
+    for check in (egress.ruleset_problems, egress.peer_problems):
+        problems = check(PEERS_EVERY_PORT, ALLOWANCE)
+        assert any("198.18.0.12/32 (peer reachable on every port)" in p for p in problems), (
+            check,
+            problems,
+        )
+    # A network that holds a peer, and every UDP port of one.
+    wide = _with(_rule(_match(DADDR, {"prefix": {"addr": "198.18.0.0", "len": 24}}), ACCEPT))
+    assert any("198.18.0.0/24 (peer reachable" in p for p in egress.peer_problems(wide, ALLOWANCE))
+    udp = _with(
+        _rule(_match(DADDR, "198.18.0.12"), _match({"meta": {"key": "l4proto"}}, "udp"), ACCEPT)
+    )
+    assert any(
+        "peer reachable on every port (udp)" in p for p in egress.peer_problems(udp, ALLOWANCE)
+    )
+    # The lab's own ruleset, and rules that name no peer, are no peer problem.
+    assert egress.peer_problems(LAB, ALLOWANCE) == []
+    elsewhere = _with(_rule(_match(DADDR, "198.18.0.254"), ACCEPT))
+    assert egress.peer_problems(elsewhere, ALLOWANCE) == []
+
+
+REGIONAL = json.loads((Path(__file__).parent / "data" / "nft-example-lb1.json").read_text())
+REGIONAL_HOSTS = [f"192.0.2.{n}" for n in (11, 12, 21, 22, 23, 31, 32, 33, 41, 42, 43, 51)]
+DB = [f"192.0.2.{n}" for n in (41, 42, 43)]
+LB1_SERVICES = [
+    {"name": "load-balancer-keycloak", "addresses": ["192.0.2.21", "192.0.2.22", "192.0.2.23"],
+     "protocol": "tcp", "ports": [8080, 9000]},
+    {"name": "load-balancer-nextcloud", "addresses": ["192.0.2.31", "192.0.2.32", "192.0.2.33"],
+     "protocol": "tcp", "ports": [8081]},
+    {"name": "load-balancer-postgresql", "addresses": DB, "protocol": "tcp", "ports": [5432, 8008]},
+    {"name": "load-balancer-redis", "addresses": DB, "protocol": "tcp", "ports": [6379]},
+    {"name": "vrrp", "addresses": ["192.0.2.12"], "protocol": "vrrp", "ports": []},
+]  # fmt: skip
+
+
+def _regional(peers: bool) -> egress.Allowance:
+    services = [egress.PeerService.from_inventory(s) for s in LB1_SERVICES] if peers else None
+    return egress.Allowance.build(POLICY, REGIONAL_HOSTS, 22, ["192.0.2.200/29"], services)
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["services-known", "services-unknown"])
+def test_per_service_peer_rules_pass(known: bool) -> None:
+    # Per-port rules to the backends and VRRP to the other load balancer, whether the
+    # check knows the inventory's services or only the deployment's addresses.
+    assert egress.ruleset_problems(REGIONAL, _regional(known)) == []
+    assert egress.peer_problems(REGIONAL, _regional(known)) == []
+
+
+def _regional_with(*expr: dict[str, Any]) -> dict[str, Any]:
+    """lb1's ruleset with a rule of `expr` first in its output chain."""
+    ruleset = copy.deepcopy(REGIONAL)
+    entries = ruleset["nftables"]
+    first = next(i for i, e in enumerate(entries) if e.get("rule", {}).get("chain") == "output")
+    rule = {"family": "inet", "table": "educloud", "chain": "output", "handle": 900}
+    entries.insert(first, {"rule": {**rule, "expr": list(expr)}})
+    return ruleset
+
+
+def test_a_peer_port_no_service_uses_is_named_when_services_are_known() -> None:
+    ssh_to_db = _regional_with(_match(DADDR, "192.0.2.41"), _match(TCP_DPORT, 22), ACCEPT)
+    problems = egress.peer_problems(ssh_to_db, _regional(True))
+    assert any("192.0.2.41/32 tcp/22" in p for p in problems), problems
+    assert egress.peer_problems(ssh_to_db, _regional(False)) == []  # a port, not every port
+    # VRRP (IP protocol 112) to a host that is no load balancer.
+    l4proto = {"meta": {"key": "l4proto"}}
+    vrrp = _regional_with(_match(DADDR, "192.0.2.41"), _match(l4proto, 112), ACCEPT)
+    problems = egress.peer_problems(vrrp, _regional(True))
+    assert any("192.0.2.41/32 (peer reachable" in p for p in problems), problems
+
+
+def test_ssh_sources_are_read_on_the_input_side() -> None:
+    admins = ["127.0.0.1/32", "198.18.0.1/32"]
+    assert egress.inbound_problems(LAB, 22, admins) == []
+    widened = copy.deepcopy(LAB)
+    for entry in widened["nftables"]:
+        if entry.get("set", {}).get("name") == "ssh_sources_v4":
+            entry["set"]["elem"].append({"prefix": {"addr": "198.18.0.64", "len": 27}})
+    problems = egress.inbound_problems(widened, 22, admins)
+    assert any("SSH (tcp/22) accepted from 198.18.0.64/27" in p for p in problems), problems
+    anyone = _with(_rule(_match(TCP_DPORT, 22), ACCEPT), chain="input")
+    problems = egress.inbound_problems(anyone, 22, admins)
+    assert any("SSH (tcp/22) accepted from every address" in p for p in problems), problems
+    # Without the SSH settings, only the default deny is checked (as before).
+    assert egress.inbound_problems(widened) == []
 
 
 def test_jumps_gotos_and_verdict_maps_are_followed() -> None:
@@ -254,7 +359,7 @@ def test_probe_targets_and_outcomes() -> None:
     assert ("198.18.0.254", 3142, "tcp") in targets  # a listed port, at the decoy
     assert ("198.18.0.1", 443, "tcp") in targets  # a listed address, another port
     assert ("198.18.0.1", 3142, "tcp") not in targets  # allowed: never probed
-    assert not any(a == "198.18.0.12" for a, _, _ in targets)  # a peer of the deployment
+    assert ("198.18.0.12", 22, "tcp") not in targets  # the backup target's SSH: listed
     refused = [{"user": "www-data", "probes": [["198.18.0.254", 443, "tcp", "EHOSTUNREACH"]]}]
     assert egress.probe_problems(refused) == []
     leaked = [{"user": "postgres", "probes": [["198.18.0.254", 53, "udp", "sent"]]}]

@@ -10,6 +10,7 @@ from tests.unit.role_validation import validate_role
 BASE = {
     "keycloak_admin_password": "admin-password-0123",
     "keycloak_db_password": "db-password-0123",
+    "keycloak_automation_client_secret": "automation-secret-0123",
     "keycloak_hostname": "https://auth.academie.test",
     "keycloak_clients": [],
 }
@@ -124,3 +125,43 @@ def test_service_client_without_a_secret_is_refused():
     result = _validate(_service_client(secret="tiny-secret"))  # noqa: S106 - a test value
     assert result.returncode != 0
     assert "tiny-secret" not in result.stdout
+
+
+def test_missing_automation_secret_is_refused_without_printing_it():
+    result = _validate({"keycloak_automation_client_secret": ""})
+    assert result.returncode != 0
+    assert "keycloak_automation_client_secret" in result.stdout
+    assert "admin-password-0123" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("admin", "why"),
+    [
+        # The bootstrap account is deleted by the role: it cannot be a permanent one.
+        ({"username": "admin", "password": "p" * 16}, "bootstrap account"),
+        ({"username": "admin-plateforme", "password": "short"}, "12+ characters"),
+        ({"password": "p" * 16}, "needs a username"),
+    ],
+)
+def test_bad_platform_administrator_is_refused(admin, why):
+    result = _validate({"keycloak_master_admins": [admin]})
+    assert result.returncode != 0
+    assert why in result.stdout
+    assert "p" * 16 not in result.stdout
+
+
+def test_offline_idle_past_the_maximum_is_refused():
+    result = _validate(
+        {
+            "keycloak_realm_offline_session_max_lifespan_days": 30,
+            "keycloak_realm_offline_session_idle_days": 31,
+        }
+    )
+    assert result.returncode != 0
+    assert "keycloak_realm_offline_session_idle_days (31)" in result.stdout
+
+
+def test_platform_administrator_is_accepted():
+    admin = {"username": "admin-plateforme", "password": "p" * 16, "email": "a@academie.test"}
+    result = _validate({"keycloak_master_admins": [admin]})
+    assert result.returncode == 0, result.stdout[-2000:]

@@ -4,6 +4,7 @@ real PostgreSQL, tests/unit/reports_support.py) and the Nextcloud API double
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from tests.unit.reports_support import (
     Service,
     submit_report,
 )
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from educloud.cli import app
 from educloud.data_rights import moderation
@@ -352,7 +353,8 @@ def test_cli_takedown_of_another_account_acts_as_the_owner_with_an_inventory(
     without = CliRunner().invoke(app, command)
     done = CliRunner().invoke(app, [*command, "--inventory", str(tmp_path / "lab")])
 
-    assert "Give --inventory" in str(without.exception)
+    assert without.exit_code == 2
+    assert "Give --inventory" in without.output
     assert done.exit_code == 0, done.output
     assert f"disabled share {theirs.id} (/devoir.pdf) of bob; takedown recorded" in done.output
     assert inventories == [tmp_path / "lab"]
@@ -363,5 +365,86 @@ def test_cli_refuses_a_wrong_token(service: Service, monkeypatch) -> None:
 
     result = CliRunner().invoke(app, ["moderation", "list", "--url", service.api])
 
-    assert isinstance(result.exception, moderation.ModerationError)
-    assert "HTTP 401" in str(result.exception)
+    assert result.exit_code == 2
+    assert "error: GET reports: HTTP 401" in result.output
+
+
+# -- what a report holds is shown as data, never markup or terminal sequences (C9) ------
+
+MARKUP_LINKS = (
+    f"{HOST}/s/Xk4pQ9zT2bLm?[/]",
+    f"{HOST}/s/Xk4pQ9zT2bLm?[link=https://evil]x[/link]",
+    f"{HOST}/s/Xk4pQ9zT2bLm?[bold]gras[/bold]",
+)
+# Stored before the form refused them (or written by anything but the form).
+HOSTILE_LINK = f"{HOST}/s/Xk4p\x1b[2J\x1b]8;;https://evil\x07x\r\x9b31m\u202egpj.exe"
+HOSTILE_SHOWN = f"{HOST}/s/Xk4p\\x1b[2J\\x1b]8;;https://evil\\x07x\\x0d\\x9b31m\\u202egpj.exe"
+RAW_CONTROLS = ("\x1b", "\x07", "\r", "\x9b", "\u202e")
+
+
+@pytest.fixture
+def wide_terminal(monkeypatch) -> None:
+    """The CLI's console as on a wide terminal: one table row per line, a link shows whole
+    (whatever TERM and COLUMNS the tests run with)."""
+    from rich.console import Console
+
+    from educloud import moderation_cli
+
+    monkeypatch.setattr(moderation_cli, "console", Console(width=400))
+    monkeypatch.setattr(moderation_cli, "err_console", Console(width=400, stderr=True))
+
+
+def _wide(runner_args: list[str]) -> Result:
+    return CliRunner().invoke(app, runner_args)
+
+
+@pytest.mark.usefixtures("wide_terminal")
+def test_cli_list_shows_markup_in_links_as_it_was_stored(service: Service, monkeypatch) -> None:
+    for link in MARKUP_LINKS:
+        submit_report(service, link)
+    monkeypatch.setenv(moderation.TOKEN_ENV, service.token)
+
+    listed = _wide(["moderation", "list", "--url", service.api])
+
+    assert listed.exit_code == 0, listed.output
+    for link in MARKUP_LINKS:
+        assert link in listed.output
+
+
+@pytest.mark.usefixtures("wide_terminal")
+def test_cli_never_prints_a_reports_control_characters(service: Service, monkeypatch) -> None:
+    reference = submit_report(service, f"{HOST}/s/Xk4pQ9zT2bLm")
+    with service.db() as conn, conn.cursor() as cur:
+        cur.execute(
+            "UPDATE reports SET link = %s, description = %s WHERE id = %s",
+            (HOSTILE_LINK, "ligne 1\r\n\x1b[31mrouge\u2028[bold]fin", reference),
+        )
+    monkeypatch.setenv(moderation.TOKEN_ENV, service.token)
+    common = ["--url", service.api]
+
+    listed = _wide(["moderation", "list", *common])
+    shown = _wide(["moderation", "show", reference, *common])
+    as_json = _wide(["moderation", "show", reference, *common, "--json"])
+
+    for result in (listed, shown, as_json):
+        assert result.exit_code == 0, result.output
+        assert not any(c in result.output for c in RAW_CONTROLS), repr(result.output)
+    assert HOSTILE_SHOWN in listed.output
+    assert f"link: {HOSTILE_SHOWN}" in shown.output
+    assert "  ligne 1\n  \\x1b[31mrouge\\u2028[bold]fin\n" in shown.output
+    assert json.loads(as_json.output)["link"] == HOSTILE_LINK  # JSON escapes decode back
+
+
+@pytest.mark.usefixtures("wide_terminal")
+def test_cli_error_quoting_a_link_prints_it_as_text(service: Service, monkeypatch) -> None:
+    link = f"{HOST}/apps/files?[/]&[link=https://evil]x[/link]"
+    reference = submit_report(service, link, kind="description")
+    monkeypatch.setenv(moderation.TOKEN_ENV, service.token)
+    monkeypatch.setenv("EDUCLOUD_NEXTCLOUD_PASSWORD", "unused")
+
+    command = ["moderation", "takedown", reference, "--url", service.api, "--by", "mod"]
+
+    result = _wide([*command, "--nextcloud-url", "http://127.0.0.1:9"])  # never reached
+
+    assert result.exit_code == 2
+    assert f"has no public share link ({link})" in result.output

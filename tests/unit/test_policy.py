@@ -153,3 +153,15 @@ def test_missing_file_is_refused(copy: Path) -> None:
 )
 def test_hosting_declaration(declaration: object, expected: list[str]) -> None:
     assert policy.hosting_problems(policy.load(), declaration) == expected
+
+
+def test_offline_sessions_idle_past_their_retention_is_refused(copy: Path) -> None:
+    # An idle limit longer than the maximum lifespan would never apply (C7).
+    _edit(
+        copy / "retention.yml",
+        lambda d: d["categories"]["offline_sessions"].update(idle_days=31),
+    )
+    assert _problems(copy) == [
+        "policies/retention.yml: categories.offline_sessions.idle_days: 31 days is past "
+        "retention_days (30)"
+    ]

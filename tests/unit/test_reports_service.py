@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import requests
-from tests.unit.reports_support import PostgresCluster, Service, serve
+from tests.unit.reports_support import PostgresCluster, Service, serve, token_for
 
 from educloud.data_rights.reports import form, pages
 
@@ -38,7 +38,7 @@ def fields(service: Service, **changes: str | None) -> dict[str, str]:
         "description": DESCRIPTION,
         "contact": "parent@example.org",
         "consentement": "oui",
-        "jeton": form.issue_token(service.app.config.form_secret, service.clock() - 10),
+        "jeton": token_for(service),
         "site_web": "",
     }
     values.update(changes)
@@ -161,6 +161,24 @@ MALFORMED: dict[str, tuple[dict[str, Any], str]] = {
     "no consent": ({"consentement": None}, "bonne foi"),
     "bad contact e-mail": ({"contact": "pas une adresse"}, "e-mail de contact"),
     "token missing": ({"jeton": None}, "pas valide"),
+    "token of the old format": ({"jeton": "1700000000." + "0" * 64}, "pas valide"),
+    "token served to another network": (
+        {"jeton": "TOKEN_FOR_ANOTHER_NETWORK"},
+        "autre connexion",
+    ),
+    "bidi override in the link": (
+        {"lien": "https://cloud.educloud.test/s/Xk4pQ9zT2bLm\u202egpj.exe"},
+        "pas une adresse valide",
+    ),
+    "zero-width space in the link": (
+        {"lien": "https://cloud.educloud.test/s/Xk4p\u200bQ9zT2bLm"},
+        "pas une adresse valide",
+    ),
+    "C1 control in the description": (
+        {"description": DESCRIPTION + "\x9b31m"},
+        "caractères non autorisés",
+    ),
+    "escape sequence in the contact": ({"contact": "a\x1b[2J@example.org"}, "e-mail de contact"),
 }
 
 
@@ -168,6 +186,8 @@ MALFORMED: dict[str, tuple[dict[str, Any], str]] = {
 def test_malformed_report_is_refused_in_french_and_nothing_is_stored(
     service: Service, changes: dict[str, Any], reason: str
 ) -> None:
+    if changes.get("jeton") == "TOKEN_FOR_ANOTHER_NETWORK":
+        changes = {"jeton": token_for(service, client="198.51.100.7/32")}
     answer = post(service, fields(service, **changes))
 
     assert answer.status_code == 400
@@ -187,11 +207,11 @@ def test_refused_form_keeps_what_was_typed(service: Service) -> None:
 
 @pytest.mark.parametrize(
     "age,reason",
-    [(0, "trop vite"), (2 * 3600 + 60, "expiré")],
+    [(0, "trop vite"), (30 * 60 + 60, "expiré")],
     ids=["too young", "expired"],
 )
 def test_token_outside_its_age_window_is_refused(service: Service, age: int, reason: str) -> None:
-    token = form.issue_token(service.app.config.form_secret, service.clock() - age)
+    token = token_for(service, age)
 
     answer = post(service, fields(service, jeton=token))
 
@@ -201,7 +221,9 @@ def test_token_outside_its_age_window_is_refused(service: Service, age: int, rea
 
 
 def test_forged_token_is_refused(service: Service) -> None:
-    forged = form.issue_token(b"not the server's secret, but long enough", service.clock() - 10)
+    forged = form.issue_token(
+        b"not the server's secret, but long enough", service.clock() - 10, client="127.0.0.1/32"
+    )
 
     answer = post(service, fields(service, jeton=forged))
 
@@ -232,6 +254,167 @@ def test_body_that_is_not_a_form_post_is_refused(service: Service) -> None:
     assert report_count(service) == 0
 
 
+# -- the form's token: single use, short lived, bound to the client --------------------
+
+
+def test_token_is_good_for_one_report_only(service: Service) -> None:
+    data = fields(service)
+
+    first = post(service, data)
+    replayed = post(service, data)
+    changed = post(service, {**data, "description": DESCRIPTION + " (bis)"})
+
+    assert first.status_code == 200, first.text
+    assert (replayed.status_code, changed.status_code) == (400, 400)
+    assert "déjà été envoyé" in replayed.text
+    assert report_count(service) == 1
+    assert len(service.smtp.messages) == 1
+    # The form comes back filled in, with a fresh token, to report something else.
+    fresh = re.search(r'name="jeton" value="([^"]+)"', replayed.text)
+    assert fresh and fresh.group(1) != data["jeton"]
+    assert "photos d&#x27;élèves" in replayed.text
+
+
+def test_parallel_posts_of_one_token_store_one_report(service: Service) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = fields(service)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        codes = sorted(pool.map(lambda _: post(service, data).status_code, range(6)))
+
+    assert codes == [200] + [400] * 5
+    assert report_count(service) == 1
+
+
+def test_refused_post_does_not_spend_its_token(service: Service) -> None:
+    data = fields(service)
+
+    refused = post(service, {**data, "consentement": ""})
+    accepted = post(service, data)
+
+    assert refused.status_code == 400
+    assert accepted.status_code == 200, accepted.text
+
+
+def test_token_lifetime_is_a_setting(cluster: PostgresCluster, tmp_path: Path) -> None:
+    ages = {"min_age_seconds": 1, "max_age_seconds": 60}
+    with serve(cluster, tmp_path, form_token=ages) as service:
+        fresh = post(service, fields(service, jeton=token_for(service, 30)))
+        stale = post(service, fields(service, jeton=token_for(service, 61)))
+
+    assert fresh.status_code == 200, fresh.text
+    assert stale.status_code == 400
+    assert "expiré (il est valable 1 minute)" in stale.text
+
+
+@pytest.mark.parametrize(
+    "ages",
+    [
+        {"min_age_seconds": 3, "max_age_seconds": 2 * 86400},
+        {"min_age_seconds": 60, "max_age_seconds": 30},
+        {"max_age_seconds": "1800"},
+    ],
+    ids=["longer than a day", "under the minimum", "as text"],
+)
+def test_unbounded_token_lifetime_is_refused(
+    service: Service, tmp_path: Path, ages: dict[str, Any]
+) -> None:
+    import yaml
+
+    from educloud.data_rights.reports.config import ConfigError, load
+
+    settings = yaml.safe_load(service.config_path.read_text())
+    settings["form_token"] = ages
+    broken = tmp_path / "broken.yml"
+    broken.write_text(yaml.safe_dump(settings))
+
+    with pytest.raises(ConfigError, match="form_token"):
+        load(broken)
+
+
+# -- where a post comes from -----------------------------------------------------------
+
+CROSS_SITE = {
+    "another site": {"Origin": "https://evil.example"},
+    "an opaque origin": {"Origin": "null"},
+    "another port": {"Origin": "http://127.0.0.1:1"},
+    "a look-alike host": {"Origin": "http://127.0.0.1.evil.example"},
+    "referer of another site": {"Referer": "https://evil.example/page"},
+    "fetch metadata cross-site": {"Sec-Fetch-Site": "cross-site"},
+    "own origin but cross-site": {"Origin": "OWN", "Sec-Fetch-Site": "cross-site"},
+    "foreign origin, own referer": {"Origin": "https://evil.example", "Referer": "OWN/x"},
+}
+
+
+@pytest.mark.parametrize("headers", CROSS_SITE.values(), ids=CROSS_SITE.keys())
+def test_cross_site_post_is_refused_in_french(service: Service, headers: dict[str, str]) -> None:
+    headers = {k: v.replace("OWN", service.url) for k, v in headers.items()}
+
+    answer = post(service, fields(service), headers=headers)
+
+    assert answer.status_code == 403
+    assert "pas été envoyé depuis le formulaire de la plateforme" in answer.text
+    assert '<html lang="fr">' in answer.text
+    assert report_count(service) == 0
+    assert service.rows("SELECT count(*) FROM report_spent_tokens") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "OWN"},
+        {"Referer": "OWN/signalement"},
+        {"Origin": "OWN", "Sec-Fetch-Site": "same-origin"},
+        {},
+    ],
+    ids=["own origin", "own referer, no origin", "fetch metadata same-origin", "neither header"],
+)
+def test_post_from_the_form_itself_is_accepted(service: Service, headers: dict[str, str]) -> None:
+    """A post with neither Origin nor Referer is a program's (every current browser sends
+    Origin on a POST), which could claim any origin: accepted, held by token and quota."""
+    headers = {k: v.replace("OWN", service.url) for k, v in headers.items()}
+
+    answer = post(service, fields(service), headers=headers)
+
+    assert answer.status_code == 200, answer.text
+
+
+def test_origin_behind_the_proxy_is_the_public_site(service: Service) -> None:
+    proxied = {"Host": "cloud.educloud.test", "X-Forwarded-Proto": "https"}
+
+    own = post(
+        service, fields(service), headers={**proxied, "Origin": "https://cloud.educloud.test"}
+    )
+    plain = post(
+        service, fields(service), headers={**proxied, "Origin": "http://cloud.educloud.test"}
+    )
+
+    assert own.status_code == 200, own.text
+    assert plain.status_code == 403
+
+
+def test_origin_is_checked_against_the_configured_sites(
+    cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    sites = ["cloud.educloud.test", "auth.educloud.test"]
+    with serve(cluster, tmp_path, site_hosts=sites) as service:
+        codes = [
+            post(service, fields(service), headers={"Origin": origin}).status_code
+            for origin in ("https://auth.educloud.test", "https://cloud.educloud.test:443",
+                           service.url, "https://educloud.test")
+        ]  # fmt: skip
+
+    assert codes == [200, 200, 403, 403]
+
+
+def test_form_pages_post_their_real_origin(service: Service) -> None:
+    """Under `no-referrer` a browser posts `Origin: null`: the pages ask for same-origin."""
+    page = requests.get(service.form_url, timeout=10)
+
+    assert '<meta name="referrer" content="same-origin">' in page.text
+    assert page.headers["Referrer-Policy"] == "same-origin"
+
+
 # -- rate limits and minimisation ------------------------------------------------------
 
 
@@ -247,15 +430,35 @@ def test_sixth_report_from_one_address_within_the_hour_is_refused(service: Servi
     assert report_count(service) == 5
 
 
+def post_from(service: Service, address: str, **changes: str | None) -> requests.Response:
+    """A post relayed by the trusted proxy for `address`, with a token served to it."""
+    from educloud.data_rights.reports.app import client_network
+
+    data = fields(service, **{"jeton": token_for(service, client=client_network(address))})
+    data.update({k: v for k, v in changes.items() if v is not None})
+    return post(service, data, headers={"X-Forwarded-For": f"203.0.113.250, {address}"})
+
+
 def test_addresses_behind_the_trusted_proxy_are_counted_apart(service: Service) -> None:
-    def from_(address: str) -> int:
-        headers = {"X-Forwarded-For": f"203.0.113.250, {address}"}
-        return post(service, fields(service), headers=headers).status_code
+    assert [post_from(service, "198.51.100.7").status_code for _ in range(5)] == [200] * 5
 
-    assert [from_("198.51.100.7") for _ in range(5)] == [200] * 5
+    assert post_from(service, "198.51.100.7").status_code == 429
+    assert post_from(service, "198.51.100.8").status_code == 200
 
-    assert from_("198.51.100.7") == 429
-    assert from_("198.51.100.8") == 200
+
+def test_ipv6_clients_are_counted_by_their_64(service: Service) -> None:
+    """Rotating addresses within one /64 (privacy extensions, one subscriber) count as one."""
+    codes = [post_from(service, f"2001:db8:1:2::{n:x}").status_code for n in range(1, 7)]
+
+    assert codes == [200] * 5 + [429]
+    assert post_from(service, "2001:db8:1:3::1").status_code == 200  # the next /64
+
+
+def test_ipv4_mapped_address_is_counted_as_its_ipv4(service: Service) -> None:
+    for _ in range(5):
+        assert post_from(service, "198.51.100.9").status_code == 200
+
+    assert post_from(service, "::ffff:198.51.100.9").status_code == 429
 
 
 def test_forwarded_address_from_an_untrusted_peer_is_ignored(
@@ -272,21 +475,55 @@ def test_forwarded_address_from_an_untrusted_peer_is_ignored(
     assert codes == [200] * 5 + [429]  # all counted against the peer, 127.0.0.1
 
 
-def test_global_limit_applies_across_addresses(cluster: PostgresCluster, tmp_path: Path) -> None:
-    limits = {"per_address_per_hour": 100, "global_per_hour": 3}
-    with serve(cluster, tmp_path, rate_limit=limits) as service:
-        codes = [
-            post(
-                service, fields(service), headers={"X-Forwarded-For": f"198.51.100.{n}"}
-            ).status_code
-            for n in range(4)
-        ]
+FLOOD_LIMITS = {"per_address_per_hour": 2, "global_per_hour": 20, "ceiling_per_hour": 23}
 
-    assert codes == [200, 200, 200, 429]
+
+def test_flood_from_many_clients_leaves_one_report_each_to_the_others(
+    cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    with serve(cluster, tmp_path, rate_limit=FLOOD_LIMITS) as service:
+        flood = [post_from(service, f"198.51.100.{n}").status_code for n in range(10) for _ in "ab"]
+        assert flood == [200] * 20  # the global quota is reached: a flood
+
+        assert post_from(service, "198.51.100.0").status_code == 429  # a flooder: refused
+        newcomers = [post_from(service, f"192.0.2.{n}").status_code for n in (1, 2, 3)]
+        assert post_from(service, "192.0.2.1").status_code == 429  # one each during a flood
+        over_ceiling = post_from(service, "192.0.2.4")
+
+    assert newcomers == [200, 200, 200]  # people reporting still get through
+    assert over_ceiling.status_code == 429  # but never past the ceiling
+    assert 0 < int(over_ceiling.headers["Retry-After"]) <= 3600
+    assert report_count(service) == 23
+
+
+@pytest.mark.parametrize(
+    "limits,key",
+    [
+        ({"per_address_per_hour": 100, "global_per_hour": 200}, "global_per_hour"),
+        ({"per_address_per_hour": 5, "global_per_hour": 200, "ceiling_per_hour": 100}, "ceiling"),
+        ({"per_address_per_hour": 0, "global_per_hour": 200}, "per_address_per_hour"),
+        ({"per_address_per_hour": "5", "global_per_hour": 200}, "per_address_per_hour"),
+    ],
+    ids=["global not 10x per client", "ceiling under global", "no quota", "quota as text"],
+)
+def test_quota_that_a_few_clients_could_exhaust_is_refused(
+    service: Service, tmp_path: Path, limits: dict[str, Any], key: str
+) -> None:
+    import yaml
+
+    from educloud.data_rights.reports.config import ConfigError, load
+
+    settings = yaml.safe_load(service.config_path.read_text())
+    settings["rate_limit"] = limits
+    broken = tmp_path / "broken.yml"
+    broken.write_text(yaml.safe_dump(settings))
+
+    with pytest.raises(ConfigError, match=key):
+        load(broken)
 
 
 def test_client_address_is_never_stored(service: Service) -> None:
-    post(service, fields(service), headers={"X-Forwarded-For": "198.51.100.77"})
+    assert post_from(service, "198.51.100.77").status_code == 200
 
     dump = "\n".join(
         str(row[0])
@@ -577,3 +814,34 @@ def test_wrong_configuration_names_the_key(
 
     with pytest.raises(ConfigError, match=key):
         load(broken)
+
+
+# -- what a report holds is data, never markup -------------------------------------------
+
+MARKUP_LINK = "https://cloud.educloud.test/s/Xk4pQ9zT2bLm?[/]&[link=https://evil]x[/link]&[bold]"
+
+
+def test_markup_in_a_link_is_stored_and_mailed_as_it_was_sent(service: Service) -> None:
+    reference = reference_in(post(service, fields(service, lien=MARKUP_LINK)).text)
+
+    assert service.rows("SELECT link FROM reports WHERE id = %s", (reference,)) == [(MARKUP_LINK,)]
+    [(_, _, mail)] = service.smtp.messages
+    assert mail.get_content_type() == "text/plain"
+    assert f"Lien signalé : {MARKUP_LINK}" in mail.get_content().splitlines()
+
+
+def test_control_characters_stored_earlier_are_escaped_in_the_mail(service: Service) -> None:
+    """A report stored before the form refused them still reaches the mail as escapes."""
+    from educloud.data_rights.reports import notify, store
+
+    service.smtp.refuse = True
+    reference = reference_in(post(service, fields(service)).text)
+    hostile = "https://cloud.educloud.test/s/Xk4p\x1b]8;;https://evil\x07\r\u202egpj.exe"
+    with service.db() as conn, conn.cursor() as cur:
+        cur.execute("UPDATE reports SET link = %s WHERE id = %s", (hostile, reference))
+        report = store.get_report(conn, reference)
+
+    body = notify.message(report, service.app.config.smtp, "educloud").get_content()
+
+    assert "https://cloud.educloud.test/s/Xk4p\\x1b]8;;https://evil\\x07\\x0d\\u202egpj.exe" in body
+    assert not any(c in body for c in "\x1b\x07\r\u202e")

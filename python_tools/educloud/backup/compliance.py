@@ -38,7 +38,11 @@ def target_destinations(
     port = target.get("port", 22)
     repository = str(config.get("repository") or "")
     problems = []
-    if not repository.startswith("sftp:") or f"@{address}:" not in repository:
+    # rclone: the agent reaches the target's append-only server over SSH, built from
+    # `target` (address, port, account); sftp: the address is in the repository itself.
+    over_rclone = repository == "rclone:" and bool(target.get("user"))
+    over_sftp = repository.startswith("sftp:") and f"@{address}:" in repository
+    if not (over_rclone or over_sftp):
         problems.append(f"repository {repository!r} does not go to target {address!r}")
     try:
         ip = ipaddress.ip_address(address)

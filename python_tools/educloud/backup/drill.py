@@ -12,7 +12,6 @@ same playbook is the restore procedure of docs/backup.md on a real incident.
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -31,8 +30,6 @@ PLAYBOOK = "backup-drill.yml"
 DRILL_GROUP = "backup_drill"
 DEFAULT_LAB_HOST = "drill1"
 REPORT_FILE = "drill.json"
-# A repository on the target, as the chroot of the SFTP account shows it: /repos/NAME.
-_REPOSITORY_PATH = re.compile(r"^(/[A-Za-z0-9][A-Za-z0-9._-]*)+$")
 
 Progress = Callable[[str], None]
 
@@ -96,10 +93,13 @@ def plan_drill(
             "drill needs a temporary host of its own (it is destroyed afterwards), e.g. drill1"
         )
     path = request.repository_path
-    if path is not None and (not _REPOSITORY_PATH.match(path) or "/../" in f"{path}/"):
+    if path is not None:
+        # The source's account on the target serves its own repository, append-only, and
+        # nothing else: a copy elsewhere is out of its reach (and of the drill host's).
         raise BackupError(
-            f"--repository-path {path!r} is not a plain absolute path on the backup target "
-            "(as its SFTP chroot shows it, e.g. /repos/edu1)"
+            f"--repository-path {path!r}: the source's backup account serves only its own "
+            "repository (append-only); restore a copy with the operators' identity "
+            "(docs/backup.md, 'Restoring a copy of a repository')"
         )
     return DrillPlan(request.inventory, source, request.lab_host, request.keep_host, path)
 

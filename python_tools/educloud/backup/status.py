@@ -2,16 +2,16 @@
 
 The agent rewrites it after every run (no secrets in it):
 
-    {"host": "edu1", "repository": "sftp:educloud-backup@198.18.0.12:/repos/edu1",
+    {"host": "edu1", "repository": "rclone:",
      "last_run": {"started", "finished", "ok", "error", "snapshot_id", "duration_s",
                   "files_new", "data_added_bytes"},
      "snapshots": [{"id", "short_id", "time"}, ...],
      "keep": {"daily_days", "weekly_days", "monthly_days", "retention_days"}}
 
-restic's `forget --keep-within-*` runs at the end of each run, so a snapshot may outlive
-`retention_days` until the next run: by at most the timer's period (a day) and its random
-delay. `review` tells the snapshots due at the next forget from those overdue (older than
-the period plus that grace: forget is not doing its work).
+restic's `forget --keep-within-*` runs with the operators' daily `educloud backup forget
+--apply` (the backup hosts may only append), so a snapshot may outlive `retention_days`
+until the next one: by about a day. `review` tells the snapshots due at the next forget
+from those overdue (older than the period plus that grace: forget is not doing its work).
 """
 
 from __future__ import annotations

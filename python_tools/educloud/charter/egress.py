@@ -9,12 +9,12 @@ a broken ruleset and see it fail.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from educloud.charter import nftables
-from educloud.charter.nftables import Network
+from educloud.charter.nftables import PORT_PROTOCOLS, Network
 from educloud.policy import Destination
 
 DENY_LOG_PREFIX = "educloud-egress-drop: "
@@ -75,15 +75,44 @@ ANSWERS = frozenset({"established", "related"})
 
 
 @dataclass(frozen=True)
+class PeerService:
+    """A service of the deployment's own hosts that a host may use (common_egress_peers)."""
+
+    name: str
+    addresses: frozenset[Network]
+    protocol: str  # tcp, udp; or an IP protocol without ports (vrrp)
+    ports: frozenset[int] = frozenset()
+
+    @classmethod
+    def from_inventory(cls, entry: Mapping[str, Any]) -> PeerService:
+        return cls(
+            name=str(entry["name"]),
+            addresses=frozenset(
+                ipaddress.ip_network(str(a), strict=False) for a in entry["addresses"]
+            ),
+            protocol=str(entry["protocol"]),
+            ports=frozenset(int(p) for p in entry.get("ports") or []),
+        )
+
+
+# IP protocols a peer may be sent without ports: VRRP between load balancers.
+PORTLESS_PEER_PROTOCOLS = frozenset({"vrrp"})
+
+
+@dataclass(frozen=True)
 class Allowance:
     """What a host may send, derived from policies/egress.yml and the inventory."""
 
     destinations: tuple[Destination, ...]
-    # The deployment's own hosts (their inventory addresses): peers on every port.
+    # The deployment's own hosts (their inventory addresses): peers, never on every port.
     own: frozenset[Network]
     # The SSH server's answers go back to the administrators' networks only.
     ssh_port: int = 22
     ssh_networks: frozenset[Network] = frozenset()
+    # The peers' services this host uses (common_egress_peers). None: not known here, and
+    # a peer may be reached on any port or protocol that a rule names (its own input rules
+    # decide what answers), never on every port.
+    peers: tuple[PeerService, ...] | None = None
 
     @classmethod
     def build(
@@ -92,6 +121,7 @@ class Allowance:
         own_addresses: Iterable[str],
         ssh_port: int,
         ssh_networks: Iterable[str],
+        peers: Iterable[PeerService] | None = None,
     ) -> Allowance:
         own = set()
         for address in own_addresses:
@@ -106,6 +136,7 @@ class Allowance:
             own=frozenset(own),
             ssh_port=ssh_port,
             ssh_networks=frozenset(ipaddress.ip_network(n, strict=False) for n in ssh_networks),
+            peers=None if peers is None else tuple(peers),
         )
 
     def _within(self, network: Network, allowed: Iterable[Network]) -> bool:
@@ -114,8 +145,24 @@ class Allowance:
             for other in allowed
         )
 
+    def reaches_peer(self, network: Network) -> bool:
+        """Whether `network` holds an address of the deployment's own hosts."""
+        return any(network.version == o.version and network.overlaps(o) for o in self.own)
+
+    def _peer_permits(self, network: Network, protocol: str, port: int | None) -> bool:
+        if not self._within(network, self.own):
+            return False
+        if self.peers is None:
+            return port is not None or protocol in PORTLESS_PEER_PROTOCOLS
+        return any(
+            service.protocol == protocol
+            and (port in service.ports if port is not None else not service.ports)
+            and self._within(network, service.addresses)
+            for service in self.peers
+        )
+
     def permits(self, network: Network, protocol: str, port: int) -> bool:
-        if self._within(network, self.own):
+        if self._peer_permits(network, protocol, port):
             return True
         return any(
             d.protocol == protocol
@@ -157,10 +204,16 @@ class Allowance:
             return f"{where}: accepts every destination{_described(path)}"
         outside = []
         for network in sorted(path.daddr, key=str):
-            if self._within(network, self.own):
-                continue
             if path.dports is None or path.protocols is None:
-                outside.append(f"{network} (every port)")
+                portless = path.protocols is not None and not path.protocols & PORT_PROTOCOLS
+                if portless and all(
+                    self._peer_permits(network, protocol, None) for protocol in path.protocols or ()
+                ):
+                    continue
+                if self.reaches_peer(network):
+                    outside.append(f"{network} (peer reachable on every port{_described(path)})")
+                else:
+                    outside.append(f"{network} (every port)")
                 continue
             outside += [
                 f"{network} {protocol}/{port}"
@@ -169,6 +222,17 @@ class Allowance:
                 if not self.permits(network, protocol, port)
             ]
         return f"{where}: accepts {', '.join(outside)}" if outside else None
+
+    def peer_problem(self, path: nftables.Path) -> str | None:
+        """What `path` lets out to the deployment's own hosts beyond their services (C10);
+        None when it names no peer or only what the allowance permits."""
+        if path.daddr is None:
+            return None  # every destination: the allow-list's problem (C5), not a peer's
+        if path.tuples is not None:
+            tuples = frozenset(t for t in path.tuples if self.reaches_peer(t[0]))
+            return self.path_problem(replace(path, tuples=tuples)) if tuples else None
+        peers = frozenset(n for n in path.daddr if self.reaches_peer(n))
+        return self.path_problem(replace(path, daddr=peers)) if peers else None
 
 
 def _described(path: nftables.Path) -> str:
@@ -213,8 +277,25 @@ def ruleset_problems(ruleset: dict[str, Any], allowance: Allowance) -> list[str]
     return problems
 
 
-def inbound_problems(ruleset: dict[str, Any]) -> list[str]:
-    """Empty when every input hook refuses by default (C10)."""
+def peer_problems(ruleset: dict[str, Any], allowance: Allowance) -> list[str]:
+    """Empty when the deployment's own hosts are reached only on the services the allowance
+    names (C10, least privilege): a rule that accepts a peer on every port (`ip daddr @peers
+    accept`) or on a port none of its services uses is named. The rest of the allow-list
+    (other destinations, accept-all rules) is ruleset_problems' (C5)."""
+    problems = []
+    for path in nftables.analyse(ruleset).accepts:
+        problem = allowance.peer_problem(path)
+        if problem and problem not in problems:
+            problems.append(problem)
+    return problems
+
+
+def inbound_problems(
+    ruleset: dict[str, Any], ssh_port: int | None = None, ssh_networks: Iterable[str] = ()
+) -> list[str]:
+    """Empty when every input hook refuses by default (C10) and, given the SSH port, new
+    SSH connections are accepted from `ssh_networks` only (every path to accept, through
+    jumps and sets, read as for the output)."""
     chains = hook_chains(ruleset, "input")
     if not chains:
         return ["no input chain: inbound traffic is not filtered"]
@@ -225,7 +306,36 @@ def inbound_problems(ruleset: dict[str, Any]) -> list[str]:
             problems.append(f"{label}: policy {chain.get('policy')}, not drop")
         if any(_is_unconditional_accept(rule) for rule in _rules(ruleset, chain)):
             problems.append(f"{label}: a rule accepts every packet")
+    if ssh_port is not None:
+        allowed = [ipaddress.ip_network(n, strict=False) for n in ssh_networks]
+        for path in nftables.analyse(ruleset, hooks=("input",)).accepts:
+            problem = _ssh_source_problem(path, ssh_port, allowed)
+            if problem and problem not in problems:
+                problems.append(problem)
     return problems
+
+
+def _ssh_source_problem(path: nftables.Path, port: int, allowed: list[Network]) -> str | None:
+    """What new SSH connections `path` accepts from outside `allowed`, if any."""
+    if path.ct_state is not None and path.ct_state <= ANSWERS:
+        return None
+    if path.iif is not None and path.iif <= {"lo"}:
+        return None
+    if path.protocols is not None and "tcp" not in path.protocols:
+        return None
+    if path.dports is not None and port not in path.dports:
+        return None
+    where = f"{path.chain} {path.rule}".strip()
+    if path.saddr is None:
+        return f"{where}: SSH (tcp/{port}) accepted from every address"
+    outside = sorted(
+        str(n)
+        for n in path.saddr
+        if not any(n.version == a.version and n.subnet_of(a) for a in allowed)  # type: ignore[arg-type]
+    )
+    if not outside:
+        return None
+    return f"{where}: SSH (tcp/{port}) accepted from {', '.join(outside)}"
 
 
 def refused_count(ruleset: dict[str, Any]) -> int:

@@ -3,13 +3,13 @@
 Reads the JSON of `nft -j list ruleset` (every table of every family) and follows each
 base chain on the given hooks through its jumps, gotos and verdict maps, resolving named
 sets and maps. For each path that ends in `accept` it returns the constraints the packet
-must meet on that path (destination addresses, protocols, ports, connection state, output
-interface, ICMPv6 type, source port). Only positive equality and membership tests narrow a
-path: a negation, a range of ports, a mark or anything this module does not read is
-ignored, so a path is never judged narrower than it really is (an unknown test can only
-make a judgement stricter, never more lenient). Statements that send packets past the
-filter (dup, fwd, queue, a rewritten destination, opaque iptables rules) are reported as
-leaks wherever they appear.
+must meet on that path (destination and source addresses, protocols, ports, connection
+state, input and output interface, ICMPv6 type, source port). Only positive equality and
+membership tests narrow a path: a negation, a range of ports, a mark or anything this
+module does not read is ignored, so a path is never judged narrower than it really is
+(an unknown test can only make a judgement stricter, never more lenient). Statements that
+send packets past the filter (dup, fwd, queue, a rewritten destination, opaque iptables
+rules) are reported as leaks wherever they appear.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ ATTACHED_TABLE_FLAGS = frozenset({"owner", "persist"})
 # Families that carry no IP traffic of their own.
 NON_IP_FAMILIES = frozenset({"arp"})
 MAX_DEPTH = 16  # nft itself refuses deeper jump chains
+# IP protocol numbers nft prints as numbers when /etc/protocols does not name them.
+IP_PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 112: "vrrp", 132: "sctp"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class Path:
     icmpv6_types: frozenset[str] | None = None
     # (address, protocol, port) tuples from a concatenation (`ip daddr . tcp dport @set`).
     tuples: frozenset[tuple[Network, str, int]] | None = None
+    saddr: frozenset[Network] | None = None
+    iif: frozenset[str] | None = None
 
     def merged(self, inner: Path) -> Path:
         """The inner rule's constraints, completed by those of the rule that jumped to it
@@ -72,6 +76,8 @@ class Path:
                 "oif",
                 "icmpv6_types",
                 "tuples",
+                "saddr",
+                "iif",
             )
         }
         return replace(inner, **values)
@@ -191,13 +197,15 @@ def _narrow(path: Path, left: dict[str, Any], values: list[Any]) -> Path:
     meta = (left.get("meta") or {}).get("key")
     ct = (left.get("ct") or {}).get("key")
     field_name, protocol = payload.get("field"), payload.get("protocol")
-    if field_name == "daddr" and protocol in ("ip", "ip6"):
+    if field_name in ("daddr", "saddr") and protocol in ("ip", "ip6"):
         networks: list[Network] = []
         for value in values:
             found = _network(value)
             if found is None:
                 return path
             networks += found
+        if field_name == "saddr":
+            return replace(path, saddr=frozenset(networks))
         return replace(path, daddr=frozenset(networks))
     if field_name in ("dport", "sport") and protocol:
         ports = _ints(values)
@@ -211,8 +219,9 @@ def _narrow(path: Path, left: dict[str, Any], values: list[Any]) -> Path:
     if meta in ("l4proto", "nfproto") or (field_name == "protocol" and protocol == "ip"):
         if meta == "nfproto":
             return path
-        if all(isinstance(v, str) for v in values):
-            return replace(path, protocols=frozenset(str(v) for v in values))
+        names = [IP_PROTOCOL_NAMES.get(v, v) if isinstance(v, int) else v for v in values]
+        if all(isinstance(v, str) for v in names):
+            return replace(path, protocols=frozenset(str(v) for v in names))
         return path
     if field_name == "nexthdr" and protocol == "ip6":
         if all(isinstance(v, str) for v in values):
@@ -222,8 +231,12 @@ def _narrow(path: Path, left: dict[str, Any], values: list[Any]) -> Path:
         return replace(path, ct_state=frozenset(str(v) for v in values))
     if meta in ("oif", "oifname"):
         return replace(path, oif=frozenset(str(v) for v in values))
+    if meta in ("iif", "iifname"):
+        return replace(path, iif=frozenset(str(v) for v in values))
     if field_name == "type" and protocol == "icmpv6":
         return replace(path, icmpv6_types=frozenset(str(v) for v in values))
+    if field_name == "type" and protocol == "icmp":
+        return replace(path, protocols=frozenset({"icmp"}))  # `icmp type` implies ICMP
     if "concat" in left:
         return _narrow_concat(path, left["concat"], values)
     return path

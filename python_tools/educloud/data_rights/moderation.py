@@ -23,6 +23,7 @@ that did not happen; a takedown is recorded only once the link no longer opens.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,6 +37,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from educloud.data_rights.export import OccAppPasswords, OccRunner
+from educloud.data_rights.reports.text import visible
 from educloud.errors import EducloudError
 from educloud.nextcloud_api import NextcloudClient, NextcloudRequestError, Share
 
@@ -263,6 +265,23 @@ class ModerationClient:
         }.get(response.status_code, "is the URL the moderation API (…/moderation/api)?")
         detail = f" ({message})" if message else ""
         raise ModerationError(f"{what}: HTTP {response.status_code}{detail}: {hint}")
+
+
+def for_terminal(text: str) -> str:
+    """Text from a report (or quoting one) as a terminal may show it: every control or
+    format character (ESC, CR, C1 CSI, bidi overrides, zero-width) written as its escape.
+    Line breaks are kept; markup stays plain characters (print it as text, not markup)."""
+    return visible(text, keep_newlines=True)
+
+
+def json_for_terminal(data: Any) -> str:
+    """`data` as indented JSON that holds no raw control or format character: JSON escapes
+    (\\u001b, \\u202e) instead, which any JSON reader decodes to the same text."""
+    dumped = json.dumps(data, indent=2, default=str, ensure_ascii=False)
+    # Outside strings JSON has only ASCII punctuation, digits, letters and the indent's line
+    # breaks; inside, json.dumps escaped C0 already: what is left is DEL, C1, format
+    # characters, separators and lone surrogates, each rewritten as a \uXXXX escape.
+    return "".join(c if c == "\n" or visible(c) == c else f"\\u{ord(c):04x}" for c in dumped)
 
 
 def share_token(link: str) -> str | None:

@@ -39,8 +39,8 @@ class LabKeycloak:
     client_id: str
     client_secret: str
     redirect_uri: str
-    admin_user: str
-    admin_password: str
+    automation_client_id: str
+    automation_client_secret: str
     realm_admin_user: str
     realm_admin_password: str
     ca_file: str
@@ -77,8 +77,9 @@ def keycloak_info(inventory_dir: Path, ca_file: Path) -> LabKeycloak:
         client_id=client["client_id"],
         client_secret=vault["vault_nextcloud_oidc_client_secret"],
         redirect_uri=client["redirect_uris"][0],
-        admin_user="admin",
-        admin_password=vault["vault_keycloak_admin_password"],
+        # Master's automation client (client credentials): the bootstrap admin is gone.
+        automation_client_id=kc_vars.get("keycloak_automation_client_id", "educloud-automation"),
+        automation_client_secret=vault["vault_keycloak_automation_client_secret"],
         realm_admin_user=realm["admins"][0]["username"],
         realm_admin_password=vault["vault_lab_realm_admin_password"],
         ca_file=str(ca_file),
@@ -87,11 +88,11 @@ def keycloak_info(inventory_dir: Path, ca_file: Path) -> LabKeycloak:
 
 
 def admin_client(keycloak: LabKeycloak) -> KeycloakAdmin:
-    """python-keycloak on the admin vhost, as the master realm's administrator."""
+    """python-keycloak on the admin vhost, as master's automation client."""
     admin = KeycloakAdmin(
         server_url=keycloak.admin_url,
-        username=keycloak.admin_user,
-        password=keycloak.admin_password,
+        client_id=keycloak.automation_client_id,
+        client_secret_key=keycloak.automation_client_secret,
         realm_name="master",
         user_realm_name="master",
         verify=keycloak.ca_file,

@@ -22,6 +22,8 @@ from educloud.lab.settings import VARIANTS, LabPaths
 # Every secret the lab's inventory refers to, as vault_* variables.
 LAB_SECRETS = (
     "vault_keycloak_admin_password",
+    # Master's automation client (client credentials): Ansible, the tests and the tools.
+    "vault_keycloak_automation_client_secret",
     "vault_keycloak_db_password",
     "vault_lab_test_user_password",
     "vault_lab_realm_admin_password",

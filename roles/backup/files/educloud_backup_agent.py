@@ -7,10 +7,16 @@ run its restore side (docs/backup.md). Reads /etc/educloud/backup/backup.json, w
 no secret: restic reads the repository password from `password_file` (RESTIC_PASSWORD_FILE)
 and ssh its key from `ssh_key`; neither is ever printed nor logged.
 
+The repository is reached with restic's rclone backend over SSH (`rclone:`): the target's
+forced command serves this host's repository append-only (`rclone serve restic --stdio
+--append-only`), so this host adds snapshots and can delete none. With `append_only`, a run
+applies no retention: the operators' `educloud backup forget` does, under another identity.
+
 `run`: Nextcloud maintenance mode on (when configured) for the whole backup; PostgreSQL
 globals, then per database a `pg_dump -Fc` and the table manifest (rows and checksum of every
 user table) taken in one exported snapshot; a SHA-256 manifest of the backed-up files;
-`restic backup`; `restic forget --prune` by the retention policy; state_dir/status.json.
+`restic backup`; `restic forget --prune` by the retention policy unless the repository is
+append-only; state_dir/status.json.
 
 Only the standard library and psycopg2 (Debian's python3-psycopg2), imported when a
 PostgreSQL step runs: a fresh host can restore files before PostgreSQL is installed.
@@ -144,10 +150,17 @@ class Config:
     tag: str
     mail: MailSettings | None
     restic: str
+    append_only: bool = False
+    """The target refuses deletions: retention is the operators' (educloud backup forget)."""
 
     @property
     def sftp(self) -> bool:
         return self.repository.startswith("sftp:")
+
+    @property
+    def over_ssh(self) -> bool:
+        """The rclone backend through the target's forced command, or SFTP."""
+        return self.sftp or self.repository.startswith("rclone:")
 
 
 def _field(data: Mapping[str, Any], key: str, kind: type[_T], where: str) -> _T:
@@ -251,8 +264,11 @@ def parse_config(data: Mapping[str, Any]) -> Config:
     target = _parse_target(_section(data, "target"))
     ssh_key = _optional(data, "ssh_key", str, "", "")
     known_hosts = _optional(data, "known_hosts", str, "", "")
-    if repository.startswith("sftp:") and (target is None or not ssh_key or not known_hosts):
-        raise ConfigError("target, ssh_key and known_hosts: required for an sftp: repository")
+    remote = repository.startswith(("sftp:", "rclone:"))
+    if remote and (target is None or not ssh_key or not known_hosts):
+        raise ConfigError(
+            "target, ssh_key and known_hosts: required for an sftp: or rclone: repository"
+        )
     staging = _absolute(_field(data, "staging_dir", str, ""), "staging_dir")
     if len(staging.parts) < 3:
         raise ConfigError(f"staging_dir: {staging} is too close to / to be emptied on each run")
@@ -274,6 +290,7 @@ def parse_config(data: Mapping[str, Any]) -> Config:
         tag=_optional(data, "tag", str, "", "educloud"),
         mail=_parse_mail(_section(data, "mail")),
         restic=_optional(data, "restic", str, "", "restic"),
+        append_only=_optional(data, "append_only", bool, "", False),
     )
 
 
@@ -358,20 +375,31 @@ class Invocation:
     env: dict[str, str]
 
 
-def sftp_command(config: Config) -> str:
-    """The ssh command restic's SFTP backend runs: our key, the pinned host key, no prompt."""
+def ssh_argv(config: Config) -> list[str]:
+    """ssh to the target with our key, the pinned host key, no prompt, no command."""
     assert config.target is not None
     target = config.target
-    argv = [
+    return [
         "ssh", "-i", str(config.ssh_key),
         "-o", f"UserKnownHostsFile={config.known_hosts}",
         "-o", "StrictHostKeyChecking=yes",
         "-o", "BatchMode=yes",
         "-p", str(target.port),
         f"{target.user}@{target.address}",
-        "-s", "sftp",
     ]  # fmt: skip
-    return shlex.join(argv)
+
+
+def sftp_command(config: Config) -> str:
+    """The ssh command restic's SFTP backend runs (the former layout)."""
+    return shlex.join([*ssh_argv(config), "-s", "sftp"])
+
+
+def rclone_program(config: Config) -> str:
+    """The program restic's rclone backend runs: ssh to the target, whose forced command
+    (`rclone serve restic --stdio --append-only` on this host's repository) answers.
+    No pty (-T): the channel carries restic's protocol, and no command is sent."""
+    argv = ssh_argv(config)
+    return shlex.join([argv[0], "-T", *argv[1:]])
 
 
 def restic_invocation(config: Config, *args: str) -> Invocation:
@@ -379,6 +407,9 @@ def restic_invocation(config: Config, *args: str) -> Invocation:
     argv = [config.restic]
     if config.sftp:
         argv += ["-o", f"sftp.command={sftp_command(config)}"]
+    elif config.over_ssh:
+        # No arguments of ours reach the target: its forced command names the repository.
+        argv += ["-o", f"rclone.program={rclone_program(config)}", "-o", "rclone.args="]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESTIC_")}
     env.update(
         RESTIC_REPOSITORY=config.repository,
@@ -967,7 +998,10 @@ def run_backup(config: Config, log: Log) -> dict[str, Any]:
                 files_new=summary.get("files_new"),
                 data_added_bytes=summary.get("data_added"),
             )
-            apply_retention(config, log)
+            if config.append_only:
+                log("restic: retention left to the operators (append-only repository)")
+            else:
+                apply_retention(config, log)
             last_run["ok"] = True
         except Exception as error:
             last_run["error"] = str(error) or type(error).__name__

@@ -16,6 +16,10 @@ a wrong file stops the service at start with the key at fault):
         is optional (peer authentication over the socket needs none).
     smtp: {host, port, sender, moderators: [e-mails], starttls: bool}   the approved relay
     form_secret_file: path      32+ random characters: the HMAC key of the form's tokens
+    form_token: {min_age_seconds: 3, max_age_seconds: 1800}
+                                how old a form's token may be when posted (at most a day);
+                                each token is good for one report, from the network it
+                                was served to
     moderation_token_sha256: hex sha256 of the moderators' bearer token
     retention_days: int         retention.yml illicit_content_reports.retention_days
     public_base_path: /signalement
@@ -23,19 +27,27 @@ a wrong file stops the service at start with the key at fault):
     privacy_url: /confidentialite
     platform_hosts: [names]     optional: host names a reported link may point to
                                 (default: the Host the form was posted to)
+    site_hosts: [names]         optional: the deployment's sites whose pages may post the
+                                form (Origin / Referer https://<name>; default: the site the
+                                form is posted to)
     max_body_bytes: 16384
-    rate_limit: {per_address_per_hour: 5, global_per_hour: 200}
+    rate_limit: {per_address_per_hour: 5, global_per_hour: 200, ceiling_per_hour: 1000}
+                                per client (IPv4 address, IPv6 /64); global at least 10
+                                times per client; ceiling at least global
     trusted_proxies: [127.0.0.1]   X-Forwarded-For is honoured only from these
 
 Endpoints (all under 127.0.0.1:8090, behind nginx):
 
     GET  /signalement              the French form (no script, no third-party resource)
-    POST /signalement              a report: 413 when Content-Length > max_body_bytes (the
-                                   body is not read), 411 without Content-Length, 400 with
-                                   the form and French reasons when malformed (nothing
-                                   stored), 429 + Retry-After over a rate limit, else 200
-                                   with the reference (SIG-XXXXXX) and one mail to the
-                                   moderators
+    POST /signalement              a report: 403 from another site's page (Origin, else
+                                   Referer, not one of the deployment's sites; none of
+                                   them: accepted), 413 when Content-Length >
+                                   max_body_bytes (the body is not read), 411 without
+                                   Content-Length, 400 with the form and French reasons
+                                   when malformed or its token is forged, expired, from
+                                   another network or spent (nothing stored), 429 +
+                                   Retry-After over a rate limit, else 200 with the
+                                   reference (SIG-XXXXXX) and one mail to the moderators
     GET  /signalement/health       200 {"status": "ok"} / 503 when the database is down
     /moderation/api/...            bearer token (Authorization: Bearer ...) else 401:
       GET  reports?status=open|taken_down|dismissed|archived|all
@@ -56,9 +68,16 @@ Endpoints (all under 127.0.0.1:8090, behind nginx):
 Mail: a relay failure keeps the report with notify_pending; pending mails are retried
 after the next accepted report and by POST /moderation/api/notify.
 
-Rate limit: counts accepted reports of the last hour per client address and globally. The
-address is never stored: only an HMAC of it with a random salt of the day (the salt is
-deleted the next day; hashes are deleted after an hour). Refused posts use no quota.
+Rate limit: counts accepted reports of the last hour per client (its IPv4 address, its
+IPv6 /64) and globally. Past global_per_hour a flood is on: each client may still send
+one report an hour, so a few clients cannot lock everyone out; past ceiling_per_hour
+nobody can (the database and the moderators' mailbox stay bounded). The address is never
+stored: only an HMAC of the client with a random salt of the day (the salt is deleted the
+next day; hashes are deleted after an hour). Refused posts use no quota and spend no token.
+
+Everything a report holds is data, never markup: the pages escape it (html.escape), the
+mail is plain text with control and format characters escaped (text.visible), the API
+answers JSON; `educloud moderation` shows it the same way.
 
 Archive (retention.yml at_expiry: archive): reference, dates, kind, reported link, status
 and the decisions (action, by, when, share ids) are kept; the description, the reporter's

@@ -15,12 +15,13 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import psycopg2
 
 from . import form, notify, pages, store
 from .config import Config
+from .text import has_hidden, visible
 
 log = logging.getLogger("educloud_reports")
 
@@ -37,6 +38,7 @@ STATUS_TEXT = {
     200: "200 OK",
     400: "400 Bad Request",
     401: "401 Unauthorized",
+    403: "403 Forbidden",
     404: "404 Not Found",
     405: "405 Method Not Allowed",
     409: "409 Conflict",
@@ -102,51 +104,70 @@ class ReportsApp:
                 platform=self.config.platform_name,
                 title=_TITLES.get(refused.status, "Signalement refusé"),
                 message=refused.message,
-                back=base if refused.status in (400, 413, 429) else None,
+                back=base if refused.status in (400, 403, 413, 429) else None,
             )
             return self._html(start_response, refused.status, page, refused.headers)
 
     # -- the public form -------------------------------------------------------------
 
     def _form(self, start_response: StartResponse, environ: dict[str, Any]) -> Iterable[bytes]:
-        page = pages.form_page(
+        page = self._form_page(environ)
+        return self._html(start_response, 200, b"" if environ["REQUEST_METHOD"] == "HEAD" else page)
+
+    def _form_page(
+        self,
+        environ: dict[str, Any],
+        values: dict[str, str] | None = None,
+        problems: list[str] | None = None,
+    ) -> bytes:
+        """The form, with a fresh token for this client's network."""
+        return pages.form_page(
             platform=self.config.platform_name,
             action=self.config.public_base_path,
             privacy_url=self.config.privacy_url,
-            token=form.issue_token(self.config.form_secret, self.clock()),
+            token=form.issue_token(
+                self.config.form_secret, self.clock(), client=self._client(environ)
+            ),
+            values=values,
+            problems=problems,
         )
-        return self._html(start_response, 200, b"" if environ["REQUEST_METHOD"] == "HEAD" else page)
 
     def _submit(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        self._check_origin(environ)
         body = self._read_body(environ)
+        client = self._client(environ)
+        now = self.clock()
         try:
-            new = form.parse(
+            submission = form.parse(
                 body,
                 environ.get("CONTENT_TYPE", ""),
                 secret=self.config.form_secret,
+                client=client,
                 platform_hosts=self._platform_hosts(environ),
-                now=self.clock(),
+                now=now,
+                ages=self.config.form_token,
             )
         except form.InvalidReportError as invalid:
-            page = pages.form_page(
-                platform=self.config.platform_name,
-                action=self.config.public_base_path,
-                privacy_url=self.config.privacy_url,
-                token=form.issue_token(self.config.form_secret, self.clock()),
-                values=invalid.values,
-                problems=invalid.problems,
-            )
+            page = self._form_page(environ, invalid.values, invalid.problems)
             return self._html(start_response, 400, page)
-        address = _client_address(environ, self.config.trusted_proxies)
         limits = self.config.rate_limit
+        quota = store.Quota(
+            limits.per_address_per_hour, limits.global_per_hour, limits.ceiling_per_hour
+        )
         with self._database() as conn:
             decision, reference = store.store_if_allowed(
                 conn,
-                new,
-                store.client_hash(conn, address),
-                limits.per_address_per_hour,
-                limits.global_per_hour,
+                submission.report,
+                store.client_hash(conn, client),
+                quota,
+                submission.token.nonce,
+                submission.token.expires_at,
+                int(now),
             )
+            if decision.replayed:
+                values = _typed_values(submission.report)
+                page = self._form_page(environ, values, [form.REPLAYED_FORM_MESSAGE])
+                return self._html(start_response, 400, page)
             if not decision.allowed or reference is None:
                 minutes = max(1, round(decision.retry_after / 60))
                 raise _RefusedError(
@@ -161,6 +182,51 @@ class ReportsApp:
             self._notify([reference, *waiting], conn)
         page = pages.receipt_page(platform=self.config.platform_name, reference=reference)
         return self._html(start_response, 200, page)
+
+    def _client(self, environ: dict[str, Any]) -> str:
+        """The client the quota and the form's token are bound to: its IPv4 address, or
+        the /64 of its IPv6 address (what one subscriber gets: rotating addresses within
+        it must not multiply the quota)."""
+        return client_network(_client_address(environ, self.config.trusted_proxies))
+
+    def _check_origin(self, environ: dict[str, Any]) -> None:
+        """A post comes from a page of the deployment's own sites, or is refused (403).
+
+        Browsers say where a post comes from in Origin (every POST, "null" from an opaque
+        origin) or, older ones, in Referer: either must be one of the deployment's sites
+        (`site_hosts`), else the site the form is posted to. Cross-site posts (another
+        site's page making its visitors send reports with tokens it fetched) are refused.
+        A post with neither header is accepted: every current browser sends Origin on a
+        POST, so a request without it is a program, which could send any header it likes
+        (the token, the quota and the proxy's limits hold it).
+        """
+        origin = environ.get("HTTP_ORIGIN")
+        referer = environ.get("HTTP_REFERER")
+        fetch_site = str(environ.get("HTTP_SEC_FETCH_SITE", "")).strip().lower()
+        if origin is None and referer is None and fetch_site != "cross-site":
+            return
+        claimed = _origin_of(str(origin if origin is not None else referer))
+        if fetch_site != "cross-site" and claimed in self._own_origins(environ):
+            return
+        log.warning("cross-site post refused (from %s)", visible(claimed or "an opaque origin"))
+        raise _RefusedError(
+            403,
+            "Ce signalement n'a pas été envoyé depuis le formulaire de la plateforme : il n'a "
+            "pas été enregistré. Ouvrez la page de signalement de la plateforme et envoyez-le "
+            "depuis cette page.",
+        )
+
+    def _own_origins(self, environ: dict[str, Any]) -> set[str]:
+        if self.config.site_hosts:
+            return {f"https://{host}" for host in self.config.site_hosts}
+        peer = str(environ.get("REMOTE_ADDR", ""))
+        scheme = str(environ.get("wsgi.url_scheme", "http"))
+        if peer in self.config.trusted_proxies:
+            forwarded = str(environ.get("HTTP_X_FORWARDED_PROTO", "")).strip().lower()
+            scheme = forwarded if forwarded in ("http", "https") else scheme
+        host = str(environ.get("HTTP_HOST") or "")
+        own = _origin_of(f"{scheme}://{host}") if host else None
+        return {own} if own else set()
 
     def _read_body(self, environ: dict[str, Any]) -> bytes:
         """The request body, refused before any of it is read when it is declared too big."""
@@ -322,7 +388,7 @@ class ReportsApp:
                 raise _RefusedError(404, f"no report {report_id}") from None
             except store.DecisionConflictError as conflict:
                 raise _RefusedError(409, str(conflict)) from None
-        log.info("report %s: %s by %s", report_id, action, by)
+        log.info("report %s: %s by %s", report_id, action, visible(by))
         return self._json(start_response, 200, report.as_json())
 
     # -- plumbing ------------------------------------------------------------------------
@@ -383,6 +449,7 @@ class ReportsApp:
 
 _TITLES = {
     400: "Signalement refusé",
+    403: "Signalement refusé",
     404: "Page introuvable",
     405: "Méthode non autorisée",
     411: "Signalement refusé",
@@ -420,8 +487,10 @@ def _decision_fields(data: Any) -> tuple[str, str, str, list[str], bool]:
         raise _RefusedError(400, "share_ids must be a list of share ids (strings)")
     if not isinstance(reopen, bool):
         raise _RefusedError(400, "reopen must be true or false")
-    if "\x00" in by + note + "".join(share_ids):
-        raise _RefusedError(400, "NUL characters are not accepted")
+    if has_hidden(by + "".join(share_ids)) or has_hidden(note, allowed="\n\t"):
+        raise _RefusedError(
+            400, "control or format characters are not accepted (line breaks in note only)"
+        )
     return action, by.strip(), note, share_ids, reopen
 
 
@@ -450,3 +519,45 @@ def _client_address(environ: dict[str, Any], trusted: tuple[str, ...]) -> str:
         except ValueError:
             break  # a forged or broken entry: count the request against the proxy itself
     return peer
+
+
+def client_network(address: str) -> str:
+    """The network a client is counted as: an IPv4 address (/32), an IPv6 /64 (an IPv4
+    address mapped into IPv6 as that IPv4 address); anything else as it is."""
+    try:
+        parsed = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return f"{parsed.ipv4_mapped}/32"
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return f"{parsed}/32"
+
+
+def _origin_of(url: str) -> str | None:
+    """scheme://host[:port] of a URL, lower case, without the scheme's default port;
+    None for "null" (an opaque origin) or anything that is not an http(s) URL."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in ("http", "https") or not host:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
+
+
+def _typed_values(report: store.NewReport) -> dict[str, str]:
+    """What the person typed, to fill the form again."""
+    kind = {v: k for k, v in form.KIND_FIELD_VALUES.items()}[report.content_kind]
+    return {
+        "type": kind,
+        "lien": report.link or "",
+        "description": report.description,
+        "contact": report.contact_email or "",
+    }

@@ -12,6 +12,14 @@ import yaml
 DEFAULT_MAX_BODY_BYTES = 16384
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _MIN_SECRET_BYTES = 32
+# A form's token lives at most a day: a longer one could be fetched in bulk and spent later.
+_TOKEN_MAX_AGE_LIMIT = 24 * 3600
+# The per-client quota is at most this share of the global one: fewer clients than that
+# cannot reach the global quota.
+_GLOBAL_TO_CLIENT_RATIO = 10
+_HOST_NAME = re.compile(
+    r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
 
 
 class ConfigError(Exception):
@@ -49,10 +57,31 @@ class SmtpConfig:
     timeout: float = 10.0
 
 
+TOKEN_MIN_AGE = 3
+TOKEN_MAX_AGE = 30 * 60
+
+
+@dataclass(frozen=True)
+class TokenAges:
+    """How old a form's token may be when it is posted, in seconds (form.py)."""
+
+    min_age: int = TOKEN_MIN_AGE
+    max_age: int = TOKEN_MAX_AGE
+
+
 @dataclass(frozen=True)
 class RateLimit:
+    """Accepted reports per hour. A client is an IPv4 address or an IPv6 /64 (one
+    subscriber's network: its addresses are counted together).
+
+    Past `global_per_hour`, a flood is on: each client may still send one report an hour
+    (a few clients can no longer lock everyone else out), until `ceiling_per_hour` in all,
+    which bounds the database and the moderators' mailbox whatever the number of clients.
+    """
+
     per_address_per_hour: int = 5
     global_per_hour: int = 200
+    ceiling_per_hour: int = 1000
 
 
 @dataclass(frozen=True)
@@ -67,6 +96,10 @@ class Config:
     privacy_url: str = "/confidentialite"
     platform_hosts: tuple[str, ...] = ()
     """Host names a reported link may point to; empty: the Host the form is served on."""
+    site_hosts: tuple[str, ...] = ()
+    """The deployment's sites whose pages may post the form (https://<name> as Origin or
+    Referer); empty: only the site the form is posted to."""
+    form_token: TokenAges = field(default_factory=TokenAges)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     rate_limit: RateLimit = field(default_factory=RateLimit)
     trusted_proxies: tuple[str, ...] = ("127.0.0.1",)
@@ -122,6 +155,9 @@ def from_mapping(raw: dict[str, Any], source: str = "configuration") -> Config:
     max_body = int(raw.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES))
     if max_body < 1024:
         raise ConfigError(f"{source}: max_body_bytes below 1024 cannot hold a report")
+    rate_limit = _rate_limit(limits, source)
+    form_token = _token_ages(raw.get("form_token") or {}, source)
+    site_hosts = _host_names(raw.get("site_hosts") or [], source, "site_hosts")
     return Config(
         database=DatabaseConfig(
             dbname=need(db, "dbname", str, "database."),
@@ -149,13 +185,62 @@ def from_mapping(raw: dict[str, Any], source: str = "configuration") -> Config:
         platform_name=str(raw.get("platform_name", "educloud")),
         privacy_url=str(raw.get("privacy_url", "/confidentialite")),
         platform_hosts=tuple(h.lower() for h in raw.get("platform_hosts") or ()),
+        site_hosts=site_hosts,
+        form_token=form_token,
         max_body_bytes=max_body,
-        rate_limit=RateLimit(
-            per_address_per_hour=int(limits.get("per_address_per_hour", 5)),
-            global_per_hour=int(limits.get("global_per_hour", 200)),
-        ),
+        rate_limit=rate_limit,
         trusted_proxies=tuple(str(p) for p in raw.get("trusted_proxies", ["127.0.0.1"])),
     )
+
+
+def _whole_number(mapping: dict[str, Any], key: str, default: int, source: str, where: str) -> int:
+    value = mapping.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{source}: {where}{key} must be a whole number of 0 or more")
+    return value
+
+
+def _rate_limit(limits: Any, source: str) -> RateLimit:
+    if not isinstance(limits, dict):
+        raise ConfigError(f"{source}: rate_limit must be a mapping")
+    per_client = _whole_number(limits, "per_address_per_hour", 5, source, "rate_limit.")
+    global_ = _whole_number(limits, "global_per_hour", 200, source, "rate_limit.")
+    ceiling = _whole_number(limits, "ceiling_per_hour", max(1000, global_), source, "rate_limit.")
+    if per_client < 1:
+        raise ConfigError(f"{source}: rate_limit.per_address_per_hour must be 1 or more")
+    if global_ < _GLOBAL_TO_CLIENT_RATIO * per_client:
+        raise ConfigError(
+            f"{source}: rate_limit.global_per_hour ({global_}) must be at least "
+            f"{_GLOBAL_TO_CLIENT_RATIO} times rate_limit.per_address_per_hour ({per_client}): "
+            "otherwise a few clients exhaust it"
+        )
+    if ceiling < global_:
+        raise ConfigError(
+            f"{source}: rate_limit.ceiling_per_hour ({ceiling}) must be at least "
+            f"rate_limit.global_per_hour ({global_})"
+        )
+    return RateLimit(per_client, global_, ceiling)
+
+
+def _token_ages(raw: Any, source: str) -> TokenAges:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: form_token must be a mapping")
+    min_age = _whole_number(raw, "min_age_seconds", TOKEN_MIN_AGE, source, "form_token.")
+    max_age = _whole_number(raw, "max_age_seconds", TOKEN_MAX_AGE, source, "form_token.")
+    if not min_age < max_age <= _TOKEN_MAX_AGE_LIMIT:
+        raise ConfigError(
+            f"{source}: form_token.max_age_seconds ({max_age}) must be above "
+            f"form_token.min_age_seconds ({min_age}) and at most {_TOKEN_MAX_AGE_LIMIT} (a day)"
+        )
+    return TokenAges(min_age, max_age)
+
+
+def _host_names(raw: Any, source: str, key: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(
+        isinstance(h, str) and _HOST_NAME.match(h.lower()) for h in raw
+    ):
+        raise ConfigError(f"{source}: {key} must be a list of host names (no scheme, no port)")
+    return tuple(h.lower() for h in raw)
 
 
 def _read_secret(path: str, source: str, key: str) -> str:

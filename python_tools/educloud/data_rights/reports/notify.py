@@ -2,6 +2,9 @@
 
 The mail says that a report arrived and where to look; the description and the
 reporter's e-mail stay in the database (where retention archives them), not in mailboxes.
+It is plain text (no HTML a link could inject into), and the reported link is written
+with its control and format characters escaped (text.visible): what the moderators read
+is what was stored.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from email.utils import format_datetime, make_msgid
 
 from .config import SmtpConfig
 from .store import Report
+from .text import visible
 
 KIND_FR = {"share_link": "lien de partage", "description": "description"}
 
@@ -25,7 +29,7 @@ def message(report: Report, smtp: SmtpConfig, platform: str) -> EmailMessage:
     mail["Date"] = format_datetime(report.created_at)
     mail["Message-ID"] = make_msgid(idstring=report.id)
     mail["Auto-Submitted"] = "auto-generated"
-    link = report.link or "(aucun lien donné)"
+    link = visible(report.link) if report.link else "(aucun lien donné)"
     mail.set_content(
         f"Bonjour,\n\n"
         f"Un contenu a été signalé sur {platform} (charte, garantie C9).\n\n"

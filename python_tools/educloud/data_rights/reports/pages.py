@@ -1,5 +1,12 @@
 """The French pages people see: the form, the receipt, the refusals. No script, no
-third-party resource; the one inline style is allowed by its hash in the CSP (C3)."""
+third-party resource; the one inline style is allowed by its hash in the CSP (C3).
+
+Referrer policy `same-origin` (header and <meta>): the form's post then carries its real
+Origin, which the service checks (app._check_origin). Under `no-referrer` (the reverse
+proxy's default header, which the <meta> overrides in the page) a browser sends
+`Origin: null` with a POST, and a refused cross-site post could not be told from the
+form's own. Nothing is ever sent to another site: the pages load nothing from elsewhere.
+Everything a person typed is escaped (html.escape), never markup."""
 
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ STYLE = (
     ".piege{position:absolute;left:-10000px}"
     "button{margin-top:1.5rem;padding:.5rem 1.2rem;font:inherit}"
 )
+REFERRER_POLICY = "same-origin"
 STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
 CSP = (
     f"default-src 'none'; style-src 'sha256-{STYLE_HASH}'; form-action 'self'; "
@@ -33,7 +41,7 @@ HEADERS = [
     ("Content-Security-Policy", CSP),
     ("Cache-Control", "no-store"),
     ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
+    ("Referrer-Policy", REFERRER_POLICY),
 ]
 
 
@@ -42,6 +50,7 @@ def _page(title: str, platform: str, body: str) -> bytes:
         "<!DOCTYPE html>\n"
         '<html lang="fr"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<meta name="referrer" content="{REFERRER_POLICY}">'
         f"<title>{escape(title)} - {escape(platform)}</title>"
         f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n"
     ).encode()

@@ -71,6 +71,13 @@ CREATE TABLE IF NOT EXISTS report_salts (
     day  date PRIMARY KEY,
     salt bytea NOT NULL
 );
+-- The nonces of the form tokens already spent (each token is good for one report), kept
+-- until the token would be refused as expired anyway (unix time).
+CREATE TABLE IF NOT EXISTS report_spent_tokens (
+    nonce      text PRIMARY KEY,
+    expires_at bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS report_spent_tokens_expiry ON report_spent_tokens (expires_at);
 """
 
 
@@ -170,7 +177,8 @@ def new_reference() -> str:
 
 
 def client_hash(conn: Connection, address: str) -> str:
-    """HMAC of the address with today's random salt (created on first use, kept one day).
+    """HMAC of the client (its address, or its IPv6 /64 network) with today's random salt
+    (created on first use, kept one day).
 
     The per-address count therefore restarts at midnight (the database's date): a bounded
     leak, and the price of never keeping a hash that outlives its salt.
@@ -189,26 +197,48 @@ def client_hash(conn: Connection, address: str) -> str:
 
 
 @dataclass(frozen=True)
+class Quota:
+    """Accepted reports per hour (config.RateLimit: what a flood changes)."""
+
+    per_client: int
+    global_: int
+    ceiling: int
+
+
+@dataclass(frozen=True)
 class RateDecision:
     allowed: bool
     retry_after: int = 0
     """Seconds until a slot frees, when refused."""
+    replayed: bool = False
+    """The form's token was spent already: refused, whatever the quota."""
 
 
 def store_if_allowed(
     conn: Connection,
     report: NewReport,
     client: str,
-    per_address_per_hour: int,
-    global_per_hour: int,
+    quota: Quota,
+    token_nonce: str,
+    token_expires_at: int,
+    now: int,
 ) -> tuple[RateDecision, str | None]:
-    """Count the last hour's reports (the client's and all) and store this one if allowed.
+    """Spend the form's token and store the report, if the token is fresh and the quota
+    allows it.
 
-    Counting and inserting under one advisory lock: parallel requests cannot both take the
-    last slot. Returns the decision and the new report's reference (None when refused).
+    The quota counts the last hour's reports: the client's (at most `per_client`), and
+    everyone's. Past `global_`, each client may still send one report an hour; past
+    `ceiling`, nobody. Checking and inserting under one advisory lock: parallel requests
+    cannot both take the last slot or both spend one token. A refused post spends neither
+    the token nor the quota. Returns the decision and the new report's reference (None
+    when refused). `now` is the service's clock (unix time), the one tokens are dated by.
     """
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_RATE_LOCK,))
+        cur.execute("DELETE FROM report_spent_tokens WHERE expires_at < %s", (now,))
+        cur.execute("SELECT 1 FROM report_spent_tokens WHERE nonce = %s", (token_nonce,))
+        if cur.fetchone() is not None:
+            return RateDecision(False, replayed=True), None
         cur.execute("DELETE FROM report_submissions WHERE submitted_at < now() - interval '1 hour'")
         cur.execute(
             "SELECT count(*), min(submitted_at) FROM report_submissions WHERE client_hash = %s",
@@ -217,11 +247,13 @@ def store_if_allowed(
         mine, my_oldest = cur.fetchone() or (0, None)
         cur.execute("SELECT count(*), min(submitted_at) FROM report_submissions")
         everyone, oldest = cur.fetchone() or (0, None)
-        for count, limit, first in (
-            (mine, per_address_per_hour, my_oldest),
-            (everyone, global_per_hour, oldest),
+        flood = everyone >= quota.global_
+        for refused, first in (
+            (mine >= quota.per_client, my_oldest),
+            (everyone >= quota.ceiling, oldest),
+            (flood and mine >= 1, my_oldest),
         ):
-            if count >= limit:
+            if refused:
                 cur.execute(
                     "SELECT ceil(extract(epoch FROM %s + interval '1 hour' - now()))::int",
                     (first,),
@@ -230,6 +262,10 @@ def store_if_allowed(
                 return RateDecision(False, max(1, int(wait[0]) if wait else 3600)), None
         reference = _insert_report(cur, report)
         cur.execute("INSERT INTO report_submissions (client_hash) VALUES (%s)", (client,))
+        cur.execute(
+            "INSERT INTO report_spent_tokens (nonce, expires_at) VALUES (%s, %s)",
+            (token_nonce, token_expires_at),
+        )
     return RateDecision(True), reference
 
 
@@ -394,6 +430,7 @@ def archive_expired(
             )
         cur.execute("DELETE FROM report_submissions WHERE submitted_at < now() - interval '1 hour'")
         cur.execute("DELETE FROM report_salts WHERE day < current_date")
+        cur.execute("DELETE FROM report_spent_tokens WHERE expires_at < extract(epoch FROM now())")
     return PurgeResult(cutoff, archived)
 
 

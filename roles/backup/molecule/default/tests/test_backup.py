@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from educloud.backup import probe
 from educloud.hostscope import skip_unless_in_group
 
 GROUP = "backup"
@@ -68,7 +69,7 @@ def test_a_backup_run_through_systemd_succeeds_and_records_its_snapshot(host):
     assert "password" not in json.dumps(status).lower()
 
 
-def test_the_backup_key_opens_sftp_in_the_chroot_and_no_shell(host):
+def _ssh(host: Any) -> tuple[list[str], str, str]:
     config = _config(host)
     target = config["target"]
     options = [
@@ -76,15 +77,59 @@ def test_the_backup_key_opens_sftp_in_the_chroot_and_no_shell(host):
         "-o", f"UserKnownHostsFile={config['known_hosts']}",
         "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
     ]  # fmt: skip
-    login = f"{target['user']}@{target['address']}"
-    port = str(target["port"])
+    return options, f"{target['user']}@{target['address']}", str(target["port"])
+
+
+def test_the_backup_key_gives_no_shell_no_sftp_no_forwarding(host):
+    options, login, port = _ssh(host)
     command = host.run(
-        shlex.join(["timeout", "30", "ssh", *options, "-p", port, login, "id"]) + " </dev/null"
+        shlex.join(["timeout", "30", "ssh", *options, "-p", port, login, "id"])
+        + " </dev/null; echo exit=$?"
     )
-    assert command.rc != 0
     assert "uid=" not in command.stdout
-    # The same key does open SFTP, where the chroot shows the repositories only.
     sftp = shlex.join(["timeout", "30", "sftp", "-b", "-", *options, "-P", port, login])
-    listing = host.run(f"echo 'ls /' | {sftp}")
-    assert listing.rc == 0, listing.stderr
-    assert listing.stdout.split()[-1] == "/repos"
+    # ssh's own failures exit 255, which testinfra takes for its own: the status is echoed.
+    listing = host.run(f"echo 'ls /' | {sftp}; echo exit=$?")
+    assert "exit=0" not in listing.stdout, listing.stdout
+    # A direct-tcpip channel (what -L and -W open) to the target's own SSH port.
+    forward = host.run(
+        shlex.join(["timeout", "20", "ssh", *options, "-p", port, "-W", "127.0.0.1:22", login])
+        + " </dev/null; echo exit=$?"
+    )
+    assert "SSH-2.0" not in forward.stdout, "the backup key opened a TCP forwarding"
+
+
+def test_the_backup_key_cannot_delete_nor_rewrite_its_backups(host):
+    """As ransomware on this host would: with its own key, delete, overwrite and truncate
+    the snapshots, packs, index, key and config it wrote. Every attempt is refused."""
+    with host.sudo():
+        answer = host.run(probe.command(f"{CONFIG_DIR}/backup.json", "mol-other"))
+    assert answer.rc == 0, answer.stderr
+    result = probe.parse(answer.stdout)
+    assert not result.untried, result.attempts
+    assert not result.problems, result.problems
+
+
+def test_restic_forget_as_the_client_removes_nothing(host):
+    with host.sudo():
+        before = json.loads(host.check_output("educloud-backup snapshots"))
+        forget = host.run(
+            "RESTIC_PASSWORD_FILE=%s/repository-password restic -o %s -o rclone.args= "
+            "-r rclone: --no-cache forget --keep-last 1 --prune",
+            CONFIG_DIR,
+            "rclone.program=" + _rclone_program(host),
+        )
+        after = json.loads(host.check_output("educloud-backup snapshots"))
+    assert len(before) > 1, "the scenario needs two snapshots (the migrated one and a run)"
+    assert {s["id"] for s in after} == {s["id"] for s in before}, forget.stdout + forget.stderr
+
+
+def _rclone_program(host: Any) -> str:
+    options, login, port = _ssh(host)
+    return shlex.join(["ssh", *options, "-p", port, login])
+
+
+def test_the_snapshot_written_before_the_migration_is_kept(host):
+    with host.sudo():
+        snapshots = json.loads(host.check_output("educloud-backup snapshots"))
+    assert any("legacy" in (s.get("tags") or []) for s in snapshots), snapshots

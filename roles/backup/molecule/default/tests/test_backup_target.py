@@ -16,7 +16,7 @@ from educloud.hostscope import skip_unless_in_group
 
 GROUP = "backup_target"
 PLATFORM = "mol-bkstore"
-USER = "educloud-backup"
+LEGACY_USER = "educloud-backup"
 # Where a secret must never be found on the target.
 SEARCHED = ("/srv", "/etc", "/home", "/root", "/var")
 
@@ -26,29 +26,54 @@ def _backup_target_hosts_only(host: Any) -> None:
     skip_unless_in_group(host.ansible.get_variables(), GROUP, platform=PLATFORM)
 
 
-def _chroot(host: Any) -> str:
-    return str(host.ansible.get_variables().get("backup_target_chroot_dir", "/srv/educloud-backup"))
+def _variables(host: Any) -> dict[str, Any]:
+    return host.ansible.get_variables()
+
+
+def _base(host: Any) -> str:
+    return str(_variables(host).get("backup_target_base_dir", "/srv/educloud-backup"))
+
+
+def _clients(host: Any) -> list[str]:
+    return [str(c["name"]) for c in _variables(host).get("backup_target_clients", [])]
 
 
 def _repositories(host: Any) -> list[str]:
-    repos = f"{_chroot(host)}/repos"
+    repos = f"{_base(host)}/repos"
     return sorted(host.check_output(f"find {repos} -mindepth 1 -maxdepth 1 -type d").split())
 
 
-def test_sshd_confines_the_account_to_sftp_in_its_chroot(host):
-    effective = host.check_output(f"sshd -T -C user={USER},host=client.invalid,addr=198.18.0.1")
-    settings = dict(line.split(" ", 1) for line in effective.splitlines() if " " in line)
-    assert settings["chrootdirectory"] == _chroot(host)
-    assert settings["forcecommand"] == "internal-sftp"
-    assert (settings["allowtcpforwarding"], settings["permittty"]) == ("no", "no")
-    chroot = host.file(_chroot(host))
-    assert (chroot.user, chroot.group, chroot.mode) == ("root", "root", 0o755)
-    repos = host.file(f"{_chroot(host)}/repos")
-    assert (repos.user, repos.mode) == (USER, 0o700)
-    keys = host.file(f"{_chroot(host)}/.ssh/authorized_keys")
-    assert keys.user == "root" and keys.mode & 0o022 == 0
-    lines = [line for line in keys.content_string.splitlines() if line and line[0] != "#"]
-    assert lines and all(line.startswith("restrict ") for line in lines)
+def test_each_client_has_its_own_account_forced_to_append_only(host):
+    clients = _clients(host)
+    assert clients
+    repos = host.file(f"{_base(host)}/repos")
+    assert (repos.user, repos.group, repos.mode) == ("root", "root", 0o711)
+    for name in clients:
+        account = f"backup-{name}"
+        assert host.user(account).exists
+        repository = host.file(f"{_base(host)}/repos/{name}")
+        assert (repository.user, repository.mode) == (account, 0o700)
+        keys = host.file(f"{_base(host)}/accounts/{name}/.ssh/authorized_keys")
+        assert keys.user == "root" and keys.mode & 0o022 == 0
+        lines = [line for line in keys.content_string.splitlines() if line and line[0] != "#"]
+        assert len(lines) == 1
+        assert lines[0].startswith("restrict,")
+        assert (
+            f'command="/usr/bin/rclone serve restic --stdio --append-only --config /dev/null '
+            f'{_base(host)}/repos/{name}"'
+        ) in lines[0]
+        effective = host.check_output(
+            f"sshd -T -C user={account},host=client.invalid,addr=198.18.0.1"
+        )
+        settings = dict(line.split(" ", 1) for line in effective.splitlines() if " " in line)
+        assert (settings["forcecommand"], settings["chrootdirectory"]) == ("none", "none")
+
+
+def test_the_former_shared_account_is_gone_and_its_repositories_kept(host):
+    assert not host.user(LEGACY_USER).exists
+    assert not host.file(f"{_base(host)}/.ssh").exists
+    owners = host.check_output(f"find {_base(host)}/repos -mindepth 1 -printf '%u\\n' | sort -u")
+    assert set(owners.split()) <= {f"backup-{name}" for name in _clients(host)}, owners
 
 
 def test_repositories_are_encrypted(host):
@@ -99,10 +124,12 @@ def test_no_repository_password_on_the_target(host):
 
 def test_interrupted_uploads_are_deleted_after_a_day(host):
     # What a killed restic run leaves in a repository: its pack being uploaded (C7).
-    data = f"{_repositories(host)[0]}/data/ff"
+    repository = _repositories(host)[0]
+    user = host.file(repository).user
+    data = f"{repository}/data/ff"
     old, fresh = f"{data}/feedface-restic-temp-1", f"{data}/feedface-restic-temp-2"
     with host.sudo():
-        host.run_test(f"install -d -o {USER} -m 0700 {data}")
+        host.run_test(f"install -d -o {user} -m 0700 {data}")
         host.run_test(f"touch -d '2 days ago' {old} && touch {fresh}")
         try:
             assert host.service("educloud-backup-stale-uploads.timer").is_enabled

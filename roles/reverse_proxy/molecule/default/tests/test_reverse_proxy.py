@@ -303,6 +303,35 @@ def test_denied_paths_answer_403(host, sites, ca_file):
         pytest.skip("no site has deny_paths")
 
 
+def test_allowed_paths_only_are_forwarded(host, sites, ca_file):
+    checked = 0
+    for site in sites:
+        if not site.get("allow_paths"):
+            continue
+        name = site["name"]
+        # Outside the list, and the audit's encoded climb out of it (issue #29): 404 from nginx.
+        for path in ("/educloud-not-allowed/", "/admin/realms/..%2f..%2f", "/x/..%2fadmin/"):
+            response = _curl(
+                host, ca_file, f"https://{name}{path}", name, "127.0.0.1", "--path-as-is"
+            )
+            assert _status(response) == 404, f"{name}{path}: {response.stdout}"
+            checked += 1
+    if not checked:
+        pytest.skip("no site has allow_paths")
+
+
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_made_up_host_gets_421(host, sites, ca_file, scheme):
+    # A Host no site serves, on a connection opened for a real site (its SNI): 421, never
+    # nginx's welcome page nor a redirect to the made-up name (issue #29).
+    name = sites[0]["name"]
+    response = _curl(
+        host, ca_file, f"{scheme}://{name}/", name, "127.0.0.1", "-H", "Host: evil.example"
+    )
+    assert _status(response) == 421, response.stdout
+    assert "evil.example" not in response.stdout
+
+
 def test_restricted_site_refuses_other_sources(host, sites, ca_file):
     address = _lab_address(host)
     restricted = [s for s in sites if s.get("allow_networks")]
@@ -343,14 +372,46 @@ def test_upstream_serves_through_the_proxy(host, sites, ca_file):
         assert status < 500, f"{name}: proxy answered {status}"
 
 
-def test_ca_private_key_readable_by_root_only(host):
+# Each PEM private key under the directories an operator would use, as "<SHA-256 of its public
+# key> <path>" (a key openssl cannot read hashes as the empty string).
+_PRIVATE_KEYS_BY_PUBLIC_KEY = (
+    "find /etc /root /home /srv /opt /usr/local /tmp /var/tmp /var/backups -xdev -type f"
+    " -size -64k -print0 2>/dev/null"
+    " | xargs -0 -r grep -lsZ -e '-----BEGIN [A-Z ]*PRIVATE KEY-----'"
+    " | while IFS= read -r -d '' f; do"
+    ' printf "%s %s\\n" "$(openssl pkey -in "$f" -pubout -outform DER 2>/dev/null'
+    ' | sha256sum | cut -d" " -f1)" "$f"; done'
+)
+
+
+def test_no_ca_private_key_on_the_host(host):
+    """The CA's key stays on the controller (issue #29): not at the path older versions used,
+    nor anywhere else on the host (a key whose public half is the CA certificate's)."""
     if not _internal_ca(host):
         pytest.skip("certificates do not come from the internal CA")
-    key = host.file(f"{_ca_dir(host)}/ca.key")
-    assert key.exists
-    assert key.user == "root"
-    assert key.group == "root"
-    assert key.mode == 0o600
+    assert not host.file(f"{_ca_dir(host)}/ca.key").exists
+    ca_public = host.check_output(
+        f"openssl x509 -in {shlex.quote(_ca_dir(host))}/ca.crt -noout -pubkey"
+        " | openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1"
+    )
+    found = host.check_output(_PRIVATE_KEYS_BY_PUBLIC_KEY).splitlines()
+    assert any(line.endswith(".key") for line in found), "the scan saw no key at all"
+    assert not [line for line in found if line.startswith(ca_public + " ")]
+
+
+def test_ca_constrained_to_the_sites_domains(host, sites):
+    """The CA certificate names the domains it may vouch for, critically, and no IP address."""
+    if not _internal_ca(host):
+        pytest.skip("certificates do not come from the internal CA")
+    text = host.check_output(
+        f"openssl x509 -in {shlex.quote(_ca_dir(host))}/ca.crt -noout -ext nameConstraints"
+    )
+    assert "Name Constraints: critical" in text
+    permitted = re.findall(r"DNS:(\S+)", text.split("Excluded")[0])
+    assert permitted
+    for site in sites:
+        assert any(site["name"] == d or site["name"].endswith(f".{d}") for d in permitted)
+    assert "IP:0.0.0.0/0.0.0.0" in text.split("Excluded")[1]
 
 
 def _in_network(address: str, network: str) -> bool:
@@ -631,7 +692,9 @@ def test_privacy_notice_served_while_upstream_down(
 ):
     for site in filter(_reachable_from_loopback, sites):
         name = site["name"]
-        assert _get(host, ca_file, name, "/").status == 502, f"{name}: the upstream still answers"
+        # A path the site forwards (with allow_paths, "/" is the proxy's own 404).
+        path = next(iter(site.get("allow_paths", [])), "/")
+        assert _get(host, ca_file, name, path).status == 502, f"{name}: the upstream still answers"
         page = _get(host, ca_file, name, notice_path)
         assert page.status == 200, f"{name}: notice answered {page.status} without its upstream"
         assert 'id="signalement"' in page.body, name
