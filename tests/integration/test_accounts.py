@@ -149,8 +149,10 @@ def sheet_passwords(sheets: list[Path]) -> dict[str, str]:
 def try_password(lab_keycloak, realm: str, username: str, password: str) -> str:
     """Keycloak's answer to a direct grant: 'Account is not fully set up' proves the password
     right and its change at first login required."""
+    # Through the admin site: a scratch realm is not on the public name, which serves only
+    # the inventory's realms (reverse_proxy allow_paths, issue #29).
     answer = requests.post(
-        f"{lab_keycloak.public_url}/realms/{realm}/protocol/openid-connect/token",
+        f"{lab_keycloak.admin_url}/realms/{realm}/protocol/openid-connect/token",
         data={
             "grant_type": "password",
             "client_id": "try-password",
