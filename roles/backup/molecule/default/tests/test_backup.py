@@ -130,6 +130,8 @@ def _rclone_program(host: Any) -> str:
 
 
 def test_the_snapshot_written_before_the_migration_is_kept(host):
+    if host.ansible.get_variables().get("inventory_hostname") != PLATFORM:
+        pytest.skip("the snapshot of the old layout is made by molecule's prepare step")
     with host.sudo():
         snapshots = json.loads(host.check_output("educloud-backup snapshots"))
     assert any("legacy" in (s.get("tags") or []) for s in snapshots), snapshots

@@ -35,7 +35,13 @@ def _base(host: Any) -> str:
 
 
 def _clients(host: Any) -> list[str]:
-    return [str(c["name"]) for c in _variables(host).get("backup_target_clients", [])]
+    clients = _variables(host).get("backup_target_clients", [])
+    if isinstance(clients, str):  # an expression in the inventory: Ansible templates it
+        answer = host.ansible(
+            "ansible.builtin.debug", "msg={{ backup_target_clients }}", check=False
+        )
+        clients = answer["msg"]
+    return [str(c["name"]) for c in clients]
 
 
 def _repositories(host: Any) -> list[str]:
