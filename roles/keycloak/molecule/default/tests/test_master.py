@@ -39,6 +39,12 @@ def _call(host, method: str, url: str, token: str | None = None, body: Any = Non
         return int(status), text
 
 
+def _templated(host, expression: str) -> Any:
+    """An inventory expression as Ansible templates it: the lab's values are expressions over
+    its vault ("{{ vault_... }}"), which get_variables() returns as written."""
+    return host.ansible("ansible.builtin.debug", f"msg={{{{ {expression} }}}}", check=False)["msg"]
+
+
 @pytest.fixture
 def kc(host):
     variables = host.ansible.get_variables()
@@ -46,10 +52,10 @@ def kc(host):
         "base": f"http://127.0.0.1:{variables.get('keycloak_http_port', 8080)}",
         "config_dir": variables.get("keycloak_config_dir", "/etc/keycloak"),
         "client_id": variables.get("keycloak_automation_client_id", "educloud-automation"),
-        "secret": variables["keycloak_automation_client_secret"],
+        "secret": _templated(host, "keycloak_automation_client_secret"),
         "admin_user": variables.get("keycloak_admin_user", "admin"),
-        "admin_password": variables["keycloak_admin_password"],
-        "master_admins": variables.get("keycloak_master_admins", []),
+        "admin_password": _templated(host, "keycloak_admin_password"),
+        "master_admins": _templated(host, "keycloak_master_admins | default([])"),
         "realms": [r["name"] for r in variables.get("keycloak_realms", [])],
     }
 
