@@ -44,7 +44,7 @@ from keycloak import KeycloakAdmin
 from educloud.accounts.keycloak_directory import ImportPath, KeycloakDirectory
 from educloud.accounts.model import Account, DirectoryState, Login, Profile
 from educloud.accounts.plan import plan
-from educloud.charter import deployment
+from educloud.deployment import model as deployment
 from educloud.lab import orchestrate
 from educloud.lab import secrets as lab_secrets
 from educloud.lab.settings import LabPaths

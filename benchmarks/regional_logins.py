@@ -27,8 +27,8 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
+from educloud.deployment.inventory import InventoryHost
 from educloud.errors import EducloudError
-from educloud.inventory_vars import InventoryHost
 from educloud.lab.keycloak_access import LabKeycloak, admin_client, disposable_user, keycloak_info
 from educloud.lab.settings import LabPaths
 from educloud.netpin import pinned_names

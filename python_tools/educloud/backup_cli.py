@@ -171,7 +171,8 @@ def forget_command(
     policy's horizons (policies/retention.yml), the target reached as Ansible reaches it and
     the repository password read from the backup host. Without --apply, the plan only.
     """
-    from educloud import inventory_vars, policy
+    from educloud import policy
+    from educloud.deployment import inventory as inventory_vars
 
     hosts = inventory_vars.load(inventory)
     keep = maintenance.Keep.from_policy(policy.load().retention["backups"])
@@ -230,7 +231,7 @@ def drill_command(
     restored database, a login. Exit 0 only when everything is proved; 1 with the failing
     step otherwise; 2 on bad arguments, before anything changes.
     """
-    from educloud import inventory_vars
+    from educloud.deployment import inventory as inventory_vars
     from educloud.lab import orchestrate
 
     request = drill_lib.DrillRequest(inventory, source, lab_host, keep_host, repository_path)

@@ -346,7 +346,7 @@ def policy_check(
 
 def _print_entry_points(inventory: Path) -> None:
     """Where users log in, and how to reach the lab's names from this machine."""
-    from educloud import inventory_vars
+    from educloud.deployment import inventory as inventory_vars
 
     for host in inventory_vars.load(inventory):
         hostname = host.variables.get("keycloak_hostname")

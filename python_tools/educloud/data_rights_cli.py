@@ -48,9 +48,9 @@ def stats(
     from educloud import policy
     from educloud.accounts.keycloak_directory import KeycloakDirectory
     from educloud.accounts.target import from_inventory
-    from educloud.charter import deployment
     from educloud.data_rights import stats as lib
     from educloud.data_rights import usage
+    from educloud.deployment import model as deployment
     from educloud.netpin import pinned_names
 
     found = deployment.load(inventory)

@@ -7,8 +7,8 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from educloud.deployment.inventory import InventoryHost
 from educloud.errors import EducloudError
-from educloud.inventory_vars import InventoryHost
 
 
 @dataclass(frozen=True)

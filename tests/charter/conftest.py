@@ -22,8 +22,8 @@ import testinfra
 from keycloak import KeycloakAdmin
 
 from educloud import policy
-from educloud.charter import deployment as deployment_mod
-from educloud.charter.deployment import Deployment
+from educloud.deployment import model as deployment_mod
+from educloud.deployment.model import Deployment
 from educloud.netpin import pinned_names
 from educloud.paths import repo_root
 

@@ -20,7 +20,7 @@ import pytest
 
 from educloud.backup import compliance, probe
 from educloud.backup import status as backup_status
-from educloud.charter.deployment import Deployment
+from educloud.deployment.model import Deployment
 from educloud.policy import Policies
 
 CONFIG = "/etc/educloud/backup/backup.json"

@@ -19,7 +19,7 @@ import pytest
 from keycloak import KeycloakAdmin
 
 from educloud.charter import browser
-from educloud.charter.deployment import Deployment
+from educloud.deployment.model import Deployment
 
 _visits: dict[str, browser.PageVisit] = {}
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from educloud.charter import egress
-from educloud.charter.deployment import SSH_SETTINGS, Deployment
+from educloud.deployment.model import SSH_SETTINGS, Deployment
 from educloud.policy import Policies
 
 # An address not on any egress list. The lab serves a decoy there, so a missing

@@ -15,7 +15,7 @@ import pytest
 from keycloak import KeycloakAdmin
 
 from educloud.charter import exposure
-from educloud.charter.deployment import Deployment
+from educloud.deployment.model import Deployment
 
 
 def _keycloak_site(deployment: Deployment) -> str:

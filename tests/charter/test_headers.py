@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from educloud.charter import headers
-from educloud.charter.deployment import Deployment
+from educloud.deployment.model import Deployment
 
 # A path no site serves: its answer (an error page) must carry the headers too.
 ABSENT_PATH = "/educloud-verification-page-absente"

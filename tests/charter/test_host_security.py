@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from educloud.charter import egress, hostconfig
-from educloud.charter.deployment import SSH_SETTINGS
+from educloud.deployment.model import SSH_SETTINGS
 
 
 @pytest.mark.charter("C10")

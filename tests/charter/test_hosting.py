@@ -9,7 +9,7 @@ import pytest
 
 from educloud import policy
 from educloud.charter import geo
-from educloud.charter.deployment import Deployment, public_addresses
+from educloud.deployment.model import Deployment, public_addresses
 
 
 @pytest.mark.charter("C1")

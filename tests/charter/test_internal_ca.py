@@ -20,7 +20,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from educloud.charter.deployment import Deployment
+from educloud.deployment.model import Deployment
 
 # Where a copy of a key could sit (the whole system but /usr and the kernel's pseudo file
 # systems), as in test_backup.py.

@@ -20,7 +20,7 @@ import requests
 from keycloak import KeycloakAdmin
 
 from educloud.charter import keycloak as kc
-from educloud.charter.deployment import Deployment
+from educloud.deployment.model import Deployment
 from educloud.oidc_login import form_action, pkce_pair
 from educloud.policy import Policies
 

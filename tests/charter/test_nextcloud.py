@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from educloud.charter import nextcloud
-from educloud.charter.deployment import Deployment
+from educloud.deployment.model import Deployment
 from educloud.paths import repo_root
 from educloud.policy import Policies
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from educloud.charter.deployment import Deployment
+from educloud.deployment.model import Deployment
 from educloud.policy import Policies
 
 

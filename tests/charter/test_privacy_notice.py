@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from educloud.charter.deployment import Deployment
+from educloud.deployment.model import Deployment
 from educloud.policy import Policies
 
 COUNTRY_NAMES = {"FR": "France"}

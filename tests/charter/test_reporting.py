@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from educloud.charter.deployment import Deployment
+from educloud.deployment.model import Deployment
 
 # nginx limits the form to 10 requests a minute per address (reverse_proxy_reporting_rate,
 # burst 5): a run of the checks soon after another is told 429 for a few seconds. That is

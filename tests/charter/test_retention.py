@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from educloud.charter import hostconfig, retention_runs
-from educloud.charter.deployment import Deployment
+from educloud.deployment.model import Deployment
 from educloud.policy import Policies
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from educloud.charter import services
-from educloud.charter.deployment import Deployment
+from educloud.deployment.model import Deployment
 
 
 @pytest.mark.charter("C10")

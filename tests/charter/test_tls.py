@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from educloud.charter import tls
-from educloud.charter.deployment import Deployment
+from educloud.deployment.model import Deployment
 
 
 @pytest.mark.charter("C10")

@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 from tests.integration.educloud_cli import run_educloud
 
-from educloud import inventory_vars
 from educloud.backup.status import BackupStatus, parse_status
+from educloud.deployment import inventory as inventory_vars
 from educloud.lab import orchestrate
 from educloud.lab import secrets as lab_secrets
 from educloud.lab.settings import LabPaths

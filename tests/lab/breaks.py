@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from keycloak import KeycloakAdmin
 
-from educloud import inventory_vars
+from educloud.deployment import inventory as inventory_vars
 from educloud.lab.keycloak_access import admin_client, keycloak_info
 from educloud.lab.settings import LabPaths
 from educloud.netpin import pinned_names

@@ -32,9 +32,9 @@ from tests.lab.lab_shell import lab_ssh
 from typer.testing import CliRunner
 
 from educloud import moderation_cli
-from educloud.charter import deployment as deployment_mod
 from educloud.cli import app
 from educloud.data_rights import moderation
+from educloud.deployment import model as deployment_mod
 from educloud.lab import secrets as lab_secrets
 from educloud.lab.settings import LabPaths
 from educloud.netpin import pinned_names

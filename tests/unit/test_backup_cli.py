@@ -29,7 +29,7 @@ from educloud.backup.status import (
 )
 from educloud.data_rights.retention import Stores, plan, rules_from_policy
 from educloud.data_rights.stores import BackupsCheck, delegated_categories
-from educloud.inventory_vars import InventoryHost
+from educloud.deployment.inventory import InventoryHost
 from educloud.paths import repo_root
 from educloud.remote import ssh_command
 

@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from educloud import cli
-from educloud.charter import deployment as deployment_mod
 from educloud.charter import verify as verify_mod
-from educloud.inventory_vars import InventoryHost
+from educloud.deployment import model as deployment_mod
+from educloud.deployment.inventory import InventoryHost
 
 JUNIT_OK = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" tests="2">

@@ -74,7 +74,7 @@ def from_inventory(
     ca_file: str | None = None,
 ) -> Target:
     """The realm and service client of `inventory`; the secret from `secret_env`(`_FILE`)."""
-    from educloud.charter import deployment
+    from educloud.deployment import model as deployment
 
     found = deployment.load(inventory)
     if not found.keycloak_admin_url:

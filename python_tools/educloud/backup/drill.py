@@ -24,7 +24,7 @@ import yaml
 
 from educloud.backup.remote import BACKUP_GROUP, TARGET_GROUP
 from educloud.backup.status import BackupError, Snapshot, parse_snapshots, parse_time
-from educloud.inventory_vars import InventoryHost
+from educloud.deployment.inventory import InventoryHost
 
 PLAYBOOK = "backup-drill.yml"
 DRILL_GROUP = "backup_drill"

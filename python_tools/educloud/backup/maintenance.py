@@ -33,7 +33,7 @@ from typing import Any
 from educloud import policy
 from educloud.backup.remote import TARGET_GROUP
 from educloud.backup.status import BackupError, Snapshot, parse_snapshots
-from educloud.inventory_vars import InventoryHost
+from educloud.deployment.inventory import InventoryHost
 from educloud.remote import ssh_command
 
 PASSWORD_FILE = "/etc/educloud/backup/repository-password"  # noqa: S105 - a path

@@ -6,7 +6,6 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from educloud import inventory_vars
 from educloud.backup.status import (
     STATUS_FILE,
     BackupError,
@@ -16,7 +15,8 @@ from educloud.backup.status import (
     parse_snapshots,
     parse_status,
 )
-from educloud.inventory_vars import InventoryHost
+from educloud.deployment import inventory as inventory_vars
+from educloud.deployment.inventory import InventoryHost
 from educloud.remote import Answer
 from educloud.remote import call as remote_call
 

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from educloud import inventory_vars, policy
-from educloud.charter import deployment as deployment_mod
+from educloud import policy
 from educloud.charter import report as report_mod
 from educloud.deploy import ansible_env
+from educloud.deployment import inventory as inventory_vars
+from educloud.deployment import model as deployment_mod
 from educloud.errors import EducloudError
 from educloud.junit import add_suite_properties, read_cases
 from educloud.netpin import PUBLIC_TARGETS_ENV

@@ -703,7 +703,7 @@ class SshOcc:
     @classmethod
     def from_inventory(cls, inventory: Path) -> tuple[SshOcc, str]:
         """occ on the inventory's first nextcloud host, and Nextcloud's base URL there."""
-        from educloud import inventory_vars
+        from educloud.deployment import inventory as inventory_vars
 
         hosts = [h for h in inventory_vars.load(inventory) if "nextcloud" in h.groups]
         if not hosts:

@@ -73,7 +73,7 @@ def notice_variables(inventory: Path) -> tuple[dict[str, Any], policy_mod.Polici
 
     Raises EducloudError naming the inventory value to set when one is missing.
     """
-    from educloud.charter import deployment
+    from educloud.deployment import model as deployment
 
     found = deployment.load(inventory)
     proxies = found.in_group(ROLE)

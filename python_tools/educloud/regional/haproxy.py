@@ -6,8 +6,8 @@ import csv
 import io
 from dataclasses import dataclass
 
+from educloud.deployment.inventory import InventoryHost
 from educloud.errors import EducloudError
-from educloud.inventory_vars import InventoryHost
 from educloud.remote import call
 
 ADMIN_SOCKET = "/run/haproxy/admin.sock"

@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from educloud.deployment.inventory import InventoryHost
 from educloud.errors import EducloudError
-from educloud.inventory_vars import InventoryHost
 from educloud.remote import call
 
 REST_PORT = 8008

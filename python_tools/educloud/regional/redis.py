@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from educloud.deployment.inventory import InventoryHost
 from educloud.errors import EducloudError
-from educloud.inventory_vars import InventoryHost
 from educloud.remote import call
 
 # A RESP client on the remote host (python3 is on every host; redis-cli is not on the load

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from educloud import inventory_vars
+from educloud.deployment import inventory as inventory_vars
+from educloud.deployment.inventory import InventoryHost
 from educloud.errors import EducloudError
-from educloud.inventory_vars import InventoryHost
 
 # The inventory groups of the regional topology (inventories/example-regional).
 LOAD_BALANCER = "load_balancer"

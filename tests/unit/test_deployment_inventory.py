@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from educloud.inventory_vars import load
+from educloud.deployment.inventory import load
 
 
 def test_group_vars_reach_the_host(tmp_path):
@@ -29,7 +29,7 @@ def test_group_vars_reach_the_host(tmp_path):
 def test_listing_is_read_once_until_the_inventory_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from educloud import inventory_vars
+    from educloud.deployment import inventory as inventory_vars
 
     inventory = tmp_path / "hosts.yml"
     inventory.write_text("all:\n  hosts:\n    a: {ansible_host: 198.18.0.50}\n")

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from educloud import inventory_vars
+from educloud.deployment import inventory as inventory_vars
+from educloud.deployment.inventory import InventoryHost
 from educloud.errors import EducloudError
-from educloud.inventory_vars import InventoryHost
 
 # The SSH settings of a host's inventory (the common role's defaults when unset), as an
 # expression Ansible templates for the checks that need them (the SSH answers' allowance,
