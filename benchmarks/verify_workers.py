@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from educloud.charter.verify import pytest_argv
-from educloud.deploy import ansible_env
+from educloud.deployment.ansible import ansible_env
 from educloud.junit import read_cases, tally
 from educloud.paths import repo_root
 
@@ -27,7 +27,9 @@ def one_run(inventory: Path, workers: int) -> tuple[float, dict[str, int]]:
         junit = Path(tmp) / "junit.xml"
         argv = pytest_argv(inventory, junit, workers=workers)
         start = time.monotonic()
-        subprocess.run(argv, cwd=repo_root(), env=ansible_env(), capture_output=True, check=False)
+        subprocess.run(
+            argv, cwd=repo_root(), env=ansible_env(inventory), capture_output=True, check=False
+        )
         return time.monotonic() - start, tally(read_cases(junit))
 
 

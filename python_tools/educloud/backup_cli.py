@@ -232,16 +232,18 @@ def drill_command(
     step otherwise; 2 on bad arguments, before anything changes.
     """
     from educloud.deployment import inventory as inventory_vars
-    from educloud.lab import orchestrate
+    from educloud.lab.drill import LabDrillHosts
 
+    machines = LabDrillHosts()
     request = drill_lib.DrillRequest(inventory, source, lab_host, keep_host, repository_path)
-    lab_hosts = [h.name for h in orchestrate.status() if not h.dynamic]
-    plan = drill_lib.plan_drill(request, inventory_vars.load(inventory), lab_hosts)
+    plan = drill_lib.plan_drill(request, inventory_vars.load(inventory), machines)
     console.print(
         f"drill: latest backup of {plan.source.name} onto a fresh {plan.lab_host}"
         + (f" from {plan.repository_path}" if plan.repository_path else "")
     )
-    report = drill_lib.run_drill(plan, progress=lambda m: err_console.print(f"[dim]… {m}[/dim]"))
+    report = drill_lib.run_drill(
+        plan, machines, progress=lambda m: err_console.print(f"[dim]… {m}[/dim]")
+    )
     _print_drill(report)
     if not report.ok:
         for problem in report.problems:

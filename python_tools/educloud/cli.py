@@ -53,6 +53,27 @@ HostOption = Annotated[
 ]
 
 
+VaultPasswordFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--vault-password-file",
+        help="The inventory's Ansible Vault password file (else ANSIBLE_VAULT_PASSWORD_FILE, "
+        "else vault_password_file in the inventory's ansible.cfg).",
+    ),
+]
+
+
+def _use_vault_password_file(path: Path | None) -> None:
+    """Hand the file to Ansible the way it reads one (ANSIBLE_VAULT_PASSWORD_FILE)."""
+    if path is None:
+        return
+    if not path.is_file():
+        raise EducloudError(f"--vault-password-file {path}: no such file")
+    from educloud.deployment.ansible import VAULT_ENV
+
+    os.environ[VAULT_ENV] = str(path.resolve())
+
+
 def _progress(message: str) -> None:
     err_console.print(f"[dim]…[/dim] {message}")
 
@@ -180,10 +201,12 @@ def deploy(
     inventory: Annotated[Path, typer.Option(help="Ansible inventory.")] = Path("inventories/lab"),
     limit: Annotated[str | None, typer.Option(help="Only these hosts or groups.")] = None,
     check: bool = typer.Option(False, "--check", help="Dry run: show what would change."),
+    vault_password_file: VaultPasswordFile = None,
 ) -> None:
     """Apply site.yml to an inventory (the lab by default)."""
     from educloud import deploy as deploy_lib
 
+    _use_vault_password_file(vault_password_file)
     result = deploy_lib.run_site(inventory, limit=limit, check=check)
     console.print(deploy_lib.summary_line(result))
     for notice in result.notices:
@@ -215,12 +238,16 @@ def provider_build(
 @app.command("summary")
 def summary(
     inventory: Annotated[Path, typer.Option(help="Ansible inventory.")] = Path("inventories/lab"),
+    vault_password_file: VaultPasswordFile = None,
 ) -> None:
     """Print what is deployed and run each role's host checks against it."""
     from educloud import hostchecks
     from educloud.junit import tally
+    from educloud.lab import inventory as lab_inventory
 
-    if inventory == Path("inventories/lab"):
+    _use_vault_password_file(vault_password_file)
+
+    if _absolute(inventory) == lab_inventory.inventory_dir():
         from educloud.lab import orchestrate
 
         _print_hosts(orchestrate.status())
@@ -266,6 +293,7 @@ def verify(
         list[str] | None,
         typer.Option("--guarantee", "-g", help="Only this guarantee's checks (repeatable)."),
     ] = None,
+    vault_password_file: VaultPasswordFile = None,
 ) -> None:
     """Check every guarantee of the charter on a deployment; write the compliance report.
 
@@ -274,6 +302,7 @@ def verify(
     from educloud.charter import report as report_mod
     from educloud.charter import verify as verify_mod
 
+    _use_vault_password_file(vault_password_file)
     result = verify_mod.verify(
         inventory, output, limit, workers, allow_public_targets, guarantees=guarantee or ()
     )
@@ -345,10 +374,11 @@ def policy_check(
 
 
 def _print_entry_points(inventory: Path) -> None:
-    """Where users log in, and how to reach the lab's names from this machine."""
-    from educloud.deployment import inventory as inventory_vars
+    """Where users log in, and how to reach names DNS does not know yet from this machine."""
+    from educloud.deployment import model as deployment
 
-    for host in inventory_vars.load(inventory):
+    found = deployment.load(inventory)
+    for host in found.hosts:
         hostname = host.variables.get("keycloak_hostname")
         if "keycloak" not in host.groups or not isinstance(hostname, str):
             continue
@@ -356,12 +386,18 @@ def _print_entry_points(inventory: Path) -> None:
             console.print(
                 f"Keycloak login ({realm['name']}): {hostname}/realms/{realm['name']}/account"
             )
-        if hostname.endswith(".test"):
-            name = hostname.split("//", 1)[1]
+        name = hostname.split("//", 1)[-1]
+        if name in found.pins():
             console.print(
-                f"  (lab names: reach them with curl --resolve {name}:443:{host.address} "
-                "--cacert /var/lib/educloud-lab/ca.crt)"
+                f"  (before DNS: curl --resolve {name}:443:{found.pins()[name]}"
+                + (f" --cacert {found.ca_file})" if found.ca_file else ")")
             )
+
+
+def _absolute(path: Path) -> Path:
+    from educloud.paths import repo_root
+
+    return (path if path.is_absolute() else repo_root() / path).resolve()
 
 
 def _print_hosts(hosts: list) -> None:  # type: ignore[type-arg]

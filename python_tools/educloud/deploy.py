@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from educloud.deployment.ansible import ansible_env
 from educloud.errors import EducloudError
 from educloud.paths import ansible_dir, repo_root
 
@@ -86,22 +86,6 @@ def parse_recap(output: str) -> dict[str, HostRecap]:
     return recap
 
 
-def ansible_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["ANSIBLE_CONFIG"] = str(ansible_dir() / "ansible.cfg")
-    venv_bin = str(Path(sys.executable).parent)
-    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
-    env.setdefault("ANSIBLE_FORCE_COLOR", "0")
-    if "ANSIBLE_VAULT_PASSWORD_FILE" not in env:
-        from educloud.lab.secrets import password_file
-        from educloud.lab.settings import LabPaths
-
-        lab_password = password_file(LabPaths.default())
-        if lab_password.exists():
-            env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(lab_password)
-    return env
-
-
 def run_playbook(
     playbook: str,
     inventory: Path,
@@ -116,10 +100,8 @@ def run_playbook(
     is returned."""
     inventory = inventory if inventory.is_absolute() else (repo_root() / inventory)
     if not inventory.exists():
-        raise EducloudError(
-            f"inventory {inventory} not found"
-            + (" (run 'educloud lab up' to create it)" if "lab" in inventory.parts else "")
-        )
+        raise EducloudError(f"inventory {inventory} not found")
+    env = ansible_env(inventory)
     argv = [
         str(Path(sys.executable).parent / "ansible-playbook"),
         "-i",
@@ -135,7 +117,7 @@ def run_playbook(
     process = subprocess.Popen(
         argv,
         cwd=ansible_dir(),
-        env=ansible_env(),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -153,10 +135,7 @@ def run_playbook(
     output = "".join(lines)
     recap = parse_recap(output)
     if returncode == 0 and not recap and not check:
-        raise EducloudError(
-            f"{playbook} matched no host in {inventory}"
-            + (": is the lab up? run 'educloud lab up'" if "lab" in inventory.parts else "")
-        )
+        raise EducloudError(f"{playbook} matched no host in {inventory}")
     return PlaybookResult(
         playbook, returncode, time.monotonic() - start, recap, parse_notices(output)
     )

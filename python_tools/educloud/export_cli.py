@@ -94,10 +94,11 @@ def _content(
         credentials = lib.StaticCredentials({str(k): str(v) for k, v in passwords.items()})
         return lib.WebDavContent(nextcloud_url, credentials, verify=verify)
     runner, default_url = lib.SshOcc.from_inventory(inventory)
-    if inventory.resolve().name == "lab" and verify is True:
-        from educloud.lab.settings import LabPaths
+    if verify is True:
+        from educloud.deployment import model as deployment
 
-        verify = str(LabPaths.default().root / "ca.crt")
+        ca_file = deployment.load(inventory).ca_file
+        verify = str(ca_file) if ca_file else True
     return lib.nextcloud_content(
         runner, nextcloud_url or default_url, verify=verify, webdav_only=webdav_only
     )

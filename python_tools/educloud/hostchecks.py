@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from educloud.deploy import ansible_env
+from educloud.deployment.ansible import ansible_env
 from educloud.errors import EducloudError
 from educloud.junit import Case, read_cases
 from educloud.paths import repo_root
@@ -46,7 +46,7 @@ def run_host_checks(inventory: Path, roles: list[str] | None = None) -> dict[str
                 f"--ansible-inventory={hosts_file}",
                 f"--junit-xml={report}",
             ]
-            env = ansible_env()
+            env = ansible_env(hosts_file)
             env.setdefault("PY_COLORS", "0")
             subprocess.run(argv, cwd=repo_root(), env=env, capture_output=True, check=False)
             if not report.exists():

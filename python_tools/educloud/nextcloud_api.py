@@ -837,7 +837,7 @@ class _Http:
         except requests.exceptions.SSLError as exc:
             raise NextcloudConnectionError(
                 f"{request}: TLS with {self.origin} failed: give the deployment's CA bundle "
-                "as verify= (the lab's: /var/lib/educloud-lab/ca.crt)"
+                "as verify= (the file reverse_proxy_ca_export_path names, for an internal CA)"
             ) from exc
         except requests.exceptions.Timeout as exc:
             raise NextcloudConnectionError(

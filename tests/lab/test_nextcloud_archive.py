@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from tests.lab.lab_shell import lab_ssh
 
-from educloud.deploy import ansible_env
+from educloud.deployment.ansible import ansible_env
 from educloud.lab.settings import LabPaths
 from educloud.paths import inventories_dir
 
@@ -48,7 +48,7 @@ def _install_step(archive: str, sha256: str, **extra: str) -> subprocess.Complet
         text=True,
         check=False,
         timeout=300,
-        env=ansible_env(),
+        env=ansible_env(inventories_dir() / "lab"),
     )
 
 

@@ -253,17 +253,41 @@ HOSTS = [
 ]
 
 
+class _Machines:
+    """Hosts for the drill's plan: the lab's naming rule, the given hosts taken."""
+
+    def __init__(self, taken: list[str]) -> None:
+        self._taken = taken
+
+    def taken(self) -> list[str]:
+        return self._taken
+
+    def check_name(self, name: str) -> None:
+        from educloud.lab.settings import check_host_name
+
+        check_host_name(name)
+
+    def exists(self, name: str) -> bool:
+        return name in self._taken
+
+    def boot(self, name: str, progress: Any) -> drill.FreshHost:
+        raise AssertionError("planning boots nothing")
+
+    def destroy(self, name: str, progress: Any) -> None:
+        raise AssertionError("planning destroys nothing")
+
+
 def _request(**changes: Any) -> drill.DrillRequest:
     return drill.DrillRequest(Path("inventories/lab"), **changes)
 
 
 def test_drill_defaults_to_the_first_backup_host() -> None:
-    checked = drill.plan_drill(_request(), HOSTS, ["edu1", "bak1"])
+    checked = drill.plan_drill(_request(), HOSTS, _Machines(["edu1", "bak1"]))
     assert checked.source.name == "edu1"
     assert checked.lab_host == "drill1" and checked.repository_path is None
     # The source's append-only account serves its own repository only: no copy elsewhere.
     with pytest.raises(Exception, match="serves only its own repository"):
-        drill.plan_drill(_request(repository_path="/repos/edu1-tampered"), HOSTS, [])
+        drill.plan_drill(_request(repository_path="/repos/edu1-tampered"), HOSTS, _Machines([]))
 
 
 @pytest.mark.parametrize(
@@ -280,14 +304,14 @@ def test_drill_defaults_to_the_first_backup_host() -> None:
 )
 def test_drill_refuses_bad_requests(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(Exception, match=message):
-        drill.plan_drill(_request(**changes), HOSTS, ["edu1", "bak1", "mon1"])
+        drill.plan_drill(_request(**changes), HOSTS, _Machines(["edu1", "bak1", "mon1"]))
 
 
 def test_drill_needs_a_backup_host_and_a_target() -> None:
     with pytest.raises(BackupError, match="no host in the backup group"):
-        drill.plan_drill(_request(), HOSTS[1:], [])
+        drill.plan_drill(_request(), HOSTS[1:], _Machines([]))
     with pytest.raises(BackupError, match="no host in the backup_target group"):
-        drill.plan_drill(_request(), HOSTS[:1], [])
+        drill.plan_drill(_request(), HOSTS[:1], _Machines([]))
 
 
 def test_drill_inventory_reaches_the_new_host_like_the_lab() -> None:

@@ -3,19 +3,21 @@
 From the deployment's inventory (Keycloak's admin hostname, the first realm, the reverse
 proxy's address to reach the names before DNS knows them) and the service client's secret
 from the environment (`EDUCLOUD_ACCOUNTS_CLIENT_SECRET`, or a file): never from the command
-line, where it would show in the process list and the shell history. For the lab's own
-inventory the secret is read from the lab's vault when the environment does not give it.
+line, where it would show in the process list and the shell history. When the environment
+does not give it, the inventory's own value (`keycloak_service_clients[].secret`, usually a
+vault expression) is templated by Ansible with the deployment's vault password.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from educloud.accounts.keycloak_directory import Connection
+from educloud.deployment import ansible
+from educloud.deployment import model as deployment
+from educloud.deployment.model import Deployment
 from educloud.errors import EducloudError
 
 SECRET_ENV = "EDUCLOUD_ACCOUNTS_CLIENT_SECRET"  # noqa: S105 (a variable name)
@@ -30,22 +32,22 @@ class Target:
     pins: dict[str, str]  # host name -> reverse proxy address
 
 
-def _lab_secret(found: Any, client_id: str) -> str | None:
-    """The lab vault's value behind the client's `secret: "{{ vault_... }}"` entry."""
-    from educloud.lab import secrets
-    from educloud.lab.settings import LabPaths
-
+def _inventory_secret(found: Deployment, client_id: str) -> str | None:
+    """The client's secret as the inventory declares it, templated by Ansible (a vault
+    expression reads decrypted, in memory); None when the inventory does not declare it."""
     for host in found.in_group("keycloak"):
-        for client in host.variables.get("keycloak_service_clients", []) or []:
-            if client.get("client_id") != client_id:
+        clients = host.variables.get("keycloak_service_clients", []) or []
+        for index, client in enumerate(clients):
+            if client.get("client_id") != client_id or not client.get("secret"):
                 continue
-            match = re.fullmatch(r"\{\{\s*(vault_\w+)\s*\}\}", str(client.get("secret", "")))
-            if match:
-                return secrets.read(LabPaths.default()).get(match.group(1))
+            value = ansible.template(
+                found.inventory, host.name, f"keycloak_service_clients[{index}].secret"
+            )
+            return str(value) if value else None
     return None
 
 
-def _secret(inventory: Path, found: Any, client_id: str, secret_env: str) -> str:
+def _secret(found: Deployment, client_id: str, secret_env: str) -> str:
     if os.environ.get(secret_env):
         return os.environ[secret_env]
     secret_file_env = f"{secret_env}_FILE"
@@ -55,10 +57,9 @@ def _secret(inventory: Path, found: Any, client_id: str, secret_env: str) -> str
             return Path(secret_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise EducloudError(f"{secret_file_env}: cannot read {secret_file}: {exc}") from None
-    if inventory.resolve().name == "lab":
-        value = _lab_secret(found, client_id)
-        if value:
-            return value
+    value = _inventory_secret(found, client_id)
+    if value:
+        return value
     raise EducloudError(
         f"the service client's secret is missing: set {secret_env} or {secret_file_env} "
         f"(the secret of client {client_id} in the realm, keycloak_service_clients)"
@@ -74,8 +75,6 @@ def from_inventory(
     ca_file: str | None = None,
 ) -> Target:
     """The realm and service client of `inventory`; the secret from `secret_env`(`_FILE`)."""
-    from educloud.deployment import model as deployment
-
     found = deployment.load(inventory)
     if not found.keycloak_admin_url:
         raise EducloudError(f"inventory {inventory} has no host in the keycloak group")
@@ -86,10 +85,8 @@ def from_inventory(
     elif realm not in found.realms:
         raise EducloudError(f"realm {realm!r} is not one of {', '.join(found.realms)}")
     verify: bool | str = True
-    if ca_file is None and inventory.resolve().name == "lab":
-        from educloud.lab.settings import LabPaths
-
-        ca_file = str(LabPaths.default().root / "ca.crt")
+    if ca_file is None and found.ca_file is not None:
+        ca_file = str(found.ca_file)
     if ca_file is not None:
         if not Path(ca_file).is_file():
             raise EducloudError(f"CA file {ca_file} not found")
@@ -98,7 +95,7 @@ def from_inventory(
         server_url=found.keycloak_admin_url,
         realm=realm,
         client_id=client_id,
-        client_secret=_secret(inventory, found, client_id, secret_env),
+        client_secret=_secret(found, client_id, secret_env),
         verify=verify,
     )
     login_url = found.keycloak_url and f"{found.keycloak_url}/realms/{realm}/account"

@@ -1,12 +1,13 @@
-"""The restore drill: the latest backup of a host restored onto a fresh lab host, and proved.
+"""The restore drill: the latest backup of a host restored onto a fresh host, and proved.
 
-    validate the request (nothing changes before) -> boot a fresh dynamic lab host ->
+    validate the request (nothing changes before) -> boot a fresh disposable host ->
     ansible/backup-drill.yml (restore, PostgreSQL, checksums, Keycloak, a login) ->
     read the report the playbook wrote -> destroy the host (unless kept)
 
 The playbook does the work and writes `drill.json` on this machine (even when a step
 fails: then it names the step); this module validates, orchestrates and reads it. The
-same playbook is the restore procedure of docs/backup.md on a real incident.
+same playbook is the restore procedure of docs/backup.md on a real incident. Where the
+fresh host comes from is a `DrillHosts` given by the caller (the lab's: educloud.lab.drill).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -36,6 +37,34 @@ Progress = Callable[[str], None]
 
 def _quiet(_: str) -> None:
     return None
+
+
+@dataclass(frozen=True)
+class FreshHost:
+    """A disposable host booted for the drill, reachable by SSH as root."""
+
+    name: str
+    address: str
+    ssh_key: Path
+    known_hosts: Path
+
+
+class DrillHosts(Protocol):
+    """Where drills restore: fresh disposable hosts, never one that serves anything."""
+
+    def taken(self) -> Collection[str]:
+        """The names of hosts a drill must never boot over nor destroy."""
+        ...
+
+    def check_name(self, name: str) -> None:
+        """Raise with the reason when `name` cannot name a drill host."""
+        ...
+
+    def exists(self, name: str) -> bool: ...
+
+    def boot(self, name: str, progress: Progress) -> FreshHost: ...
+
+    def destroy(self, name: str, progress: Progress) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -61,12 +90,10 @@ class DrillPlan:
 def plan_drill(
     request: DrillRequest,
     hosts: Sequence[InventoryHost],
-    lab_hosts: Collection[str],
+    machines: DrillHosts,
 ) -> DrillPlan:
-    """Check the request; `lab_hosts` are the lab's own (topology, non-temporary) hosts,
-    which a drill must never boot over nor destroy."""
-    from educloud.lab.settings import check_host_name
-
+    """Check the request against the inventory and the hosts `machines` already has, which a
+    drill must never boot over nor destroy."""
     sources = [h for h in hosts if BACKUP_GROUP in h.groups]
     if not sources:
         raise BackupError(f"inventory {request.inventory} has no host in the {BACKUP_GROUP} group")
@@ -85,8 +112,8 @@ def plan_drill(
             f"inventory {request.inventory} has no host in the {TARGET_GROUP} group: "
             "nowhere to restore from"
         )
-    check_host_name(request.lab_host)
-    taken = set(lab_hosts) | {h.name for h in hosts}
+    machines.check_name(request.lab_host)
+    taken = set(machines.taken()) | {h.name for h in hosts}
     if request.lab_host in taken:
         raise BackupError(
             f"--lab-host {request.lab_host!r} is a host of the lab or of the inventory: the "
@@ -359,30 +386,26 @@ def playbook_errors(lines: Sequence[str]) -> list[str]:
     return found
 
 
-def run_drill(plan: DrillPlan, progress: Progress = _quiet) -> DrillReport:
+def run_drill(plan: DrillPlan, machines: DrillHosts, progress: Progress = _quiet) -> DrillReport:
     """Boot the drill host, run the playbook, read its report; destroy the host unless kept.
 
     The host is destroyed first if a leftover of that name exists, so it is always fresh.
     """
     from educloud.deploy import run_playbook
-    from educloud.lab import orchestrate
-    from educloud.lab.settings import LabPaths
 
     start = time.monotonic()
-    if any(h.name == plan.lab_host for h in orchestrate.status()):
+    if machines.exists(plan.lab_host):
         progress(f"{plan.lab_host}: destroying the leftover host, for a fresh one")
-        orchestrate.destroy([plan.lab_host], progress=progress)
+        machines.destroy(plan.lab_host, progress)
     workdir = Path(tempfile.mkdtemp(prefix="educloud-drill-"))
     workdir.chmod(0o700)
     log_path = workdir / "ansible.log"
     try:
-        progress(f"{plan.lab_host}: booting a fresh Debian 12 lab host")
-        booted = orchestrate.up([plan.lab_host], progress=progress)
-        (host,) = [h for h in booted.hosts if h.name == plan.lab_host]
-        paths = LabPaths.default()
+        progress(f"{plan.lab_host}: booting a fresh host")
+        host = machines.boot(plan.lab_host, progress)
         inventory = workdir / "drill-inventory.yml"
         inventory.write_text(
-            drill_inventory(host.name, host.address, paths.ssh_key, paths.known_hosts)
+            drill_inventory(host.name, host.address, host.ssh_key, host.known_hosts)
         )
         variables: dict[str, str] = {
             "backup_drill_source": plan.source.name,
@@ -422,7 +445,7 @@ def run_drill(plan: DrillPlan, progress: Progress = _quiet) -> DrillReport:
     finally:
         if not plan.keep_host:
             progress(f"{plan.lab_host}: destroying the drill host")
-            orchestrate.destroy([plan.lab_host])
+            machines.destroy(plan.lab_host, _quiet)
     total = time.monotonic() - start
     kept_log = None
     if report.ok:

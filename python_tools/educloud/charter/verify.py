@@ -13,9 +13,9 @@ from pathlib import Path
 
 from educloud import policy
 from educloud.charter import report as report_mod
-from educloud.deploy import ansible_env
 from educloud.deployment import inventory as inventory_vars
 from educloud.deployment import model as deployment_mod
+from educloud.deployment.ansible import ansible_env
 from educloud.errors import EducloudError
 from educloud.junit import add_suite_properties, read_cases
 from educloud.netpin import PUBLIC_TARGETS_ENV
@@ -118,7 +118,7 @@ def verify(
     argv = pytest_argv(
         inventory, junit, workers=workers, limit=limit, guarantees=guarantees, selection=selection
     )
-    env = ansible_env()
+    env = ansible_env(inventory)
     if allow_public_targets:
         env[PUBLIC_TARGETS_ENV] = "1"
     started = datetime.now(UTC)

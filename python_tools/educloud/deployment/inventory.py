@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from educloud.deploy import ansible_env
+from educloud.deployment.ansible import ansible_env, explain_failure
 from educloud.errors import EducloudError
 from educloud.paths import ansible_dir, repo_root
 
@@ -109,10 +109,16 @@ def _ansible_inventory(inventory: Path) -> dict[str, Any]:
         "--list",  # not --export: group variables merged into each host, as plays see them
     ]
     result = subprocess.run(
-        argv, capture_output=True, text=True, env=ansible_env(), cwd=ansible_dir(), check=False
+        argv,
+        capture_output=True,
+        text=True,
+        env=ansible_env(inventory),
+        cwd=ansible_dir(),
+        check=False,
     )
     if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise EducloudError(f"cannot read inventory {inventory}: {last}")
+        raise EducloudError(
+            f"cannot read inventory {inventory}: {explain_failure(inventory, result.stderr)}"
+        )
     listing: dict[str, Any] = json.loads(result.stdout)
     return listing

@@ -67,6 +67,17 @@ class Deployment:
                 return Path(str(value))
         return None
 
+    @property
+    def ca_file(self) -> Path | None:
+        """The CA certificate the deployment's names chain to, on this machine: where the
+        reverse proxy exports its internal CA (`reverse_proxy_ca_export_path`), when it is
+        there; None for certificates the system's trust store already accepts."""
+        for host in self.in_group("reverse_proxy"):
+            value = host.variables.get("reverse_proxy_ca_export_path")
+            if _literal(value) and Path(str(value)).is_file():
+                return Path(str(value))
+        return None
+
     def pins(self) -> dict[str, str]:
         """Each site name to its reverse proxy's address (reach it before DNS knows it)."""
         return {site.name: site.proxy_address for site in self.sites}
