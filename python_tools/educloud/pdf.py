@@ -1,7 +1,7 @@
 """Print a self-contained HTML page to PDF with Debian's headless chromium.
 
 Shared by the credential sheets (educloud.accounts.sheets) and the transparency documents
-(educloud.data_rights.transparency). The pages load nothing from the network, so printing
+(educloud.transparency.documents). The pages load nothing from the network, so printing
 works offline.
 """
 

@@ -1,7 +1,7 @@
 """Nextcloud's HTTP APIs as the client sees them: a double, not Nextcloud.
 
 A real HTTP server on 127.0.0.1 (http.server in a thread, a free port) with in-memory
-state, for `educloud.nextcloud_api`'s unit tests. It answers what Nextcloud documents,
+state, for `educloud.clients.nextcloud`'s unit tests. It answers what Nextcloud documents,
 and where the documentation is silent what Nextcloud's code does (file named per item):
 
 - OCS v1 (/ocs/v1.php) and v2 (/ocs/v2.php): an {ocs: {meta, data}} envelope; v1 says

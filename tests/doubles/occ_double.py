@@ -1,6 +1,6 @@
-"""occ, as educloud.data_rights.export runs it on the Nextcloud host: a double, not Nextcloud.
+"""occ, as educloud.portability.export runs it on the Nextcloud host: a double, not Nextcloud.
 
-Implements educloud.data_rights.export.OccRunner over a NextcloudApiDouble (its accounts
+Implements educloud.portability.export.OccRunner over a NextcloudApiDouble (its accounts
 and files) and a local directory standing for the Nextcloud host's disk. It answers what
 the commands print in Nextcloud's code:
 
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from tests.doubles.nextcloud_api_double import NextcloudApiDouble
 
-from educloud.data_rights.export import ExportError
+from educloud.portability.export import ExportError
 
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
 

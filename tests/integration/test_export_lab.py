@@ -21,7 +21,7 @@ import pytest
 from keycloak import KeycloakAdmin
 from tests.doubles.nextcloud_api_double import Account, NextcloudApiDouble
 
-from educloud.data_rights import export
+from educloud.portability import export
 
 pytestmark = pytest.mark.lab
 
@@ -175,7 +175,7 @@ def test_cli_exports_a_lab_account_through_the_data_rights_client(
     service client (inventories/lab), Nextcloud's files from the double."""
     from typer.testing import CliRunner
 
-    from educloud.cli import app
+    from educloud.cli.main import app
 
     passwords = tmp_path / "app-passwords.json"
     passwords.write_text(json.dumps({test_user.username: "app-password"}))
@@ -234,7 +234,7 @@ def nextcloud_occ(lab_keycloak: Any) -> Iterator[tuple[export.SshOcc, str, str]]
 def test_occ_app_password_reads_the_users_files_and_is_deleted_afterwards(
     nextcloud_occ: tuple[export.SshOcc, str, str], lab_keycloak: Any
 ) -> None:
-    from educloud.nextcloud_api import NextcloudAuthError, NextcloudClient
+    from educloud.clients.nextcloud import NextcloudAuthError, NextcloudClient
 
     runner, url, user = nextcloud_occ
     tokens = export.OccAppPasswords(runner)

@@ -20,8 +20,10 @@ from tests.doubles.occ_double import OccDouble
 from tests.integration.educloud_cli import run_educloud
 
 from educloud import policy
-from educloud.data_rights import export, journal
-from educloud.data_rights.retention import (
+from educloud.clients.nextcloud import NextcloudClient
+from educloud.portability import export
+from educloud.retention import journal
+from educloud.retention.rules import (
     ACCOUNTS,
     DEPARTURES,
     DepartedAccount,
@@ -30,8 +32,7 @@ from educloud.data_rights.retention import (
     plan,
     rules_from_policy,
 )
-from educloud.data_rights.stores import ArchiveExporter, KeycloakAccounts, ProfileOnly
-from educloud.nextcloud_api import NextcloudClient
+from educloud.retention.stores import ArchiveExporter, KeycloakAccounts, ProfileOnly
 
 pytestmark = pytest.mark.lab
 

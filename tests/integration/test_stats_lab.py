@@ -21,9 +21,9 @@ from educloud.accounts.keycloak_directory import (
     user_representation,
 )
 from educloud.accounts.model import AccountState, GroupKind, GroupState, Profile, school_group
-from educloud.data_rights.stats import MASKED, aggregate, small_label
-from educloud.data_rights.usage import login_user_ids, read_usage
-from educloud.nextcloud_api import NextcloudClient
+from educloud.clients.nextcloud import NextcloudClient
+from educloud.stats.aggregate import MASKED, aggregate, small_label
+from educloud.stats.usage import login_user_ids, read_usage
 
 pytestmark = pytest.mark.lab
 

@@ -31,14 +31,14 @@ from tests.charter.test_reporting import _request
 from tests.lab.lab_shell import lab_ssh
 from typer.testing import CliRunner
 
-from educloud import moderation_cli
-from educloud.cli import app
-from educloud.data_rights import moderation
+from educloud.cli import moderation as moderation_cli
+from educloud.cli.main import app
 from educloud.deployment import model as deployment_mod
 from educloud.lab import secrets as lab_secrets
 from educloud.lab.settings import LabPaths
 from educloud.netpin import pinned_names
 from educloud.paths import inventories_dir
+from educloud.reporting import moderation
 
 pytestmark = pytest.mark.lab
 

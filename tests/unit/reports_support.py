@@ -31,8 +31,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import psycopg2
 import yaml
 
-from educloud.data_rights.reports.app import ReportsApp
-from educloud.data_rights.reports.config import load
+from educloud.reporting.service.app import ReportsApp
+from educloud.reporting.service.config import load
 
 SERVICE_ROLE = "educloud_reports"
 
@@ -333,7 +333,7 @@ LOOPBACK_CLIENT = "127.0.0.1/32"
 
 def token_for(service: Service, age: float = 10, client: str = LOOPBACK_CLIENT) -> str:
     """A genuine form token, served `age` seconds ago to `client` (app.client_network)."""
-    from educloud.data_rights.reports import form
+    from educloud.reporting.service import form
 
     return form.issue_token(service.app.config.form_secret, service.clock() - age, client=client)
 

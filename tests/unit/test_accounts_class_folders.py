@@ -1,4 +1,4 @@
-"""Class folders in Nextcloud, through educloud.nextcloud_api, against the Nextcloud API
+"""Class folders in Nextcloud, through educloud.clients.nextcloud, against the Nextcloud API
 double (tests/doubles): Nextcloud's server cannot be installed here."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from tests.doubles.nextcloud_api_double import NextcloudApiDouble
 
 from educloud.accounts.class_folders import ARCHIVED, CURRENT, mount_point, sync_class_folders
 from educloud.accounts.model import GroupKind, GroupState, class_group, school_group
-from educloud.nextcloud_api import NextcloudClient
+from educloud.clients.nextcloud import NextcloudClient
 
 UAI = "0750001U"
 CLASS_3A = GroupState(class_group(UAI, 2026, "3A"), GroupKind.CLASS, UAI, "3A", 2026)

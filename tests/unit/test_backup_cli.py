@@ -27,11 +27,11 @@ from educloud.backup.status import (
     parse_time,
     review,
 )
-from educloud.data_rights.retention import Stores, plan, rules_from_policy
-from educloud.data_rights.stores import BackupsCheck, delegated_categories
 from educloud.deployment.inventory import InventoryHost
 from educloud.paths import repo_root
 from educloud.remote import ssh_command
+from educloud.retention.rules import Stores, plan, rules_from_policy
+from educloud.retention.stores import BackupsCheck, delegated_categories
 
 RULES = rules_from_policy(policy.load().retention)
 DAYS = RULES["backups"].days

@@ -18,9 +18,9 @@ from tests.charter.test_privacy_notice import notice_rows, retention_row_problem
 
 from educloud import policy
 from educloud.charter import browser, headers, nextcloud
-from educloud.data_rights import transparency
 from educloud.errors import EducloudError
 from educloud.paths import repo_root
+from educloud.transparency import documents as transparency
 
 OWN = ["auth.educloud.test", "cloud.educloud.test"]
 STRICT = "default-src 'self'; frame-ancestors 'self'; object-src 'none'; base-uri 'self'; "

@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from educloud import policy
-from educloud.data_rights import transparency
-from educloud.data_rights.transparency import Document
 from educloud.errors import EducloudError
+from educloud.transparency import documents as transparency
+from educloud.transparency.documents import Document
 
 NOTICE: dict[str, Any] = {
     "controller_name": "Académie d'Exemple",

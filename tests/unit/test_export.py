@@ -1,4 +1,4 @@
-"""educloud.data_rights.export (charter C8) against NextcloudApiDouble, a double of Nextcloud.
+"""educloud.portability.export (charter C8) against NextcloudApiDouble, a double of Nextcloud.
 
 The Nextcloud side is the double (a real HTTP server on 127.0.0.1, tests/doubles); profiles
 come from a plain in-memory ProfileSource here (the Keycloak one is proven against the lab's
@@ -24,9 +24,9 @@ from tests.doubles.nextcloud_api_double import Account, NextcloudApiDouble
 from tests.doubles.occ_double import OccDouble
 from typer.testing import CliRunner
 
-from educloud.cli import app
-from educloud.data_rights import export
+from educloud.cli.main import app
 from educloud.paths import policies_dir
+from educloud.portability import export
 
 NOW = datetime(2027, 6, 30, 18, 0, tzinfo=UTC)
 CHUNK = 64 * 1024

@@ -20,7 +20,7 @@ def _is_lab(path: Path) -> bool:
 
 
 def _is_cli(path: Path) -> bool:
-    return path.parent == PACKAGE and (path.name == "cli.py" or path.name.endswith("_cli.py"))
+    return path.relative_to(PACKAGE).parts[0] == "cli"
 
 
 def lab_imports(source: str) -> list[int]:

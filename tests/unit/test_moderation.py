@@ -1,4 +1,4 @@
-"""Takedowns (C9): educloud.data_rights.moderation between the real report service (with a
+"""Takedowns (C9): educloud.reporting.moderation between the real report service (with a
 real PostgreSQL, tests/unit/reports_support.py) and the Nextcloud API double
 (tests/doubles): Nextcloud itself cannot be installed here."""
 
@@ -17,11 +17,11 @@ from tests.unit.reports_support import (
 )
 from typer.testing import CliRunner, Result
 
-from educloud.cli import app
-from educloud.data_rights import moderation
-from educloud.data_rights.export import SshOcc
+from educloud.cli.main import app
+from educloud.clients.nextcloud import NextcloudClient, Share
 from educloud.errors import EducloudError
-from educloud.nextcloud_api import NextcloudClient, Share
+from educloud.portability.export import SshOcc
+from educloud.reporting import moderation
 
 pytestmark = pytest.mark.charter("C9")
 
@@ -388,7 +388,7 @@ def wide_terminal(monkeypatch) -> None:
     (whatever TERM and COLUMNS the tests run with)."""
     from rich.console import Console
 
-    from educloud import moderation_cli
+    from educloud.cli import moderation as moderation_cli
 
     monkeypatch.setattr(moderation_cli, "console", Console(width=400))
     monkeypatch.setattr(moderation_cli, "err_console", Console(width=400, stderr=True))

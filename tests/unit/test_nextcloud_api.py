@@ -1,4 +1,4 @@
-"""educloud.nextcloud_api against NextcloudApiDouble, a double of Nextcloud's HTTP APIs.
+"""educloud.clients.nextcloud against NextcloudApiDouble, a double of Nextcloud's HTTP APIs.
 
 The double is a real HTTP server on 127.0.0.1 answering as Nextcloud documents (OCS
 v1/v2 envelopes, WebDAV multistatus, basic auth); nothing here leaves this machine.
@@ -14,8 +14,7 @@ import pytest
 from nextcloud.requester import Requester
 from tests.doubles.nextcloud_api_double import NextcloudApiDouble
 
-from educloud.netpin import PUBLIC_TARGETS_ENV, pinned_names
-from educloud.nextcloud_api import (
+from educloud.clients.nextcloud import (
     NextcloudAuthError,
     NextcloudClient,
     NextcloudConnectionError,
@@ -25,6 +24,7 @@ from educloud.nextcloud_api import (
     Permission,
     ShareType,
 )
+from educloud.netpin import PUBLIC_TARGETS_ENV, pinned_names
 
 
 @pytest.fixture

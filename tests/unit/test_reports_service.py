@@ -21,11 +21,11 @@ import pytest
 import requests
 from tests.unit.reports_support import PostgresCluster, Service, serve, token_for
 
-from educloud.data_rights.reports import form, pages
+from educloud.reporting.service import form, pages
 
 pytestmark = pytest.mark.charter("C9")
 
-PACKAGE = Path(__file__).parents[2] / "python_tools/educloud/data_rights/reports"
+PACKAGE = Path(__file__).parents[2] / "python_tools/educloud/reporting/service"
 SHARE_LINK = "https://cloud.educloud.test/s/Xk4pQ9zT2bLm"
 DESCRIPTION = "Un partage public contient des photos d'élèves diffusées sans autorisation."
 
@@ -321,7 +321,7 @@ def test_unbounded_token_lifetime_is_refused(
 ) -> None:
     import yaml
 
-    from educloud.data_rights.reports.config import ConfigError, load
+    from educloud.reporting.service.config import ConfigError, load
 
     settings = yaml.safe_load(service.config_path.read_text())
     settings["form_token"] = ages
@@ -432,7 +432,7 @@ def test_sixth_report_from_one_address_within_the_hour_is_refused(service: Servi
 
 def post_from(service: Service, address: str, **changes: str | None) -> requests.Response:
     """A post relayed by the trusted proxy for `address`, with a token served to it."""
-    from educloud.data_rights.reports.app import client_network
+    from educloud.reporting.service.app import client_network
 
     data = fields(service, **{"jeton": token_for(service, client=client_network(address))})
     data.update({k: v for k, v in changes.items() if v is not None})
@@ -511,7 +511,7 @@ def test_quota_that_a_few_clients_could_exhaust_is_refused(
 ) -> None:
     import yaml
 
-    from educloud.data_rights.reports.config import ConfigError, load
+    from educloud.reporting.service.config import ConfigError, load
 
     settings = yaml.safe_load(service.config_path.read_text())
     settings["rate_limit"] = limits
@@ -740,7 +740,7 @@ def test_purge_archives_exactly_the_reports_past_retention(service: Service) -> 
 def test_retention_archives_through_the_client_never_within_retention(
     service: Service,
 ) -> None:
-    from educloud.data_rights.moderation import ModerationClient
+    from educloud.reporting.moderation import ModerationClient
 
     old, recent = (reference_in(post(service, fields(service)).text) for _ in "ab")
     with service.db() as conn, conn.cursor() as cur:
@@ -805,7 +805,7 @@ def test_wrong_configuration_names_the_key(
 ) -> None:
     import yaml
 
-    from educloud.data_rights.reports.config import ConfigError, load
+    from educloud.reporting.service.config import ConfigError, load
 
     settings = yaml.safe_load(service.config_path.read_text())
     settings.update(change)
@@ -832,7 +832,7 @@ def test_markup_in_a_link_is_stored_and_mailed_as_it_was_sent(service: Service) 
 
 def test_control_characters_stored_earlier_are_escaped_in_the_mail(service: Service) -> None:
     """A report stored before the form refused them still reaches the mail as escapes."""
-    from educloud.data_rights.reports import notify, store
+    from educloud.reporting.service import notify, store
 
     service.smtp.refuse = True
     reference = reference_in(post(service, fields(service)).text)

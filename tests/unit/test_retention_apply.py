@@ -20,8 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from educloud import policy
-from educloud.data_rights import export, journal
-from educloud.data_rights.retention import (
+from educloud.portability import export
+from educloud.retention import journal
+from educloud.retention.rules import (
     ACCOUNTS,
     DEPARTURES,
     EXPORTS,
@@ -32,7 +33,7 @@ from educloud.data_rights.retention import (
     plan,
     rules_from_policy,
 )
-from educloud.data_rights.stores import ArchiveExporter, ProfileOnly
+from educloud.retention.stores import ArchiveExporter, ProfileOnly
 
 RULES = rules_from_policy(policy.load().retention)
 GRACE = RULES[ACCOUNTS].days

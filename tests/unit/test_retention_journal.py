@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from educloud.data_rights import journal
-from educloud.data_rights.journal import Journal, JournalError
+from educloud.retention import journal
+from educloud.retention.journal import Journal, JournalError
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

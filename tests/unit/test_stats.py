@@ -24,8 +24,11 @@ from rich.console import Console
 
 from educloud import policy
 from educloud.accounts.model import Profile
-from educloud.data_rights import stats
-from educloud.data_rights.stats import (
+from educloud.cli.data_rights import print_statistics
+from educloud.errors import EducloudError
+from educloud.paths import policies_dir
+from educloud.stats import aggregate as stats
+from educloud.stats.aggregate import (
     MASKED,
     NOT_MEASURED,
     AccountUsage,
@@ -33,9 +36,6 @@ from educloud.data_rights.stats import (
     aggregate,
     small_label,
 )
-from educloud.data_rights_cli import print_statistics
-from educloud.errors import EducloudError
-from educloud.paths import policies_dir
 
 Counts = tuple[tuple[int, int], ...]  # per profile: (accounts, active)
 

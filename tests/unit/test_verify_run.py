@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from educloud import cli
 from educloud.charter import verify as verify_mod
+from educloud.cli import main as cli
 from educloud.deployment import model as deployment_mod
 from educloud.deployment.inventory import InventoryHost
 

@@ -1,4 +1,4 @@
-"""A Nextcloud group folder per class, through the Nextcloud API module (educloud.nextcloud_api).
+"""A Nextcloud group folder per class, through the Nextcloud client (educloud.clients.nextcloud).
 
 Each class group of the realm has a Nextcloud group of the same name (user_oidc fills its
 members from the `groups` claim at login) and a group folder granted to it: read-write
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from educloud.accounts.model import GroupKind, GroupState
-from educloud.nextcloud_api import GroupFolder, NextcloudClient, Permission
+from educloud.clients.nextcloud import GroupFolder, NextcloudClient, Permission
 
 CURRENT = Permission.READ | Permission.UPDATE | Permission.CREATE | Permission.DELETE
 ARCHIVED = Permission.READ

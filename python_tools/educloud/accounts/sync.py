@@ -32,8 +32,8 @@ from educloud.accounts.policy import AccountsPolicy, school_year
 from educloud.accounts.readers import open_source
 from educloud.accounts.sheets import CredentialSlip, render_class_sheets, write_index
 from educloud.accounts.validate import validate
+from educloud.clients.nextcloud import NextcloudClient
 from educloud.errors import EducloudError
-from educloud.nextcloud_api import NextcloudClient
 
 # Below this many creations one request per account is as quick and simpler to follow.
 # Keycloak's offline import (kc.sh import) is never picked: on the lab it ran slower than the

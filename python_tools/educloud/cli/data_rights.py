@@ -18,7 +18,7 @@ from rich.table import Table
 from educloud.errors import EducloudError
 
 if TYPE_CHECKING:
-    from educloud.data_rights.stats import Statistics
+    from educloud.stats.aggregate import Statistics
 
 CLIENT_ID = "educloud-data-rights"
 SECRET_ENV = "EDUCLOUD_DATA_RIGHTS_CLIENT_SECRET"  # noqa: S105 (a variable name)
@@ -48,10 +48,10 @@ def stats(
     from educloud import policy
     from educloud.accounts.keycloak_directory import KeycloakDirectory
     from educloud.accounts.target import from_inventory
-    from educloud.data_rights import stats as lib
-    from educloud.data_rights import usage
     from educloud.deployment import model as deployment
     from educloud.netpin import pinned_names
+    from educloud.stats import aggregate as lib
+    from educloud.stats import usage
 
     found = deployment.load(inventory)
     rules = policy.load_statistics(found.policies_dir)
@@ -69,7 +69,7 @@ def stats(
         directory = KeycloakDirectory.connect(target.connection)
         storage_of = None
         if nextcloud_url:
-            from educloud.nextcloud_api import client_from_env
+            from educloud.clients.nextcloud import client_from_env
 
             storage_of = client_from_env(nextcloud_url).storage_used
         records = usage.read_usage(directory, since=since, storage_of=storage_of)
@@ -113,7 +113,7 @@ def docs(
     pdf: bool = typer.Option(False, "--pdf", help="Also print PDFs (needs chromium)."),
 ) -> None:
     """Privacy notice, audience summaries and record of processing (C6), in HTML and Markdown."""
-    from educloud.data_rights import transparency
+    from educloud.transparency import documents as transparency
 
     written = transparency.write(transparency.build(inventory), output, pdf=pdf)
     for path in written:

@@ -1,5 +1,5 @@
 """`educloud moderation`: the illicit-content reports (C9). Parses, calls
-educloud.data_rights.moderation, prints.
+educloud.reporting.moderation, prints.
 
 The moderation API's token comes from EDUCLOUD_MODERATION_TOKEN or
 EDUCLOUD_MODERATION_TOKEN_FILE, never from the command line (it would show in `ps` and in
@@ -28,8 +28,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from educloud.data_rights import moderation as lib
 from educloud.errors import EducloudError
+from educloud.reporting import moderation as lib
 
 moderation_app = typer.Typer(
     no_args_is_help=True,
@@ -88,7 +88,7 @@ def _client(url: str, ca: str | None) -> lib.ModerationClient:
 
 
 def _nextcloud(url: str) -> Any:
-    from educloud.nextcloud_api import NextcloudClient
+    from educloud.clients.nextcloud import NextcloudClient
 
     app_password = os.environ.get("EDUCLOUD_NEXTCLOUD_PASSWORD")
     if not app_password:
@@ -112,7 +112,7 @@ def _nextcloud_verify() -> bool | str:
 def _owners(inventory: Path | None, url: str) -> lib.OwnerAccess | None:
     if inventory is None:
         return None
-    from educloud.data_rights.export import SshOcc
+    from educloud.portability.export import SshOcc
 
     runner, _ = SshOcc.from_inventory(inventory)
     return lib.OccOwnerAccess(runner, url, verify=_nextcloud_verify())

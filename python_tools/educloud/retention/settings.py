@@ -28,9 +28,9 @@ import yaml
 from educloud.accounts.keycloak_directory import Connection
 from educloud.backup.remote import inventory_readers
 from educloud.backup.status import StatusReader, local_readers
-from educloud.data_rights.export import LocalOcc, OccRunner, SshOcc
+from educloud.clients.nextcloud import NextcloudClient
 from educloud.errors import EducloudError
-from educloud.nextcloud_api import NextcloudClient
+from educloud.portability.export import LocalOcc, OccRunner, SshOcc
 
 CLIENT_ID = "educloud-data-rights"
 SECRET_ENV = "EDUCLOUD_DATA_RIGHTS_CLIENT_SECRET"  # noqa: S105 (a variable name)
@@ -170,7 +170,7 @@ def from_inventory(
 ) -> DataRightsSettings:
     from educloud import paths
     from educloud.accounts import target
-    from educloud.nextcloud_api import CA_ENV, client_from_env
+    from educloud.clients.nextcloud import CA_ENV, client_from_env
 
     found = target.from_inventory(
         inventory, realm=realm, client_id=CLIENT_ID, secret_env=SECRET_ENV

@@ -1,4 +1,4 @@
-"""`educloud export`: parse, call educloud.data_rights.export, print. No logic of its own.
+"""`educloud export`: parse, call educloud.portability.export, print. No logic of its own.
 
 educloud export --user ID [--user ID...] | --group GROUP | --all [--contract-end]
 educloud export verify ARCHIVE...
@@ -19,8 +19,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from educloud.data_rights import export as lib
 from educloud.errors import EducloudError
+from educloud.portability import export as lib
 
 CLIENT_ID = "educloud-data-rights"
 SECRET_ENV = "EDUCLOUD_DATA_RIGHTS_CLIENT_SECRET"  # noqa: S105 (a variable name)

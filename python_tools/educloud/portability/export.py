@@ -630,7 +630,7 @@ class WebDavContent:
         self.chunk_size = chunk_size
 
     def items(self, user_id: str) -> Iterator[ExportItem]:
-        from educloud.nextcloud_api import NextcloudClient, NextcloudRequestError
+        from educloud.clients.nextcloud import NextcloudClient, NextcloudRequestError
 
         with ExitStack() as stack:
             try:

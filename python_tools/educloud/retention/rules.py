@@ -29,9 +29,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from educloud.data_rights import export, journal
-from educloud.data_rights.journal import Journal
 from educloud.errors import EducloudError
+from educloud.portability import export
+from educloud.retention import journal
+from educloud.retention.journal import Journal
 
 ACCOUNTS = "accounts"
 EXPORTS = "exports"

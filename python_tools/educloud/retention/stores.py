@@ -15,15 +15,15 @@ from keycloak.exceptions import KeycloakError
 from educloud.accounts.keycloak_directory import ATTR_DEPARTED
 from educloud.backup import status as backup_status
 from educloud.backup.status import StatusReader
-from educloud.data_rights import export
-from educloud.data_rights.retention import (
+from educloud.clients.nextcloud import NextcloudClient, NextcloudRequestError
+from educloud.errors import EducloudError
+from educloud.portability import export
+from educloud.retention.rules import (
     DepartedAccount,
     Enforced,
     RetentionError,
     Rule,
 )
-from educloud.errors import EducloudError
-from educloud.nextcloud_api import NextcloudClient, NextcloudRequestError
 
 PAGE = 500
 

@@ -7,10 +7,11 @@ from contextlib import contextmanager
 from datetime import date
 
 from educloud.accounts.keycloak_directory import connect_admin
-from educloud.data_rights import export
-from educloud.data_rights.retention import Enforced, Rule, Stores
-from educloud.data_rights.settings import DataRightsSettings, SettingsError
-from educloud.data_rights.stores import (
+from educloud.netpin import pinned_names
+from educloud.portability import export
+from educloud.retention.rules import Enforced, Rule, Stores
+from educloud.retention.settings import DataRightsSettings, SettingsError
+from educloud.retention.stores import (
     ArchiveExporter,
     BackupsCheck,
     KeycloakAccounts,
@@ -18,7 +19,6 @@ from educloud.data_rights.stores import (
     ProfileOnly,
     delegated_categories,
 )
-from educloud.netpin import pinned_names
 
 
 @contextmanager
@@ -55,7 +55,7 @@ def open_stores(settings: DataRightsSettings) -> Iterator[Stores]:
             )
             stores.checks.append(KeycloakEventsCheck(admin, realm))
         if settings.reports is not None:
-            from educloud.data_rights.moderation import ModerationClient
+            from educloud.reporting.moderation import ModerationClient
 
             stores.reports = ModerationClient(
                 settings.reports.url, settings.reports.token, verify=settings.reports.verify

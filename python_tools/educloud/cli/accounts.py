@@ -212,7 +212,7 @@ def apply_command(
     policy = load_policy()
     nextcloud = None
     if nextcloud_url:
-        from educloud.nextcloud_api import client_from_env
+        from educloud.clients.nextcloud import client_from_env
 
         nextcloud = client_from_env(nextcloud_url)
     with (

@@ -17,13 +17,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from educloud import data_rights_cli
-from educloud.accounts_cli import accounts_app
-from educloud.backup_cli import backup_app
+from educloud.cli import data_rights as data_rights_cli
+from educloud.cli.accounts import accounts_app
+from educloud.cli.backup import backup_app
+from educloud.cli.export import export_app
+from educloud.cli.moderation import moderation_app
+from educloud.cli.retention import retention_app
 from educloud.errors import EducloudError
-from educloud.export_cli import export_app
-from educloud.moderation_cli import moderation_app
-from educloud.retention_cli import retention_app
 
 app = typer.Typer(
     no_args_is_help=True,

@@ -1,8 +1,8 @@
 """Moderating the illicit-content reports (C9): the moderation API's client and takedowns.
 
-The report service (educloud.data_rights.reports, deployed by the data_rights role) keeps
+The report service (educloud.reporting.service, deployed by the data_rights role) keeps
 the reports; its moderation API is served on the admin vhost only, behind a bearer token.
-A takedown disables the reported public link through educloud.nextcloud_api, then records
+A takedown disables the reported public link through educloud.clients.nextcloud, then records
 the decision (who, what, when, which shares) in the service, append-only.
 
 Nextcloud's OCS share API lists only the caller's own shares (GET /shares, "Get all shares
@@ -36,10 +36,10 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from educloud.data_rights.export import OccAppPasswords, OccRunner
-from educloud.data_rights.reports.text import visible
+from educloud.clients.nextcloud import NextcloudClient, NextcloudRequestError, Share
 from educloud.errors import EducloudError
-from educloud.nextcloud_api import NextcloudClient, NextcloudRequestError, Share
+from educloud.portability.export import OccAppPasswords, OccRunner
+from educloud.reporting.service.text import visible
 
 TOKEN_ENV = "EDUCLOUD_MODERATION_TOKEN"  # noqa: S105 - the variable's name, not a token
 TOKEN_FILE_ENV = "EDUCLOUD_MODERATION_TOKEN_FILE"  # noqa: S105
@@ -206,7 +206,7 @@ class ModerationClient:
         """Archive the reports past their retention (the service knows the period)."""
         return self._call("POST", "purge")
 
-    # retention's ReportArchive (educloud.data_rights.retention): `before` is the first day
+    # retention's ReportArchive (educloud.retention.rules): `before` is the first day
     # still kept; the service never archives a report younger than its retention_days.
 
     def due(self, before: date) -> int:

@@ -1,6 +1,6 @@
 """`educloud retention`: what retention.yml makes due, doing it, and checking the journal.
 
-Parses and prints; the work is in educloud.data_rights.retention.
+Parses and prints; the work is in educloud.retention.rules.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def _today(value: str | None) -> date:
 def _settings(where: _Where) -> Any:
     from dataclasses import replace
 
-    from educloud.data_rights import settings
+    from educloud.retention import settings
 
     if where.config is not None:
         found = settings.from_file(where.config)
@@ -103,8 +103,8 @@ def _settings(where: _Where) -> Any:
 @contextmanager
 def _opened(where: _Where) -> Iterator[tuple[Any, Any, Any]]:
     from educloud import policy
-    from educloud.data_rights.connect import open_stores
-    from educloud.data_rights.retention import rules_from_policy
+    from educloud.retention.connect import open_stores
+    from educloud.retention.rules import rules_from_policy
 
     found = _settings(where)
     rules = rules_from_policy(policy.load(found.policies_dir).retention)
@@ -177,7 +177,7 @@ def plan_command(
     as_json: JsonOption = False,
 ) -> None:
     """List what is due (read-only). Exit 0 even when something is due."""
-    from educloud.data_rights.retention import plan
+    from educloud.retention.rules import plan
 
     with _opened(_Where(inventory, config, exports_dir, journal, realm, nextcloud_url)) as (
         _s,
@@ -208,7 +208,7 @@ def apply_command(
     Exit 1 when an item failed (for example an export that does not verify: the account
     is kept). Rerun to resume: it starts again from what the stores hold.
     """
-    from educloud.data_rights.retention import apply, plan
+    from educloud.retention.rules import apply, plan
 
     day = _today(today)
     with _opened(_Where(inventory, config, exports_dir, journal, realm, nextcloud_url)) as (
@@ -257,8 +257,8 @@ def journal_verify(
 ) -> None:
     """Check the hash chain: exit 1 and list the lines when an entry was edited,
     removed, inserted or moved."""
-    from educloud.data_rights import journal as chain
-    from educloud.data_rights.settings import DEFAULT_JOURNAL, from_file
+    from educloud.retention import journal as chain
+    from educloud.retention.settings import DEFAULT_JOURNAL, from_file
 
     path = journal or (from_file(config).journal if config else DEFAULT_JOURNAL)
     if not path.exists() and chain.read_head(path) is None:

@@ -22,7 +22,7 @@ from typing import Any
 import requests
 
 from educloud.accounts.keycloak_directory import KeycloakDirectory, KeycloakDirectoryError
-from educloud.data_rights.stats import AccountUsage
+from educloud.stats.aggregate import AccountUsage
 
 EVENTS_PAGE = 1000
 STORAGE_WORKERS = 8

@@ -1,0 +1,1 @@
+"""Portability (C8): a user's data exported in open formats."""

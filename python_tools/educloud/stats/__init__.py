@@ -1,0 +1,1 @@
+"""Usage statistics (C12): aggregated, small groups masked."""

@@ -1,0 +1,1 @@
+"""Transparency (C6): the documents generated from the policies."""
