@@ -96,8 +96,8 @@ if [ "${EDUCLOUD_TEST_REGIONAL:-0}" = only ]; then
   finish
 fi
 
-step "ruff" ruff check python_tools tests roles benchmarks
-step "ruff format" ruff format --check python_tools tests roles benchmarks
+step "ruff" ruff check python_tools tests roles benchmarks ansible
+step "ruff format" ruff format --check python_tools tests roles benchmarks ansible
 step "mypy" mypy
 step "ansible-lint (production profile)" ansible-lint --profile production
 # Two workers: the unit tests share nothing (each double, cluster and port is their own).

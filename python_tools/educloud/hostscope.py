@@ -7,9 +7,12 @@ inventory, where only the hosts of the role's group are in scope.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from educloud import policy
 
 MOLECULE_PREFIX = "mol-"
 
@@ -31,3 +34,19 @@ def skip_unless_in_group(
     or only `platform` when given)."""
     if not in_scope(variables, group, platform):
         pytest.skip(f"{variables.get('inventory_hostname')} is not in the {group} group")
+
+
+def policies(variables: dict[str, Any]) -> policy.Policies:
+    """The policies the host's deployment applies: its inventory's own copy
+    (`educloud_policies_dir`, when written as a path) or the repository's (molecule's
+    scenarios, whose value is a template of the repository's path)."""
+    directory = variables.get("educloud_policies_dir")
+    if isinstance(directory, str) and directory and "{{" not in directory:
+        return policy.load(Path(directory))
+    return policy.load()
+
+
+def policy_values(variables: dict[str, Any]) -> dict[str, Any]:
+    """The role variables the host's policies decide (educloud.policy.role_variables), as
+    ansible/group_vars/all/policies.yml sets them."""
+    return policy.policy_role_variables(policies(variables))

@@ -246,6 +246,68 @@ def backup_keep_days(keep: Mapping[str, int]) -> dict[str, int]:
     }
 
 
+def role_variables(retention: Mapping[str, Any], hosting: Mapping[str, Any]) -> dict[str, Any]:
+    """The role variables the retention and hosting policies decide, from those two files'
+    contents (retention.yml, hosting.yml as read).
+
+    The one place they are computed: ansible/group_vars/all/policies.yml sets them through
+    the `educloud_role_variables` filter (ansible/filter_plugins/educloud_policy.py); the
+    transparency documents and the roles' host checks call this function.
+    """
+    categories: Mapping[str, Any] = retention.get("categories") or {}
+
+    def rule(name: str) -> Mapping[str, Any]:
+        found = categories.get(name)
+        if not isinstance(found, Mapping):
+            raise EducloudError(
+                f"retention.yml: categories.{name} is missing (the roles' periods need it)"
+            )
+        return found
+
+    def days(name: str) -> int:
+        return int(rule(name)["retention_days"])
+
+    keep = backup_keep_days(rule("backups")["keep"])
+    countries = list(hosting["countries_allowed"])
+    providers = list(hosting["providers"])
+    return {
+        # C1: where hosts may run.
+        "common_hosting_countries": countries,
+        "common_hosting_providers": providers,
+        "common_hosting_required_keys": list(hosting["host_declaration"]["required"]),
+        # C7: the periods each role enforces.
+        "common_journald_max_retention": f"{days('system_logs')}day",
+        "common_logrotate_maxage_days": days("web_logs"),
+        "common_log_files_max_age_days": min(days("system_logs"), days("web_logs")),
+        "keycloak_realm_events_expiration_days": days("login_events"),
+        "keycloak_realm_admin_events_expiration_days": days("admin_events"),
+        "keycloak_realm_offline_session_max_lifespan_days": days("offline_sessions"),
+        "keycloak_realm_offline_session_idle_days": int(rule("offline_sessions")["idle_days"]),
+        "nextcloud_trashbin_retention_days": days("deleted_files"),
+        "nextcloud_versions_retention_days": days("file_versions"),
+        "nextcloud_activity_expire_days": days("activity"),
+        "nextcloud_log_retention_days": days("system_logs"),
+        "nextcloud_objectstore_hosting_countries": countries,
+        "data_rights_reports_retention_days": days("illicit_content_reports"),
+        # C1, C7, C10: backups (restic forget --keep-within-*, in days).
+        "backup_retention_days": days("backups"),
+        "backup_keep_daily_days": keep["daily"],
+        "backup_keep_weekly_days": keep["weekly"],
+        "backup_keep_monthly_days": keep["monthly"],
+        "backup_hosting_countries": countries,
+        # C6: the privacy notice states the periods and where the data is hosted.
+        "reverse_proxy_privacy_retention_categories": {
+            name: dict(value) for name, value in categories.items()
+        },
+        "reverse_proxy_privacy_hosting_providers": providers,
+    }
+
+
+def policy_role_variables(policies: Policies) -> dict[str, Any]:
+    """`role_variables` of loaded policies."""
+    return role_variables(policies.raw["retention"], policies.raw["hosting"])
+
+
 def _check_backup_horizons(policies: Policies, problems: list[Problem]) -> None:
     # A snapshot kept for its week or its month must still expire on time (C7).
     retention = f"{policies.directory.name}/retention.yml"

@@ -98,11 +98,14 @@ def notice_variables(inventory: Path) -> tuple[dict[str, Any], policy_mod.Polici
         declared = host.variables.get("educloud_hosting")
         if isinstance(declared, Mapping) and declared not in declarations:
             declarations.append(dict(declared))
-    # As ansible/group_vars/all/policies.yml passes them to the role.
-    variables["reverse_proxy_privacy_retention_categories"] = {
-        name: dict(rule) for name, rule in policies.retention.items()
-    }
-    variables["reverse_proxy_privacy_hosting_providers"] = policies.raw["hosting"]["providers"]
+    # What ansible/group_vars/all/policies.yml passes to the role, computed the same way.
+    variables.update(
+        {
+            name: value
+            for name, value in policy_mod.policy_role_variables(policies).items()
+            if name.startswith(f"{ROLE}_")
+        }
+    )
     variables["reverse_proxy_privacy_hosting_declarations"] = declarations
     variables["ansible_managed"] = MANAGED
     return variables, policies

@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+from educloud.hostscope import policy_values
+
 
 @pytest.mark.parametrize(
     "package", ["nftables", "unattended-upgrades", "locales", "logrotate", "openssh-server"]
@@ -44,16 +46,20 @@ def test_security_updates_install_automatically(host):
 
 
 def test_journald_retention_bounded(host):
-    # systemd-analyze cat-config shows the merged configuration journald reads.
+    # systemd-analyze cat-config shows the merged configuration journald reads; the period
+    # is the policy's (system_logs), as the deployment's policies say.
+    expected = policy_values(host.ansible.get_variables())["common_journald_max_retention"]
     merged = host.check_output("systemd-analyze cat-config systemd/journald.conf")
-    assert "MaxRetentionSec=30day" in merged
+    assert f"MaxRetentionSec={expected}" in merged
     assert "MaxFileSec=1day" in merged
     assert "Storage=persistent" in merged
 
 
 def test_logrotate_deletes_old_logs(host):
-    # The period (30 days) less the two days logrotate may take to delete a rotated file.
-    assert host.file("/etc/logrotate.conf").contains("^maxage 28$")
+    # The policy's period (web_logs) less the two days logrotate may take to delete a
+    # rotated file.
+    period = policy_values(host.ansible.get_variables())["common_logrotate_maxage_days"]
+    assert host.file("/etc/logrotate.conf").contains(f"^maxage {int(period) - 2}$")
     assert host.file("/etc/logrotate.conf").contains("^daily$")
 
 

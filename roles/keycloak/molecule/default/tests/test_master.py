@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from educloud import policy
-from educloud.hostscope import skip_unless_in_group
+from educloud.hostscope import policies, skip_unless_in_group
 
 DAY = 86400
 
@@ -104,14 +103,14 @@ def test_master_is_protected_and_audited_like_a_tenant_realm(host, kc, token):
     assert master["eventsEnabled"] is True
     assert master["adminEventsEnabled"] is True
     assert master["adminEventsDetailsEnabled"] is True
-    retention = policy.load().retention
+    retention = policies(host.ansible.get_variables()).retention
     assert master["eventsExpiration"] == retention["login_events"]["retention_days"] * DAY
     assert master["browserFlow"] == "educloud-browser"
     assert master["directGrantFlow"] == "educloud-direct-grant"
 
 
 def test_offline_sessions_end_as_the_policy_says(host, kc, token):
-    rule = policy.load().retention["offline_sessions"]
+    rule = policies(host.ansible.get_variables()).retention["offline_sessions"]
     for realm in ["master", *kc["realms"]]:
         settings = _realm(host, kc, token, realm)
         assert settings["offlineSessionMaxLifespanEnabled"] is True, realm

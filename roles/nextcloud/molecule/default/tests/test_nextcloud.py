@@ -19,10 +19,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from educloud.hostscope import skip_unless_in_group
+from educloud.hostscope import policies, skip_unless_in_group
 
 ROLE_DIR = Path(__file__).resolve().parents[3]
-RETENTION_FILE = ROLE_DIR.parents[1] / "policies" / "retention.yml"
 # Where the role writes the vhost (tasks/nginx.yml); nginx -T prints each file under this name.
 VHOST_FILE = "/etc/nginx/educloud.d/nextcloud.conf"
 
@@ -73,8 +72,9 @@ def nc(host) -> dict[str, Any]:
 
 
 @pytest.fixture
-def retention() -> dict[str, Any]:
-    return yaml.safe_load(RETENTION_FILE.read_text(encoding="utf-8"))["categories"]
+def retention(host: Any) -> dict[str, Any]:
+    """The retention categories of the deployment's own policies."""
+    return dict(policies(host.ansible.get_variables()).retention)
 
 
 def _ini(phpinfo: str, directive: str) -> str:

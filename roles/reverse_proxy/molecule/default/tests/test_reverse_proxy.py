@@ -15,10 +15,8 @@ from html.parser import HTMLParser
 from typing import Any
 
 import pytest
-import yaml
 
-from educloud.hostscope import skip_unless_in_group
-from educloud.paths import policies_dir
+from educloud.hostscope import policies, skip_unless_in_group
 
 GROUP = "reverse_proxy"
 DEFAULT_CSP = (
@@ -583,9 +581,8 @@ def test_privacy_notice_has_its_sections(notice_pages):
         assert not missing, f"{name}: no element with id {missing}"
 
 
-def test_privacy_notice_lists_every_retention_category(notice_pages):
-    policy = yaml.safe_load((policies_dir() / "retention.yml").read_text(encoding="utf-8"))
-    categories = policy["categories"]
+def test_privacy_notice_lists_every_retention_category(host, notice_pages):
+    categories = policies(host.ansible.get_variables()).retention
     for name, page in _parsed(notice_pages).items():
         rows = {r for r in page.rows if r.startswith("conservation-")}
         assert rows == {f"conservation-{c}" for c in categories}, name
@@ -601,8 +598,8 @@ def test_privacy_notice_lists_every_retention_category(notice_pages):
 
 
 def test_privacy_notice_states_hosting_in_france(host, notice_pages):
-    policy = yaml.safe_load((policies_dir() / "hosting.yml").read_text(encoding="utf-8"))
-    approved = {p["id"]: p for p in policy["providers"]}
+    hosting = policies(host.ansible.get_variables()).raw["hosting"]
+    approved = {p["id"]: p for p in hosting["providers"]}
     declared = _setting(host, "reverse_proxy_privacy_hosting_declarations", []) or [
         _setting(host, "educloud_hosting", None)
     ]
