@@ -54,6 +54,7 @@ def run_playbook(
         timeout=120,
         env={
             "ANSIBLE_ROLES_PATH": str(repo_root() / "roles"),
+            "ANSIBLE_FILTER_PLUGINS": str(repo_root() / "ansible" / "filter_plugins"),
             "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
             "ANSIBLE_LOCALHOST_WARNING": "false",
             "ANSIBLE_NOCOLOR": "1",
