@@ -142,6 +142,15 @@ def run_playbook(
 
 
 def run_site(inventory: Path, *, limit: str | None = None, check: bool = False) -> PlaybookResult:
+    """site.yml onto `inventory`, after its inventory and its policies (the inventory's own
+    copy, as the plays will read it) are read and validated: bad input changes nothing."""
+    from educloud import policy
+    from educloud.deployment import model
+
+    inventory = inventory if inventory.is_absolute() else (repo_root() / inventory)
+    if not inventory.exists():
+        raise EducloudError(f"inventory {inventory} not found")
+    policy.load(model.load(inventory).policies_dir)
     return run_playbook("site.yml", inventory, limit=limit, check=check)
 
 

@@ -8,6 +8,7 @@ operator editing their own copy of the policies can fix them without reading cod
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 from collections.abc import Iterable, Mapping
@@ -306,6 +307,33 @@ def role_variables(retention: Mapping[str, Any], hosting: Mapping[str, Any]) -> 
 def policy_role_variables(policies: Policies) -> dict[str, Any]:
     """`role_variables` of loaded policies."""
     return role_variables(policies.raw["retention"], policies.raw["hosting"])
+
+
+# Where the deploy records the policies it applied, on every host (site.yml's last play,
+# roles/common/tasks/policies.yml); `educloud verify` compares it with its own copy.
+APPLIED_RECORD = "/etc/educloud/policies-applied.json"
+
+
+def fingerprint(directory: Path) -> dict[str, str]:
+    """Each policy file of `directory` (its *.yml, not the schemas) to its SHA-256."""
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.glob("*.yml"))
+        if path.is_file()
+    }
+
+
+def fingerprint_differences(mine: Mapping[str, str], deployed: Mapping[str, str]) -> list[str]:
+    """The files whose contents differ between two fingerprints, each with how."""
+    found = []
+    for name in sorted(set(mine) | set(deployed)):
+        if name not in deployed:
+            found.append(f"{name} (not deployed)")
+        elif name not in mine:
+            found.append(f"{name} (deployed, absent here)")
+        elif mine[name] != deployed[name]:
+            found.append(f"{name} (differs)")
+    return found
 
 
 def _check_backup_horizons(policies: Policies, problems: list[Problem]) -> None:

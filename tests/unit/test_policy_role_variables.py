@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -132,3 +133,36 @@ def test_ansible_templates_the_same_values(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     templated = json.loads((tmp_path / "values.json").read_text(encoding="utf-8"))
     assert templated == json.loads(json.dumps(_values()))
+
+
+def test_fingerprint_names_each_file_that_differs(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    shutil.copytree(repo_root() / "policies", mine)
+    deployed = policy.fingerprint(mine)
+    assert set(deployed) >= {"charter.yml", "retention.yml", "egress.yml", "hosting.yml"}
+    assert policy.fingerprint_differences(policy.fingerprint(mine), deployed) == []
+    (mine / "retention.yml").write_text(
+        (mine / "retention.yml")
+        .read_text(encoding="utf-8")
+        .replace("retention_days: 30", "retention_days: 31", 1),
+        encoding="utf-8",
+    )
+    (mine / "extra.yml").write_text("x: 1\n", encoding="utf-8")
+    (mine / "egress.yml").unlink()
+    assert policy.fingerprint_differences(policy.fingerprint(mine), deployed) == [
+        "egress.yml (deployed, absent here)",
+        "extra.yml (not deployed)",
+        "retention.yml (differs)",
+    ]
+
+
+def test_the_filter_fingerprints_as_the_library_does(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ansible_dir() / "filter_plugins"))
+    try:
+        import educloud_policy  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+    directory = repo_root() / "policies"
+    assert educloud_policy.educloud_policy_fingerprint(str(directory)) == policy.fingerprint(
+        directory
+    )

@@ -15,6 +15,7 @@ from educloud.charter import verify as verify_mod
 from educloud.cli import main as cli
 from educloud.deployment import model as deployment_mod
 from educloud.deployment.inventory import InventoryHost
+from educloud.errors import EducloudError
 
 JUNIT_OK = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" tests="2">
@@ -34,7 +35,11 @@ COLLECTION_ERROR = (
 @pytest.fixture
 def fake_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
     """verify() on a one-host inventory, with pytest replaced by what `state` says."""
-    state: dict[str, Any] = {"returncode": 0, "junit": JUNIT_OK.format(extra="")}
+    state: dict[str, Any] = {
+        "returncode": 0,
+        "junit": JUNIT_OK.format(extra=""),
+        "policy_problems": [],
+    }
     host = InventoryHost("edu1", ("keycloak",), {"ansible_host": "198.18.0.11"})
     monkeypatch.setattr(
         deployment_mod,
@@ -49,6 +54,9 @@ def fake_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
         return subprocess.CompletedProcess(argv, state["returncode"], "", "")
 
     monkeypatch.setattr(verify_mod.subprocess, "run", run)
+    monkeypatch.setattr(
+        verify_mod, "deployed_policy_problems", lambda dep, directory: state["policy_problems"]
+    )
     monkeypatch.setattr(
         verify_mod.inventory_vars, "write_cache", lambda inventory, path: path.write_text("{}")
     )
@@ -111,3 +119,12 @@ def test_an_unknown_guarantee_is_refused(fake_run: dict[str, Any]) -> None:
 
     with pytest.raises(EducloudError, match="unknown guarantee"):
         verify_mod.verify(fake_run["inventory"], fake_run["output"], guarantees=["C99"])
+
+
+def test_policies_other_than_the_deployed_ones_give_no_report(fake_run: dict[str, Any]) -> None:
+    fake_run["policy_problems"] = ["edu1: retention.yml (differs)"]
+    with pytest.raises(
+        EducloudError, match=r"not those deployed.*edu1: retention\.yml \(differs\)"
+    ):
+        _verify(fake_run)
+    assert not (fake_run["output"] / "charter-report.json").exists()

@@ -85,6 +85,34 @@ def pytest_argv(
     return argv
 
 
+def deployed_policy_problems(dep: deployment_mod.Deployment, directory: Path) -> list[str]:
+    """Where the policies in `directory` are not those the deploy recorded on each host
+    (policy.APPLIED_RECORD); an unreachable host is left to its checks."""
+    import json
+
+    from educloud import remote
+
+    mine = policy.fingerprint(directory)
+    problems = []
+    for host in dep.hosts:
+        try:
+            answer = remote.call(host, ["cat", policy.APPLIED_RECORD], timeout=30)
+        except EducloudError:
+            continue
+        if answer.returncode != 0:
+            problems.append(f"{host.name}: no record of the policies deployed (deploy first)")
+            continue
+        try:
+            deployed = json.loads(answer.stdout)["files"]
+        except (ValueError, KeyError, TypeError):
+            problems.append(f"{host.name}: {policy.APPLIED_RECORD} is not a policies record")
+            continue
+        differences = policy.fingerprint_differences(mine, deployed)
+        if differences:
+            problems.append(f"{host.name}: {', '.join(differences)}")
+    return problems
+
+
 def verify(
     inventory: Path,
     output_dir: Path,
@@ -103,6 +131,15 @@ def verify(
         raise EducloudError(f"inventory {inventory} not found")
     dep = deployment_mod.load(inventory)  # a broken inventory fails here, before any check
     policies = policy.load(dep.policies_dir)
+    # A report against other policies than the deployed ones would verify the wrong promise.
+    mismatched = deployed_policy_problems(dep, policies.directory)
+    if mismatched:
+        raise EducloudError(
+            f"the policies in {policies.directory} are not those deployed on the hosts: "
+            + "; ".join(mismatched)
+            + ". Deploy these policies (educloud deploy), or verify with the copy that was "
+            "deployed (educloud_policies_dir in the inventory); no report was written"
+        )
     known = {g.id for g in policies.guarantees}
     unknown = sorted(set(guarantees) - known)
     if unknown:

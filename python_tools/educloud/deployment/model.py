@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from educloud.deployment import ansible
 from educloud.deployment import inventory as inventory_vars
 from educloud.deployment.inventory import InventoryHost
 from educloud.errors import EducloudError
@@ -40,6 +41,9 @@ class Deployment:
     reporting_path: str | None = None
     # The admin site serving the moderation API at /moderation/api/ (None: not exposed).
     moderation_site: str | None = None
+    # The inventory's own copy of the policies (`educloud_policies_dir`, rendered as Ansible
+    # renders it for the plays); None: the repository's policies/.
+    policies_dir: Path | None = None
 
     def in_group(self, group: str) -> tuple[InventoryHost, ...]:
         return tuple(h for h in self.hosts if group in h.groups)
@@ -59,15 +63,6 @@ class Deployment:
         return frozenset(s.name for s in self.sites)
 
     @property
-    def policies_dir(self) -> Path | None:
-        """The inventory's own copy of the policies (`educloud_policies_dir`), if it has one."""
-        for host in self.hosts:
-            value = host.variables.get("educloud_policies_dir")
-            if _literal(value):
-                return Path(str(value))
-        return None
-
-    @property
     def ca_file(self) -> Path | None:
         """The CA certificate the deployment's names chain to, on this machine: where the
         reverse proxy exports its internal CA (`reverse_proxy_ca_export_path`), when it is
@@ -85,6 +80,35 @@ class Deployment:
 
 def _literal(value: Any) -> bool:
     return isinstance(value, str) and "{{" not in value
+
+
+def _policies_dir(inventory: Path, hosts: tuple[InventoryHost, ...]) -> Path | None:
+    """`educloud_policies_dir` as the plays see it: a templated value is rendered by Ansible
+    (once per distinct value), so deploy and verify read the same directory."""
+    raw: dict[str, str] = {}
+    for host in hosts:
+        value = host.variables.get("educloud_policies_dir")
+        if value:
+            raw.setdefault(str(value), host.name)
+    rendered = {
+        value
+        if _literal(value)
+        else str(ansible.template(inventory, host, "educloud_policies_dir"))
+        for value, host in raw.items()
+    }
+    if not rendered:
+        return None
+    if len(rendered) > 1:
+        raise EducloudError(
+            f"inventory {inventory}: its hosts name different policies directories "
+            f"({', '.join(sorted(rendered))}); a deployment applies one copy of the policies"
+        )
+    directory = Path(rendered.pop())
+    if not directory.is_dir():
+        raise EducloudError(
+            f"inventory {inventory}: educloud_policies_dir {directory} is not a directory"
+        )
+    return directory
 
 
 def load(inventory: Path) -> Deployment:
@@ -125,6 +149,7 @@ def load(inventory: Path) -> Deployment:
         privacy_path=privacy_path,
         reporting_path=reporting_path,
         moderation_site=moderation_site or None,
+        policies_dir=_policies_dir(inventory, hosts),
     )
 
 
