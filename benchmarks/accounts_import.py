@@ -139,7 +139,7 @@ def realm_files(
 ) -> dict[str, dict[str, Any]]:
     """kc.sh import's directory layout: the realm with its groups, then users files
     (`<realm>-users-<n>.json`), each imported in a transaction of its own."""
-    from educloud.accounts.keycloak_directory import group_representation, user_representation
+    from educloud.accounts.representations import group_representation, user_representation
 
     changes = plan(DirectoryState(), accounts, school_year=YEAR, today=TODAY, grace_days=90)
     groups = [group_representation(c.group) for c in changes.changes if c.group]

@@ -1,6 +1,6 @@
 """occ, as educloud.portability.export runs it on the Nextcloud host: a double, not Nextcloud.
 
-Implements educloud.portability.export.OccRunner over a NextcloudApiDouble (its accounts
+Implements educloud.clients.nextcloud.occ.OccRunner over a NextcloudApiDouble (its accounts
 and files) and a local directory standing for the Nextcloud host's disk. It answers what
 the commands print in Nextcloud's code:
 
@@ -14,7 +14,7 @@ the commands print in Nextcloud's code:
 - user:export <uid> <folder> (user_migration lib/Command/Export.php): writes
   <folder>/<uid>_<Y-m-d_H-i-s>.zip, prints "Export saved in <path>"; "Unknown user <uid>".
 
-A failing command raises ExportError with occ's output, as SshOcc does.
+A failing command raises OccError with occ's output, as SshOcc does.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from tests.doubles.nextcloud_api_double import NextcloudApiDouble
 
-from educloud.portability.export import ExportError
+from educloud.clients.nextcloud.occ import OccError
 
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
 
@@ -71,15 +71,15 @@ class OccDouble:
             return ""
         if command == "user:export":
             return self._user_export(rest[0], Path(rest[1]))
-        raise ExportError(f"occ {command} failed (exit 1): Command not defined (double)")
+        raise OccError(f"occ {command} failed (exit 1): Command not defined (double)")
 
     def _account(self, user_id: str, message: str) -> None:
         if user_id not in self.nextcloud.accounts:
-            raise ExportError(f"occ failed (exit 1): {message}")
+            raise OccError(f"occ failed (exit 1): {message}")
 
     def _user_export(self, user_id: str, folder: Path) -> str:
         if "user_migration" not in self.apps:
-            raise ExportError('occ failed (exit 1): Command "user:export" is not defined.')
+            raise OccError('occ failed (exit 1): Command "user:export" is not defined.')
         self._account(user_id, f"[ERROR] Unknown user <{user_id}>")
         stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
         path = folder / f"{user_id}_{stamp}.zip"

@@ -21,7 +21,14 @@ import pytest
 from keycloak import KeycloakAdmin
 from tests.doubles.nextcloud_api_double import Account, NextcloudApiDouble
 
+from educloud.clients.nextcloud.occ import OccAppPasswords, OccError, SshOcc
 from educloud.portability import export
+from educloud.portability.sources import (
+    StaticCredentials,
+    UserMigrationContent,
+    WebDavContent,
+    user_migration_enabled,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -88,10 +95,10 @@ def double() -> Iterator[NextcloudApiDouble]:
 def sources(
     kc_admin: KeycloakAdmin, scratch_realm: str, double: NextcloudApiDouble
 ) -> export.ExportSources:
-    credentials = export.StaticCredentials({"eleve0001": "app-password"})
+    credentials = StaticCredentials({"eleve0001": "app-password"})
     return export.ExportSources(
         export.KeycloakProfiles(kc_admin, scratch_realm),
-        export.WebDavContent(double.url, credentials, timeout=10),
+        WebDavContent(double.url, credentials, timeout=10),
     )
 
 
@@ -214,15 +221,15 @@ def test_cli_exports_a_lab_account_through_the_data_rights_client(
 
 
 @pytest.fixture
-def nextcloud_occ(lab_keycloak: Any) -> Iterator[tuple[export.SshOcc, str, str]]:
+def nextcloud_occ(lab_keycloak: Any) -> Iterator[tuple[SshOcc, str, str]]:
     """occ on the lab's Nextcloud host, its base URL (pinned to the proxy), and a user."""
     from educloud.netpin import pinned_names
     from educloud.paths import inventories_dir
 
-    runner, url = export.SshOcc.from_inventory(inventories_dir() / "lab")
+    runner, url = SshOcc.from_inventory(inventories_dir() / "lab")
     try:
         users = json.loads(runner.occ(["user:list", "--output=json"]))
-    except export.ExportError as exc:
+    except OccError as exc:
         if "Could not open input file" in str(exc):
             pytest.skip("Nextcloud not installed")
         raise
@@ -232,12 +239,12 @@ def nextcloud_occ(lab_keycloak: Any) -> Iterator[tuple[export.SshOcc, str, str]]
 
 
 def test_occ_app_password_reads_the_users_files_and_is_deleted_afterwards(
-    nextcloud_occ: tuple[export.SshOcc, str, str], lab_keycloak: Any
+    nextcloud_occ: tuple[SshOcc, str, str], lab_keycloak: Any
 ) -> None:
     from educloud.clients.nextcloud import NextcloudAuthError, NextcloudClient
 
     runner, url, user = nextcloud_occ
-    tokens = export.OccAppPasswords(runner)
+    tokens = OccAppPasswords(runner)
     before = tokens._token_ids(user)
 
     with tokens.app_password(user) as password:
@@ -250,15 +257,15 @@ def test_occ_app_password_reads_the_users_files_and_is_deleted_afterwards(
 
 
 def test_user_migration_export_is_embedded_as_nextclouds_own_archive(
-    nextcloud_occ: tuple[export.SshOcc, str, str], tmp_path: Path
+    nextcloud_occ: tuple[SshOcc, str, str], tmp_path: Path
 ) -> None:
     runner, _url, user = nextcloud_occ
-    if not export.user_migration_enabled(runner):
+    if not user_migration_enabled(runner):
         pytest.skip("the user_migration app is not enabled")
 
     # Read as export_user reads: each item's chunks before the next item (the remote
     # copy is removed once the iterator ends).
-    items = export.UserMigrationContent(runner).items(user)
+    items = UserMigrationContent(runner).items(user)
     item = next(items)
     fetched = tmp_path / "user_migration.zip"
     with fetched.open("wb") as out:

@@ -22,6 +22,7 @@ from tests.integration.educloud_cli import run_educloud
 from educloud import policy
 from educloud.clients.nextcloud import NextcloudClient
 from educloud.portability import export
+from educloud.portability.sources import StaticCredentials, WebDavContent, nextcloud_content
 from educloud.retention import journal
 from educloud.retention.rules import (
     ACCOUNTS,
@@ -249,7 +250,7 @@ def test_a_departed_accounts_files_are_exported_before_both_accounts_are_erased(
     admin = NextcloudClient(nextcloud_double.url, "admin", nextcloud_double.admin_password)
     stores = _stores(kc, tmp_path)
     stores.accounts = KeycloakAccounts(kc, admin)
-    content = export.nextcloud_content(occ, nextcloud_double.url)
+    content = nextcloud_content(occ, nextcloud_double.url)
     profiles = export.KeycloakProfiles(kc, kc.connection.realm_name)
     stores.exporter = ArchiveExporter(export.ExportSources(profiles, content))
 
@@ -276,9 +277,9 @@ def test_when_nextcloud_refuses_the_export_both_accounts_stay(
     stores = _stores(kc, tmp_path)
     stores.accounts = KeycloakAccounts(kc, admin)
     # Nextcloud refuses the user's files (a wrong app password: HTTP 401).
-    wrong = export.StaticCredentials({leaver: "not-the-app-password"})
+    wrong = StaticCredentials({leaver: "not-the-app-password"})
     profiles = export.KeycloakProfiles(kc, kc.connection.realm_name)
-    content = export.WebDavContent(nextcloud_double.url, wrong, timeout=10)
+    content = WebDavContent(nextcloud_double.url, wrong, timeout=10)
     stores.exporter = ArchiveExporter(export.ExportSources(profiles, content))
 
     _, result = apply(RULES, stores, TODAY)

@@ -15,12 +15,9 @@ import requests
 from tests.doubles.nextcloud_api_double import Account, NextcloudApiDouble
 from tests.integration.educloud_cli import run_educloud
 
-from educloud.accounts.keycloak_directory import (
-    KeycloakDirectory,
-    group_representation,
-    user_representation,
-)
+from educloud.accounts.keycloak_directory import KeycloakDirectory
 from educloud.accounts.model import AccountState, GroupKind, GroupState, Profile, school_group
+from educloud.accounts.representations import group_representation, user_representation
 from educloud.clients.nextcloud import NextcloudClient
 from educloud.stats.aggregate import MASKED, aggregate, small_label
 from educloud.stats.usage import login_user_ids, read_usage

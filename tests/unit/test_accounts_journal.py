@@ -81,7 +81,8 @@ def test_json_plan_is_one_document_with_every_change():
 
 
 def test_unreachable_keycloak_is_one_clear_error():
-    from educloud.accounts.keycloak_directory import Connection, KeycloakDirectory
+    from educloud.accounts.keycloak_directory import KeycloakDirectory
+    from educloud.clients.keycloak import Connection
 
     closed = Connection("https://127.0.0.1:9", "lab", "educloud-accounts", "secret", timeout=5)
     with pytest.raises(EducloudError, match="is unreachable") as raised:

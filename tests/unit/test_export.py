@@ -25,8 +25,15 @@ from tests.doubles.occ_double import OccDouble
 from typer.testing import CliRunner
 
 from educloud.cli.main import app
+from educloud.clients.nextcloud.occ import LocalOcc, OccAppPasswords, OccError
 from educloud.paths import policies_dir
 from educloud.portability import export
+from educloud.portability.sources import (
+    StaticCredentials,
+    UserMigrationContent,
+    WebDavContent,
+    user_migration_enabled,
+)
 
 NOW = datetime(2027, 6, 30, 18, 0, tzinfo=UTC)
 CHUNK = 64 * 1024
@@ -75,8 +82,8 @@ def double() -> Iterator[NextcloudApiDouble]:
 
 
 def sources_for(double: NextcloudApiDouble, chunk_size: int = CHUNK) -> export.ExportSources:
-    credentials = export.StaticCredentials({u: f"app-password-{u}" for u in USERS})
-    content = export.WebDavContent(double.url, credentials, timeout=10, chunk_size=chunk_size)
+    credentials = StaticCredentials({u: f"app-password-{u}" for u in USERS})
+    content = WebDavContent(double.url, credentials, timeout=10, chunk_size=chunk_size)
     return export.ExportSources(Profiles(USERS), content)
 
 
@@ -157,8 +164,8 @@ def test_big_file_is_read_in_chunks(
 def test_export_reads_as_the_user_not_as_an_admin(
     double: NextcloudApiDouble, tmp_path: Path
 ) -> None:
-    wrong = export.StaticCredentials({"alice": "not-her-password"})
-    sources = export.ExportSources(Profiles(USERS), export.WebDavContent(double.url, wrong))
+    wrong = StaticCredentials({"alice": "not-her-password"})
+    sources = export.ExportSources(Profiles(USERS), WebDavContent(double.url, wrong))
 
     with pytest.raises(export.EducloudError, match="refused the credentials of alice"):
         export.export_user(sources, "alice", tmp_path, now=NOW)
@@ -452,7 +459,7 @@ def occ_sources(double: NextcloudApiDouble, content: export.ContentSource) -> ex
 def test_short_lived_app_password_reads_the_files_and_is_deleted_after(
     double: NextcloudApiDouble, occ: OccDouble, tmp_path: Path
 ) -> None:
-    content = export.WebDavContent(double.url, export.OccAppPasswords(occ), timeout=10)
+    content = WebDavContent(double.url, OccAppPasswords(occ), timeout=10)
 
     archive = export.export_user(occ_sources(double, content), "alice", tmp_path, now=NOW)
 
@@ -470,7 +477,7 @@ def test_short_lived_app_password_reads_the_files_and_is_deleted_after(
 def test_app_password_is_deleted_when_the_export_fails(
     double: NextcloudApiDouble, occ: OccDouble
 ) -> None:
-    tokens = export.OccAppPasswords(occ)
+    tokens = OccAppPasswords(occ)
 
     with pytest.raises(RuntimeError), tokens.app_password("alice") as password:
         assert password in double.app_passwords["alice"]
@@ -483,7 +490,7 @@ def test_app_password_is_deleted_when_the_export_fails(
 def test_account_that_never_used_nextcloud_gets_its_profile_only(
     double: NextcloudApiDouble, occ: OccDouble, tmp_path: Path
 ) -> None:
-    content = export.WebDavContent(double.url, export.OccAppPasswords(occ), timeout=10)
+    content = WebDavContent(double.url, OccAppPasswords(occ), timeout=10)
 
     run = export.export_many(occ_sources(double, content), ["carol"], tmp_path, now=NOW)
 
@@ -495,8 +502,8 @@ def test_user_migration_export_is_embedded_and_its_copy_removed(
     double: NextcloudApiDouble, occ: OccDouble, tmp_path: Path
 ) -> None:
     occ.apps.add("user_migration")
-    assert export.user_migration_enabled(occ)
-    sources = occ_sources(double, export.UserMigrationContent(occ))
+    assert user_migration_enabled(occ)
+    sources = occ_sources(double, UserMigrationContent(occ))
 
     result = export.export_user(sources, "alice", tmp_path / "out", now=NOW)
 
@@ -515,7 +522,7 @@ def test_user_migration_export_is_embedded_and_its_copy_removed(
 
 
 def test_user_migration_is_used_only_where_enabled(occ: OccDouble) -> None:
-    assert not export.user_migration_enabled(occ)
+    assert not user_migration_enabled(occ)
 
 
 def test_local_occ_runs_as_nextcloud_account_directly_or_switches_from_root(
@@ -525,11 +532,11 @@ def test_local_occ_runs_as_nextcloud_account_directly_or_switches_from_root(
     me = pwd.getpwuid(os.geteuid()).pw_name
     argv = ["php", "/var/www/nextcloud/occ", "status"]
 
-    assert export.LocalOcc(system_user=me)._remote(argv) == argv
-    monkeypatch.setattr(export.os, "geteuid", lambda: 0)
-    assert export.LocalOcc(system_user="nextcloud")._remote(argv)[:4] == [
+    assert LocalOcc(system_user=me)._remote(argv) == argv
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert LocalOcc(system_user="nextcloud")._remote(argv)[:4] == [
         "runuser", "-u", "nextcloud", "--",
     ]  # fmt: skip
-    monkeypatch.setattr(export.os, "geteuid", lambda: 64999)  # an account with no name
-    with pytest.raises(export.ExportError, match=r"occ must run as nextcloud.*runs as 64999"):
-        export.LocalOcc(system_user="nextcloud").occ(["status"])
+    monkeypatch.setattr(os, "geteuid", lambda: 64999)  # an account with no name
+    with pytest.raises(OccError, match=r"occ must run as nextcloud.*runs as 64999"):
+        LocalOcc(system_user="nextcloud").occ(["status"])

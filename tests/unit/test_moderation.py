@@ -19,8 +19,8 @@ from typer.testing import CliRunner, Result
 
 from educloud.cli.main import app
 from educloud.clients.nextcloud import NextcloudClient, Share
+from educloud.clients.nextcloud.occ import SshOcc
 from educloud.errors import EducloudError
-from educloud.portability.export import SshOcc
 from educloud.reporting import moderation
 
 pytestmark = pytest.mark.charter("C9")

@@ -1,6 +1,6 @@
 """The realm as a directory: read the managed accounts and groups, apply a plan's changes.
 
-Through python-keycloak's connection (token refresh, one HTTP session). Creations go through
+Through the realm's admin client (educloud.clients.keycloak). Creations go through
 Keycloak's partial import (`ifResourceExists: SKIP`) in batches: one transaction per batch,
 and a batch replayed after an interruption skips what already exists, so a resumed apply
 never duplicates anything. Users go to the bulk import provider's endpoint (the same partial
@@ -16,37 +16,34 @@ Admin REST API: https://www.keycloak.org/docs-api/latest/rest-api/index.html
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self
 
-import requests
-from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
-from keycloak.exceptions import (
-    KeycloakAuthenticationError,
-    KeycloakConnectionError,
-    KeycloakError,
-)
+from keycloak import KeycloakAdmin
 
-from educloud.accounts.model import (
-    AccountState,
-    DirectoryState,
-    GroupKind,
-    GroupState,
-    Login,
-    Profile,
-)
+from educloud.accounts.model import AccountState, DirectoryState, GroupKind, GroupState
 from educloud.accounts.plan import Change, ChangeKind, Plan
-from educloud.errors import EducloudError
+from educloud.accounts.representations import (
+    KeycloakDirectoryError,
+    account_state,
+    group_representation,
+    group_state,
+    user_representation,
+)
+from educloud.clients.keycloak import (
+    PAGE,
+    Connection,
+    KeycloakAdminError,
+    RealmAdmin,
+    connect_admin,
+)
 
-PAGE = 500
 # Members of a group a request. Keycloak answers each page of GET groups/{id}/members by
 # sorting all the group's members (ORDER BY username, then OFFSET): a school's 125,000
 # pupils cost about as much per page of 500 as per page of 10,000. On a 500,000-account
@@ -57,23 +54,8 @@ IMPORT_RETRIES = 5
 # keycloak role's keycloak_providers): Keycloak's partial import of users run in its JPA
 # batch mode, which skips the flush after each group membership (docs/decisions/0010).
 BULK_IMPORT = "educloud-bulk-import/users"
-# Attributes the realm's user profile declares for this tool (roles/keycloak vars/main.yml).
-ATTR_PROFILE = "educloud_profile"
-ATTR_LOGIN = "educloud_login"
-ATTR_END = "educloud_end_date"
-ATTR_DEPARTED = "educloud_departed_on"
-# Group attributes (groups have no declared profile).
-GATTR_KIND = "educloud_kind"
-GATTR_UAI = "educloud_uai"
-GATTR_LABEL = "educloud_label"
-GATTR_YEAR = "educloud_year"
-GATTR_ARCHIVED = "educloud_archived_on"
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
-
-
-class KeycloakDirectoryError(EducloudError):
-    """The realm could not be read or changed."""
 
 
 class PartialImportRefusedError(KeycloakDirectoryError):
@@ -85,147 +67,10 @@ class ImportPath(StrEnum):
     NAIVE = "naive"  # one request per user, in sequence: the reference to beat
 
 
-@dataclass(frozen=True)
-class Connection:
-    """Where the realm is and the service account that manages its accounts."""
-
-    server_url: str  # the admin URL (Keycloak's hostname-admin), e.g. https://auth-admin.example
-    realm: str
-    client_id: str
-    client_secret: str = field(repr=False)
-    verify: bool | str = True
-    timeout: float = 60.0
-
-
 @dataclass
 class ApplyResult:
     applied: dict[ChangeKind, int] = field(default_factory=dict)
     created_ids: dict[str, str] = field(default_factory=dict)  # username -> Keycloak id
-
-
-def connect_admin(connection: Connection, *, pool: int = 4) -> KeycloakAdmin:
-    """An admin client logged in with the service account's client credentials.
-
-    Every failure a user can cause (wrong secret, unreachable server, missing role) is a
-    KeycloakDirectoryError with one line saying what to check.
-    """
-    try:
-        oidc = KeycloakOpenIDConnection(
-            server_url=connection.server_url,
-            realm_name=connection.realm,
-            user_realm_name=connection.realm,
-            client_id=connection.client_id,
-            client_secret_key=connection.client_secret,
-            verify=connection.verify,
-            timeout=int(connection.timeout),
-            pool_maxsize=max(pool, 4),
-        )
-        admin = KeycloakAdmin(connection=oidc)
-        admin.connection.get_token()
-    except KeycloakAuthenticationError as exc:
-        raise KeycloakDirectoryError(
-            f"Keycloak refused the client {connection.client_id!r} of realm "
-            f"{connection.realm!r}: check its client secret (HTTP {exc.response_code})"
-        ) from None
-    except (requests.exceptions.RequestException, KeycloakConnectionError) as exc:
-        raise KeycloakDirectoryError(
-            f"Keycloak at {connection.server_url} is unreachable "
-            f"({type(exc).__name__}): check the URL and that the server is up"
-        ) from None
-    except KeycloakError as exc:
-        raise KeycloakDirectoryError(
-            f"Keycloak at {connection.server_url} refused the service account "
-            f"{connection.client_id!r} (HTTP {exc.response_code}): {_reason(exc)}"
-        ) from None
-    return admin
-
-
-def _one(attrs: Mapping[str, Sequence[str]] | None, name: str) -> str | None:
-    values = (attrs or {}).get(name) or []
-    return values[0] if values else None
-
-
-def _date(value: str | None, where: str) -> date | None:
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        raise KeycloakDirectoryError(
-            f"{where}: {value!r} is not a date YYYY-MM-DD (edited by hand in the admin "
-            "console?): correct it there, then run again"
-        ) from None
-
-
-def user_representation(account: AccountState) -> dict[str, Any]:
-    """The UserRepresentation of a managed account (without groups or credentials)."""
-    attributes = {ATTR_PROFILE: [str(account.profile)], ATTR_LOGIN: [str(account.login)]}
-    if account.end_date:
-        attributes[ATTR_END] = [account.end_date.isoformat()]
-    if account.departed_on:
-        attributes[ATTR_DEPARTED] = [account.departed_on.isoformat()]
-    return {
-        "username": account.id,
-        "firstName": account.given_name,
-        "lastName": account.family_name,
-        # "" clears a stored address (null would keep it).
-        "email": account.email or "",
-        "emailVerified": bool(account.email),
-        "enabled": account.enabled,
-        "attributes": attributes,
-    }
-
-
-def group_representation(group: GroupState) -> dict[str, Any]:
-    attributes = {GATTR_KIND: [str(group.kind)], GATTR_UAI: [group.uai]}
-    if group.label:
-        attributes[GATTR_LABEL] = [group.label]
-    if group.year is not None:
-        attributes[GATTR_YEAR] = [str(group.year)]
-    if group.archived_on:
-        attributes[GATTR_ARCHIVED] = [group.archived_on.isoformat()]
-    return {"name": group.name, "path": f"/{group.name}", "attributes": attributes}
-
-
-def _group_state(rep: Mapping[str, Any]) -> GroupState | None:
-    attrs = rep.get("attributes") or {}
-    kind = _one(attrs, GATTR_KIND)
-    if kind not in {k.value for k in GroupKind}:
-        return None  # not managed by this tool
-    year = _one(attrs, GATTR_YEAR)
-    if year is not None and not year.isdigit():
-        raise KeycloakDirectoryError(
-            f"group {rep['name']}: {GATTR_YEAR} {year!r} is not a year: correct it in the "
-            "admin console, then run again"
-        )
-    return GroupState(
-        name=sys.intern(rep["name"]),
-        kind=GroupKind(kind),
-        uai=sys.intern(_one(attrs, GATTR_UAI) or ""),
-        label=_one(attrs, GATTR_LABEL) or "",
-        year=int(year) if year else None,
-        archived_on=_date(_one(attrs, GATTR_ARCHIVED), f"group {rep['name']}"),
-    )
-
-
-def _account_state(rep: Mapping[str, Any], groups: frozenset[str], uai: str) -> AccountState | None:
-    attrs = rep.get("attributes") or {}
-    profile = _one(attrs, ATTR_PROFILE)
-    if profile not in {p.value for p in Profile}:
-        return None
-    login = _one(attrs, ATTR_LOGIN)
-    where = f"user {rep['username']}"
-    return AccountState(
-        id=rep["username"],
-        given_name=rep.get("firstName") or "",
-        family_name=rep.get("lastName") or "",
-        email=rep.get("email") or None,
-        profile=Profile(profile),
-        groups=groups,
-        enabled=bool(rep.get("enabled")),
-        end_date=_date(_one(attrs, ATTR_END), where),
-        departed_on=_date(_one(attrs, ATTR_DEPARTED), where),
-        login=Login(login) if login in {v.value for v in Login} else Login.FEDERATED,
-        uai=uai,
-    )
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -233,12 +78,13 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-class KeycloakDirectory:
-    """One realm, managed by a service account (client credentials)."""
+class KeycloakDirectory(RealmAdmin):
+    """One realm's managed accounts and groups, through a service account."""
+
+    again = "run apply again when it is back: it resumes where it stopped"
 
     def __init__(self, admin: KeycloakAdmin, realm: str, *, workers: int = 4) -> None:
-        self.admin = admin
-        self.realm = realm
+        super().__init__(admin, realm)
         self.workers = workers
         # Accounts per partial import (one transaction each) and batches in flight. Keycloak
         # flushes its JPA session at every group membership (UserAdapter.joinGroupImpl calls
@@ -260,66 +106,9 @@ class KeycloakDirectory:
         self._group_ids: dict[str, str] = {}
 
     @classmethod
-    def connect(cls, connection: Connection, *, workers: int = 4) -> KeycloakDirectory:
+    def connect(cls, connection: Connection, *, workers: int = 4) -> Self:
         """Log in with the service account's client credentials (clear errors otherwise)."""
         return cls(connect_admin(connection, pool=workers), connection.realm, workers=workers)
-
-    # -- HTTP ---------------------------------------------------------------------------
-
-    def _call(
-        self,
-        what: str,
-        method: str,
-        path: str,
-        payload: Any = None,
-        *,
-        raw: bool = False,
-        **params: Any,
-    ) -> Any:
-        url = f"admin/realms/{self.realm}/{path}"
-        conn = self.admin.connection
-        try:
-            if method == "GET":
-                response = conn.raw_get(url, **params)
-            elif method == "POST":
-                response = conn.raw_post(url, data=json.dumps(payload), **params)
-            elif method == "PUT":
-                response = conn.raw_put(url, data=json.dumps(payload or {}), **params)
-            else:
-                response = conn.raw_delete(url, **params)
-        except requests.exceptions.RequestException as exc:
-            raise KeycloakDirectoryError(
-                f"{what}: Keycloak unreachable ({type(exc).__name__}); run apply again when it "
-                "is back: it resumes where it stopped"
-            ) from None
-        if response.status_code >= 400:
-            hint = ""
-            if response.status_code == 403:
-                hint = " (the service account lacks a realm-management role: see docs/accounts.md)"
-            raise KeycloakDirectoryError(
-                f"{what}: HTTP {response.status_code}{hint}: {response.text[:200]}"
-            )
-        if raw:
-            return response
-        if not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            raise KeycloakDirectoryError(
-                f"{what}: Keycloak answered HTTP {response.status_code} with no JSON: is "
-                f"{self.admin.connection.server_url} Keycloak's admin URL?"
-            ) from None
-
-    def _paged(
-        self, what: str, path: str, *, size: int = PAGE, first: int = 0, **query: Any
-    ) -> Iterator[dict[str, Any]]:
-        while True:
-            page = self._call(what, "GET", path, first=first, max=size, **query)
-            yield from page
-            if len(page) < size:
-                return
-            first += size
 
     # -- reading ------------------------------------------------------------------------
 
@@ -339,15 +128,15 @@ class KeycloakDirectory:
         self._group_ids.clear()
         self._user_ids.clear()
         self.unmanaged.clear()
-        for rep in self._paged("list groups", "groups", briefRepresentation="false"):
-            group = _group_state(rep)
+        for rep in self.paged("list groups", "groups", briefRepresentation="false"):
+            group = group_state(rep)
             if group is not None:
                 groups[group.name] = group
                 self._group_ids[group.name] = rep["id"]
 
         def members_of(item: tuple[str, str]) -> list[str]:
             name, group_id = item
-            pages = self._paged(
+            pages = self.paged(
                 f"list members of {name}",
                 f"groups/{group_id}/members",
                 size=MEMBERS_PAGE,
@@ -372,7 +161,7 @@ class KeycloakDirectory:
             school = min(
                 (groups[n].uai for n in names if groups[n].kind is GroupKind.SCHOOL), default=""
             )
-            account = _account_state(rep, names, school)
+            account = account_state(rep, names, school)
             if account is not None:
                 accounts[account.id] = account
                 self._user_ids[account.id] = rep["id"]
@@ -387,12 +176,12 @@ class KeycloakDirectory:
         (a wave is yielded before the next is asked for: memory stays a few pages): the
         pages the count announces, then on, one at a time, while pages come full (an
         account added meanwhile)."""
-        count = int(self._call("count users", "GET", "users/count"))
+        count = int(self.call("count users", "GET", "users/count"))
         firsts = range(0, count // PAGE * PAGE + 1, PAGE)
 
         def page(first: int) -> list[dict[str, Any]]:
             return list(
-                self._call(
+                self.call(
                     "list users", "GET", "users", first=first, max=PAGE, briefRepresentation="false"
                 )
             )
@@ -403,7 +192,7 @@ class KeycloakDirectory:
                 for last in list(pool.map(page, firsts[start : start + self.workers])):
                     yield from last
         if len(last) == PAGE:
-            yield from self._paged(
+            yield from self.paged(
                 "list users", "users", first=firsts[-1] + PAGE, briefRepresentation="false"
             )
 
@@ -532,7 +321,7 @@ class KeycloakDirectory:
         if "users" in payload and self.bulk_provider:
             try:
                 return self._retry_import(what, BULK_IMPORT, payload)
-            except KeycloakDirectoryError as exc:
+            except KeycloakAdminError as exc:
                 if "HTTP 404" not in str(exc):
                     raise
                 self._no_bulk_provider()
@@ -554,8 +343,8 @@ class KeycloakDirectory:
         # skipping them. Once that transaction ends, SKIP skips them: retry a few times.
         for attempt in range(IMPORT_RETRIES):
             try:
-                return self._call(what, "POST", path, payload)
-            except KeycloakDirectoryError as exc:
+                return self.call(what, "POST", path, payload)
+            except KeycloakAdminError as exc:
                 if "HTTP 403" in str(exc):
                     raise PartialImportRefusedError(
                         "the service account may not use partial import (it needs "
@@ -623,8 +412,8 @@ class KeycloakDirectory:
     def _create(self, what: str, path: str, rep: dict[str, Any]) -> str | None:
         """POST a new resource; its id (from Location), or None if it existed already."""
         try:
-            response = self._call(what, "POST", path, rep, raw=True)
-        except KeycloakDirectoryError as exc:
+            response = self.call(what, "POST", path, rep, raw=True)
+        except KeycloakAdminError as exc:
             if "HTTP 409" not in str(exc):  # created by an interrupted run: nothing to do
                 raise
             return None
@@ -632,12 +421,12 @@ class KeycloakDirectory:
         return location.rsplit("/", 1)[-1] or None
 
     def _refresh_group_ids(self) -> None:
-        for rep in self._paged("list groups", "groups", briefRepresentation="true"):
+        for rep in self.paged("list groups", "groups", briefRepresentation="true"):
             self._group_ids[rep["name"]] = rep["id"]
 
     def _refresh_user_ids(self, usernames: set[str]) -> None:
         for name in usernames - set(self._user_ids):
-            found = self._call(f"find user {name}", "GET", "users", username=name, exact="true")
+            found = self.call(f"find user {name}", "GET", "users", username=name, exact="true")
             if found:
                 self._user_ids[name] = found[0]["id"]
 
@@ -669,7 +458,7 @@ class KeycloakDirectory:
                 )
             rep = group_representation(change.group)
             rep.pop("path")
-            self._call(f"{change.kind} {change.target}", "PUT", f"groups/{group_id}", rep)
+            self.call(f"{change.kind} {change.target}", "PUT", f"groups/{group_id}", rep)
             return change.kind
         assert change.account is not None
         user_id = self._user_ids.get(change.target)
@@ -686,19 +475,19 @@ class KeycloakDirectory:
                         f"add {change.target} to {name}: the group is not in the realm any "
                         "more (deleted by hand?); run apply again to recreate it"
                     )
-                self._call(
+                self.call(
                     f"add {change.target} to {name}", "PUT", f"users/{user_id}/groups/{group_id}"
                 )
             for name in sorted(change.remove_groups):
                 member_of = self._group_ids.get(name)
                 if member_of is not None:
-                    self._call(
+                    self.call(
                         f"remove {change.target} from {name}",
                         "DELETE",
                         f"users/{user_id}/groups/{member_of}",
                     )
         else:  # update, enable, disable: the whole representation, so no attribute is lost
-            self._call(
+            self.call(
                 f"{change.kind} {change.target}",
                 "PUT",
                 f"users/{user_id}",
@@ -711,9 +500,3 @@ class KeycloakDirectory:
         wanted = set(usernames)
         self._refresh_user_ids(wanted)
         return wanted & set(self._user_ids)
-
-
-def _reason(exc: KeycloakError) -> str:
-    body = exc.response_body
-    text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or exc)
-    return text[:200]

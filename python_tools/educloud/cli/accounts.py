@@ -5,18 +5,25 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from educloud.accounts.keycloak_directory import ImportPath, KeycloakDirectory
 from educloud.accounts.plan import ChangeKind
 from educloud.accounts.sync import PlanReport
+from educloud.cli.options import (
+    DEFAULT_INVENTORY,
+    InventoryOption,
+    JsonOption,
+    RealmOption,
+    TodayOption,
+    parse_date,
+    phase_progress,
+)
 
 accounts_app = typer.Typer(
     no_args_is_help=True,
@@ -36,10 +43,6 @@ FormatOption = Annotated[
 EncodingOption = Annotated[
     str | None, typer.Option(help="The file's encoding (utf-8, latin-1, cp1252); else detected.")
 ]
-InventoryOption = Annotated[
-    Path, typer.Option(help="The deployment's inventory (Keycloak's address and realm).")
-]
-RealmOption = Annotated[str | None, typer.Option(help="Realm (default: the inventory's first).")]
 ClientOption = Annotated[
     str,
     typer.Option(
@@ -48,46 +51,9 @@ ClientOption = Annotated[
         "(partial import, for large changes).",
     ),
 ]
-TodayOption = Annotated[
-    str | None, typer.Option(help="Plan as of this date (YYYY-MM-DD; default: today).")
-]
 YearOption = Annotated[
     int | None, typer.Option(help="School year, as its first calendar year (2026 = 2026-2027).")
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")]
-
-
-def _today(value: str | None) -> date:
-    if value is None:
-        return date.today()
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
-
-
-@contextmanager
-def _progress_bars(enabled: bool) -> Iterator[object]:
-    if not enabled:
-        yield None
-        return
-    bars = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=False,
-    )
-    tasks: dict[str, int] = {}
-
-    def update(phase: str, done: int, total: int) -> None:
-        if phase not in tasks:
-            tasks[phase] = bars.add_task(phase, total=total)
-        bars.update(tasks[phase], completed=done, total=total)  # type: ignore[arg-type]
-
-    with bars:
-        yield update
 
 
 @contextmanager
@@ -97,12 +63,14 @@ def _directory(
     if no_server:
         yield None, ""
         return
-    from educloud.accounts import target
-    from educloud.netpin import pinned_names
+    from educloud.deployment import keycloak
 
-    found = target.from_inventory(inventory, realm=realm, client_id=client_id)
-    with pinned_names(found.pins):
-        yield KeycloakDirectory.connect(found.connection), found.login_url
+    client = keycloak.ServiceClient(client_id)
+    with keycloak.connect(inventory, KeycloakDirectory.connect, realm=realm, client=client) as (
+        directory,
+        found,
+    ):
+        yield directory, found.login_url
 
 
 def _print_plan(report: PlanReport, as_json: bool) -> None:
@@ -143,7 +111,7 @@ def plan_command(
     file: FileArg,
     file_format: FormatOption = "canonical",
     encoding: EncodingOption = None,
-    inventory: InventoryOption = Path("inventories/lab"),
+    inventory: InventoryOption = DEFAULT_INVENTORY,
     realm: RealmOption = None,
     no_server: bool = typer.Option(
         False, "--no-server", help="Plan against an empty directory (validation only)."
@@ -159,7 +127,7 @@ def plan_command(
     policy = load_policy()
     with (
         _directory(inventory, realm, no_server) as (directory, _login),
-        _progress_bars(not as_json) as progress,
+        phase_progress(not as_json, err_console) as progress,
     ):
         report = make_plan(
             file,
@@ -167,9 +135,9 @@ def plan_command(
             encoding=encoding,
             policy=policy,
             directory=directory,
-            today=_today(today),
+            today=parse_date(today),
             year=year,
-            progress=progress,  # type: ignore[arg-type]
+            progress=progress,
         )
     _print_plan(report, as_json)
     if not report.valid:
@@ -182,7 +150,7 @@ def apply_command(
     file: FileArg,
     file_format: FormatOption = "canonical",
     encoding: EncodingOption = None,
-    inventory: InventoryOption = Path("inventories/lab"),
+    inventory: InventoryOption = DEFAULT_INVENTORY,
     realm: RealmOption = None,
     client_id: ClientOption = "educloud-accounts",
     state_dir: Annotated[
@@ -217,7 +185,7 @@ def apply_command(
         nextcloud = client_from_env(nextcloud_url)
     with (
         _directory(inventory, realm, False, client_id) as (directory, default_login),
-        _progress_bars(not as_json) as progress,
+        phase_progress(not as_json, err_console) as progress,
     ):
         assert directory is not None
         try:
@@ -229,12 +197,12 @@ def apply_command(
                 directory=directory,
                 state_dir=state_dir or default_state_dir(),
                 login_url=login_url or default_login,
-                today=_today(today),
+                today=parse_date(today),
                 year=year,
                 path=path,
                 pdf=pdf,
                 nextcloud=nextcloud,
-                progress=progress,  # type: ignore[arg-type]
+                progress=progress,
                 after_plan=None if as_json else lambda report: _print_plan(report, False),
             )
         except InvalidFileError as invalid:

@@ -19,6 +19,7 @@ from rich.table import Table
 from educloud.backup import drill as drill_lib
 from educloud.backup import maintenance, remote
 from educloud.backup.status import BackupError, BackupStatus
+from educloud.cli.options import DEFAULT_INVENTORY, InventoryOption, JsonOption
 
 backup_app = typer.Typer(
     no_args_is_help=True,
@@ -27,14 +28,10 @@ backup_app = typer.Typer(
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
-InventoryOption = Annotated[
-    Path, typer.Option("--inventory", "-i", help="The deployment's Ansible inventory.")
-]
 HostsOption = Annotated[
     list[str] | None,
     typer.Option("--host", "-H", help="Only this backup host (repeatable); default: all."),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 SIX_HOURS = 6 * 3600
 
 
@@ -74,7 +71,7 @@ def _status_line(name: str, status: BackupStatus | None) -> str:
 
 @backup_app.command("run")
 def run_command(
-    inventory: InventoryOption = Path("inventories/lab"),
+    inventory: InventoryOption = DEFAULT_INVENTORY,
     host: HostsOption = None,
     timeout: Annotated[
         int, typer.Option(help="Seconds to wait for each host's run.", min=60)
@@ -99,7 +96,7 @@ def run_command(
 
 @backup_app.command("snapshots")
 def snapshots_command(
-    inventory: InventoryOption = Path("inventories/lab"),
+    inventory: InventoryOption = DEFAULT_INVENTORY,
     host: HostsOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -128,7 +125,7 @@ def snapshots_command(
 
 @backup_app.command("check")
 def check_command(
-    inventory: InventoryOption = Path("inventories/lab"),
+    inventory: InventoryOption = DEFAULT_INVENTORY,
     host: HostsOption = None,
     read_data: Annotated[
         bool,
@@ -156,7 +153,7 @@ def check_command(
 
 @backup_app.command("forget")
 def forget_command(
-    inventory: InventoryOption = Path("inventories/lab"),
+    inventory: InventoryOption = DEFAULT_INVENTORY,
     host: HostsOption = None,
     apply: Annotated[
         bool,
@@ -206,7 +203,7 @@ def forget_command(
 
 @backup_app.command("drill")
 def drill_command(
-    inventory: InventoryOption = Path("inventories/lab"),
+    inventory: InventoryOption = DEFAULT_INVENTORY,
     source: Annotated[
         str | None,
         typer.Option(help="The backup host whose latest backup is restored (default: first)."),

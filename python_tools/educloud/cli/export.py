@@ -7,7 +7,6 @@ educloud export verify ARCHIVE...
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -17,13 +16,17 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from educloud.errors import EducloudError
+from educloud.cli.options import (
+    DEFAULT_INVENTORY,
+    InventoryOption,
+    JsonOption,
+    RealmOption,
+    progress_bars,
+)
 from educloud.portability import export as lib
+from educloud.portability.content import content_source
 
-CLIENT_ID = "educloud-data-rights"
-SECRET_ENV = "EDUCLOUD_DATA_RIGHTS_CLIENT_SECRET"  # noqa: S105 (a variable name)
 DEFAULT_OUTPUT = Path("/var/lib/educloud/exports")
 
 export_app = typer.Typer(
@@ -44,13 +47,7 @@ def _progress_bar(enabled: bool, total: int | None) -> Iterator[lib.ExportProgre
     if not enabled:
         yield None
         return
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-    )
+    bar = progress_bars(err_console)
     task = bar.add_task("export", total=total)
 
     def update(event: lib.ExportEvent) -> None:
@@ -64,44 +61,14 @@ def _progress_bar(enabled: bool, total: int | None) -> Iterator[lib.ExportProgre
 
 def _keycloak(inventory: Path, realm: str | None, stack: ExitStack) -> lib.KeycloakProfiles:
     """The realm through the data-rights service client, its names pinned to the proxy."""
-    from educloud.accounts import target
-    from educloud.netpin import pinned_names
+    from educloud.deployment import keycloak
 
-    # The secret from EDUCLOUD_DATA_RIGHTS_CLIENT_SECRET[_FILE], else (lab) the lab vault.
-    found = target.from_inventory(
-        inventory, realm=realm, client_id=CLIENT_ID, secret_env=SECRET_ENV
+    profiles, _ = stack.enter_context(
+        keycloak.connect(
+            inventory, lib.KeycloakProfiles.connect, realm=realm, client=keycloak.DATA_RIGHTS
+        )
     )
-    stack.enter_context(pinned_names(found.pins))
-    return lib.KeycloakProfiles.connect(found.connection)
-
-
-def _content(
-    inventory: Path,
-    nextcloud_url: str | None,
-    app_passwords: Path | None,
-    webdav_only: bool,
-) -> lib.ContentSource:
-    verify: bool | str = os.environ.get("EDUCLOUD_NEXTCLOUD_CA") or True
-    if app_passwords is not None:
-        if not nextcloud_url:
-            raise EducloudError("--app-passwords needs --nextcloud-url")
-        try:
-            passwords = json.loads(app_passwords.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise EducloudError(
-                f"{app_passwords}: not a JSON object user -> app password ({exc})"
-            ) from None
-        credentials = lib.StaticCredentials({str(k): str(v) for k, v in passwords.items()})
-        return lib.WebDavContent(nextcloud_url, credentials, verify=verify)
-    runner, default_url = lib.SshOcc.from_inventory(inventory)
-    if verify is True:
-        from educloud.deployment import model as deployment
-
-        ca_file = deployment.load(inventory).ca_file
-        verify = str(ca_file) if ca_file else True
-    return lib.nextcloud_content(
-        runner, nextcloud_url or default_url, verify=verify, webdav_only=webdav_only
-    )
+    return profiles
 
 
 @export_app.callback()
@@ -120,10 +87,8 @@ def export_command(
         ),
     ] = False,
     output: Annotated[Path, typer.Option(help="Where the archives are written.")] = DEFAULT_OUTPUT,
-    inventory: Annotated[
-        Path, typer.Option(help="The deployment's inventory (Keycloak, Nextcloud host).")
-    ] = Path("inventories/lab"),
-    realm: Annotated[str | None, typer.Option(help="Realm (default: the first).")] = None,
+    inventory: InventoryOption = DEFAULT_INVENTORY,
+    realm: RealmOption = None,
     nextcloud_url: Annotated[
         str | None, typer.Option(help="Nextcloud's base URL (default: from the inventory).")
     ] = None,
@@ -139,7 +104,7 @@ def export_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List who would be exported; write nothing.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Export users' data: files, calendars, contacts, profile, manifest with SHA-256.
 
@@ -167,7 +132,9 @@ def export_command(
             return
         if user:
             profiles = _keycloak(inventory, realm, stack)
-        content = _content(inventory, nextcloud_url, app_passwords, webdav)
+        content = content_source(
+            inventory, nextcloud_url=nextcloud_url, app_passwords=app_passwords, webdav_only=webdav
+        )
         sources = lib.ExportSources(profiles, content)
         with _progress_bar(not as_json, total) as progress:
             run = lib.export_many(
@@ -231,7 +198,7 @@ def _print_run(run: lib.ExportRun, source: str, as_json: bool) -> None:
 @export_app.command("verify")
 def verify_command(
     archives: Annotated[list[Path], typer.Argument(help="Export archives (.zip).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the problems as JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Check archives against their manifest (sizes and SHA-256). Exit 1 if any fails."""
     results = {str(archive): lib.verify_export(archive) for archive in archives}

@@ -22,6 +22,7 @@ from educloud.cli.accounts import accounts_app
 from educloud.cli.backup import backup_app
 from educloud.cli.export import export_app
 from educloud.cli.moderation import moderation_app
+from educloud.cli.options import DEFAULT_INVENTORY, InventoryOption
 from educloud.cli.retention import retention_app
 from educloud.errors import EducloudError
 
@@ -198,7 +199,7 @@ def lab_destroy(
 
 @app.command("deploy")
 def deploy(
-    inventory: Annotated[Path, typer.Option(help="Ansible inventory.")] = Path("inventories/lab"),
+    inventory: InventoryOption = DEFAULT_INVENTORY,
     limit: Annotated[str | None, typer.Option(help="Only these hosts or groups.")] = None,
     check: bool = typer.Option(False, "--check", help="Dry run: show what would change."),
     vault_password_file: VaultPasswordFile = None,
@@ -237,7 +238,7 @@ def provider_build(
 
 @app.command("summary")
 def summary(
-    inventory: Annotated[Path, typer.Option(help="Ansible inventory.")] = Path("inventories/lab"),
+    inventory: InventoryOption = DEFAULT_INVENTORY,
     vault_password_file: VaultPasswordFile = None,
 ) -> None:
     """Print what is deployed and run each role's host checks against it."""
@@ -275,9 +276,7 @@ VERIFY_INTERRUPTED = 3
 
 @app.command("verify")
 def verify(
-    inventory: Annotated[Path, typer.Option(help="The deployment's Ansible inventory.")] = Path(
-        "inventories/lab"
-    ),
+    inventory: InventoryOption = DEFAULT_INVENTORY,
     limit: Annotated[str, typer.Option(help="Only these hosts or groups (comma-separated).")] = "",
     output: Annotated[Path, typer.Option(help="Where the reports are written.")] = Path(
         "reports/charter"

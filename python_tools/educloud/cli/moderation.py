@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from educloud.cli.options import JsonOption
 from educloud.errors import EducloudError
 from educloud.reporting import moderation as lib
 
@@ -80,39 +81,23 @@ NoteOption = Annotated[str, typer.Option("--note", help="Why: recorded with the 
 ReopenOption = Annotated[
     bool, typer.Option("--reopen", help="Revise the decision of a closed report (recorded).")
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _client(url: str, ca: str | None) -> lib.ModerationClient:
     return lib.ModerationClient(url, lib.token_from_env(), verify=ca or True)
 
 
-def _nextcloud(url: str) -> Any:
-    from educloud.clients.nextcloud import NextcloudClient
-
-    app_password = os.environ.get("EDUCLOUD_NEXTCLOUD_PASSWORD")
-    if not app_password:
-        raise EducloudError(
-            "a takedown needs EDUCLOUD_NEXTCLOUD_PASSWORD (an app password of "
-            "EDUCLOUD_NEXTCLOUD_USER, default admin) in the environment"
-        )
-    return NextcloudClient(
-        url,
-        os.environ.get("EDUCLOUD_NEXTCLOUD_USER", "admin"),
-        app_password,
-        verify=_nextcloud_verify(),
-    )
-
-
 def _nextcloud_verify() -> bool | str:
     """Nextcloud's CA bundle (EDUCLOUD_NEXTCLOUD_CA), else the system's trust store."""
-    return os.environ.get("EDUCLOUD_NEXTCLOUD_CA") or True
+    from educloud.clients.nextcloud import CA_ENV
+
+    return os.environ.get(CA_ENV) or True
 
 
 def _owners(inventory: Path | None, url: str) -> lib.OwnerAccess | None:
     if inventory is None:
         return None
-    from educloud.portability.export import SshOcc
+    from educloud.clients.nextcloud.occ import SshOcc
 
     runner, _ = SshOcc.from_inventory(inventory)
     return lib.OccOwnerAccess(runner, url, verify=_nextcloud_verify())
@@ -223,6 +208,8 @@ def takedown_command(
     as_json: JsonOption = False,
 ) -> None:
     """Disable the reported public link in Nextcloud and record who did it and when."""
+    from educloud.clients.nextcloud import client_from_env
+
     moderation = _client(url, ca)
     target = nextcloud_url
     if target is None:
@@ -232,7 +219,7 @@ def takedown_command(
         target = lib.link_origin(link)
     done = lib.takedown(
         moderation,
-        _nextcloud(target),
+        client_from_env(target),
         report,
         by=by or lib.operator_login(),
         note=note,

@@ -9,7 +9,6 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +16,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from educloud.cli.options import (
+    DEFAULT_INVENTORY,
+    InventoryOption,
+    JsonOption,
+    RealmOption,
+    TodayOption,
+    parse_date,
+)
 from educloud.errors import EducloudError
 
 retention_app = typer.Typer(
@@ -29,9 +36,6 @@ retention_app.add_typer(journal_app, name="journal")
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
-InventoryOption = Annotated[
-    Path, typer.Option("--inventory", "-i", help="The deployment's inventory (operator mode).")
-]
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
@@ -44,11 +48,6 @@ ExportsOption = Annotated[
     Path | None, typer.Option(help="Export directory (default: the settings' or /var/lib).")
 ]
 JournalOption = Annotated[Path | None, typer.Option(help="Journal file (default: settings').")]
-TodayOption = Annotated[
-    str | None, typer.Option(help="Plan as of this date (YYYY-MM-DD); default today.")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
-RealmOption = Annotated[str | None, typer.Option(help="Realm (default: the inventory's first).")]
 NextcloudOption = Annotated[
     str | None,
     typer.Option(
@@ -61,6 +60,8 @@ NextcloudOption = Annotated[
 
 @dataclass(frozen=True)
 class _Where:
+    """The arguments of educloud.retention.settings.resolve, as the command line gives them."""
+
     inventory: Path
     config: Path | None
     exports_dir: Path | None
@@ -69,44 +70,14 @@ class _Where:
     nextcloud_url: str | None = None
 
 
-def _today(value: str | None) -> date:
-    if value is None:
-        return date.today()
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
-
-
-def _settings(where: _Where) -> Any:
-    from dataclasses import replace
-
-    from educloud.retention import settings
-
-    if where.config is not None:
-        found = settings.from_file(where.config)
-        changes: dict[str, Any] = {}
-        if where.exports_dir:
-            changes["exports_dir"] = where.exports_dir
-        if where.journal:
-            changes["journal"] = where.journal
-        return replace(found, **changes)
-    return settings.from_inventory(
-        where.inventory,
-        exports_dir=where.exports_dir or settings.DEFAULT_EXPORTS,
-        journal=where.journal or settings.DEFAULT_JOURNAL,
-        realm=where.realm,
-        nextcloud_url=where.nextcloud_url,
-    )
-
-
 @contextmanager
 def _opened(where: _Where) -> Iterator[tuple[Any, Any, Any]]:
     from educloud import policy
+    from educloud.retention import settings
     from educloud.retention.connect import open_stores
     from educloud.retention.rules import rules_from_policy
 
-    found = _settings(where)
+    found = settings.resolve(**vars(where))
     rules = rules_from_policy(policy.load(found.policies_dir).retention)
     with open_stores(found) as stores:
         yield found, rules, stores
@@ -166,7 +137,7 @@ def _print_plan(plan: Any, limit: int) -> None:
 
 @retention_app.command("plan")
 def plan_command(
-    inventory: InventoryOption = Path("inventories/lab"),
+    inventory: InventoryOption = DEFAULT_INVENTORY,
     config: ConfigOption = None,
     exports_dir: ExportsOption = None,
     journal: JournalOption = None,
@@ -184,7 +155,7 @@ def plan_command(
         rules,
         stores,
     ):
-        found = plan(rules, stores, _today(today))
+        found = plan(rules, stores, parse_date(today))
     if as_json:
         print(json.dumps(_plan_document(found), ensure_ascii=False, indent=2))
     else:
@@ -193,7 +164,7 @@ def plan_command(
 
 @retention_app.command("apply")
 def apply_command(
-    inventory: InventoryOption = Path("inventories/lab"),
+    inventory: InventoryOption = DEFAULT_INVENTORY,
     config: ConfigOption = None,
     exports_dir: ExportsOption = None,
     journal: JournalOption = None,
@@ -210,13 +181,13 @@ def apply_command(
     """
     from educloud.retention.rules import apply, plan
 
-    day = _today(today)
+    when = parse_date(today)
     with _opened(_Where(inventory, config, exports_dir, journal, realm, nextcloud_url)) as (
         found,
         rules,
         stores,
     ):
-        before = plan(rules, stores, day)
+        before = plan(rules, stores, when)
         if not as_json:
             _print_plan(before, limit)
 
@@ -227,7 +198,7 @@ def apply_command(
                     f"{mark} {outcome.item.category} {outcome.item.subject}: {outcome.message}"
                 )
 
-        _, result = apply(rules, stores, day, progress=show)
+        _, result = apply(rules, stores, when, progress=show)
     if as_json:
         document = _plan_document(before)
         document["outcomes"] = [
@@ -258,9 +229,9 @@ def journal_verify(
     """Check the hash chain: exit 1 and list the lines when an entry was edited,
     removed, inserted or moved."""
     from educloud.retention import journal as chain
-    from educloud.retention.settings import DEFAULT_JOURNAL, from_file
+    from educloud.retention.settings import journal_path
 
-    path = journal or (from_file(config).journal if config else DEFAULT_JOURNAL)
+    path = journal_path(journal, config)
     if not path.exists() and chain.read_head(path) is None:
         raise EducloudError(f"{path}: no journal here (nothing applied yet, or a wrong path)")
     problems = chain.verify(path)

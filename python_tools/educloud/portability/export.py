@@ -22,6 +22,10 @@ Each directory of archives carries an `EXPORT-KIND` marker that `educloud retent
 (`export_kind`): `user` archives fall under the `exports` category of policies/retention.yml,
 a contract-end run (`contract-end-<date>/`, every account) under `contract_end_exports`
 (kept 3 months after the contract ends, then erased).
+
+The profile comes from Keycloak (`KeycloakProfiles`, below), the Nextcloud content from a
+ContentSource of educloud.portability.sources (WebDAV as the user, or user_migration
+through occ, educloud.clients.nextcloud.occ).
 """
 
 from __future__ import annotations
@@ -29,24 +33,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pwd
-import re
-import shlex
-import subprocess
 import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from importlib import metadata
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-import requests
-
+from educloud.clients.keycloak import Connection, KeycloakAdminError, RealmAdmin, connect_admin
 from educloud.errors import EducloudError
 
 FORMAT = "educloud-export/1"
@@ -67,11 +65,6 @@ _T = TypeVar("_T")
 
 class ExportError(EducloudError):
     """An export could not be made or read; the message says which and what to do."""
-
-
-class NoNextcloudAccountError(ExportError):
-    """The user has no Nextcloud account (user_oidc creates it at the first login): there
-    is nothing of theirs in Nextcloud, and their archive holds their profile only."""
 
 
 # -- the shapes that cross module borders --------------------------------------------------
@@ -511,13 +504,12 @@ class KeycloakProfiles:
     def __init__(self, admin: Any, realm: str) -> None:
         self.admin = admin
         self.realm = realm
+        self._api = RealmAdmin(admin, realm)
 
     @classmethod
-    def connect(cls, connection: Any) -> KeycloakProfiles:
-        """From an educloud.accounts Connection (the data-rights service client)."""
-        from educloud.accounts.keycloak_directory import KeycloakDirectory
-
-        return cls(KeycloakDirectory.connect(connection).admin, connection.realm)
+    def connect(cls, connection: Connection) -> KeycloakProfiles:
+        """From a service client's Connection (the data-rights client)."""
+        return cls(connect_admin(connection), connection.realm)
 
     def profile(self, user_id: str) -> dict[str, Any]:
         found = self._get(
@@ -560,348 +552,21 @@ class KeycloakProfiles:
         return int(value) if isinstance(value, int) else None
 
     def _paged_usernames(self, what: str, path: str) -> Iterator[str]:
-        first = 0
-        while True:
-            page = self._get(what, path, first=first, max=_PAGE, briefRepresentation="true")
-            for rep in page or []:
+        try:
+            for rep in self._api.paged(what, path, size=_PAGE, briefRepresentation="true"):
                 if not str(rep["username"]).startswith("service-account-"):
                     yield str(rep["username"])
-            if not page or len(page) < _PAGE:
-                return
-            first += _PAGE
+        except KeycloakAdminError as exc:
+            raise ExportError(str(exc)) from None
 
     def _get(self, what: str, path: str, **params: Any) -> Any:
         try:
-            response = self.admin.connection.raw_get(f"admin/realms/{self.realm}/{path}", **params)
-        except requests.exceptions.RequestException as exc:
-            raise ExportError(
-                f"{what}: Keycloak unreachable ({type(exc).__name__}); run again when it is back"
-            ) from None
-        if response.status_code >= 400:
-            hint = " (the service client lacks view-users)" if response.status_code == 403 else ""
-            raise ExportError(f"{what}: HTTP {response.status_code}{hint}: {response.text[:200]}")
-        return response.json() if response.content else None
+            return self._api.call(what, "GET", path, needs="view-users", **params)
+        except KeycloakAdminError as exc:
+            raise ExportError(str(exc)) from None
 
 
 def _flatten(groups: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     for group in groups:
         yield group
         yield from _flatten(group.get("subGroups") or [])
-
-
-# -- Nextcloud content over WebDAV ---------------------------------------------------------
-
-
-class StaticCredentials:
-    """App passwords known beforehand (tests, or passwords the operator created)."""
-
-    def __init__(self, passwords: dict[str, str]) -> None:
-        self._passwords = dict(passwords)
-
-    def __repr__(self) -> str:
-        return f"StaticCredentials({sorted(self._passwords)})"
-
-    @contextmanager
-    def app_password(self, user_id: str) -> Iterator[str]:
-        try:
-            yield self._passwords[user_id]
-        except KeyError:
-            raise ExportError(f"no app password for {user_id} in the given mapping") from None
-
-
-class WebDavContent:
-    """The user's files, calendars and address books, read as the user over WebDAV."""
-
-    name = "webdav"
-
-    def __init__(
-        self,
-        base_url: str,
-        credentials: CredentialProvider,
-        *,
-        verify: bool | str = True,
-        timeout: float = 60.0,
-        chunk_size: int = CHUNK,
-    ) -> None:
-        self.base_url = base_url
-        self.credentials = credentials
-        self.verify = verify
-        self.timeout = timeout
-        self.chunk_size = chunk_size
-
-    def items(self, user_id: str) -> Iterator[ExportItem]:
-        from educloud.clients.nextcloud import NextcloudClient, NextcloudRequestError
-
-        with ExitStack() as stack:
-            try:
-                password = stack.enter_context(self.credentials.app_password(user_id))
-            except NoNextcloudAccountError:
-                return  # never logged in to Nextcloud: nothing there to export
-            client = NextcloudClient(
-                self.base_url, user_id, password, verify=self.verify, timeout=self.timeout
-            )
-            size = self.chunk_size
-            for entry in client.walk():
-                if not entry.is_dir:
-                    yield ExportItem(
-                        f"files/{entry.path}",
-                        partial(client.stream_download, entry.path, size),
-                        entry.last_modified,
-                    )
-            for listing, stream, folder, suffix in (
-                (client.list_calendars, client.stream_calendar, "calendars", "ics"),
-                (client.list_address_books, client.stream_address_book, "contacts", "vcf"),
-            ):
-                try:
-                    collections = listing()
-                except NextcloudRequestError as exc:
-                    if exc.http_status == 404:  # no DAV home: the app holds nothing
-                        continue
-                    raise
-                for collection in collections:
-                    yield ExportItem(
-                        f"{folder}/{collection.name}.{suffix}",
-                        partial(stream, collection.name, size),
-                    )
-
-
-# -- Nextcloud through occ (a real server, over SSH) ---------------------------------------
-
-
-class OccRunner(Protocol):
-    def occ(self, args: Sequence[str], *, secret_output: bool = False) -> str:
-        """Run `occ ARGS...` as Nextcloud's system user; its standard output."""
-        ...
-
-    def fetch(self, remote_path: str) -> Iterator[bytes]:
-        """A file of the Nextcloud host, in chunks."""
-        ...
-
-    def remove(self, remote_path: str) -> None: ...
-
-    def temp_dir(self) -> str:
-        """A new directory Nextcloud's system user can write, on the Nextcloud host."""
-        ...
-
-
-class SshOcc:
-    """occ on the Nextcloud host over SSH (as the inventory's ansible_user, then sudo)."""
-
-    def __init__(
-        self,
-        ssh: Sequence[str],
-        *,
-        install_dir: str = "/var/www/nextcloud",
-        system_user: str = "nextcloud",
-        timeout: float = 3600.0,
-    ) -> None:
-        self.ssh = list(ssh)  # e.g. ["ssh", "-i", KEY, "-o", "...", "root@198.18.0.11"]
-        self.install_dir = install_dir
-        self.system_user = system_user
-        self.timeout = timeout
-
-    @classmethod
-    def from_inventory(cls, inventory: Path) -> tuple[SshOcc, str]:
-        """occ on the inventory's first nextcloud host, and Nextcloud's base URL there."""
-        from educloud.deployment import inventory as inventory_vars
-
-        hosts = [h for h in inventory_vars.load(inventory) if "nextcloud" in h.groups]
-        if not hosts:
-            raise ExportError(f"inventory {inventory} has no host in the nextcloud group")
-        host = hosts[0]
-        variables = host.variables
-        runner = cls(
-            host.ssh_argv(),
-            install_dir=str(variables.get("nextcloud_install_dir", "/var/www/nextcloud")),
-            system_user=str(variables.get("nextcloud_user", "nextcloud")),
-        )
-        return runner, f"https://{variables.get('nextcloud_hostname', host.address)}"
-
-    def _remote(self, argv: Sequence[str]) -> list[str]:
-        command = ["sudo", "-n", "-u", self.system_user, *argv]
-        return [*self.ssh, "--", shlex.join(command)]
-
-    def occ(self, args: Sequence[str], *, secret_output: bool = False) -> str:
-        argv = self._remote(["php", f"{self.install_dir}/occ", "--no-interaction", *args])
-        try:
-            done = subprocess.run(
-                argv, capture_output=True, text=True, timeout=self.timeout, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ExportError(f"occ {args[0]}: ssh failed ({type(exc).__name__})") from None
-        if done.returncode != 0:
-            # stdout may hold a secret (an app password): then only stderr is shown.
-            said = done.stderr if secret_output else done.stderr + "\n" + done.stdout
-            detail = " ".join(said.split())[-300:] or "no message"
-            raise ExportError(
-                f"occ {args[0]} on {self.ssh[-1]} failed (exit {done.returncode}): {detail}; "
-                f"check that Nextcloud is installed in {self.install_dir} there and that "
-                f"the SSH user may run sudo -u {self.system_user}"
-            )
-        return done.stdout
-
-    def fetch(self, remote_path: str) -> Iterator[bytes]:
-        with subprocess.Popen(
-            self._remote(["cat", "--", remote_path]), stdout=subprocess.PIPE
-        ) as cat:
-            stdout: IO[bytes] = cat.stdout  # type: ignore[assignment]
-            while chunk := stdout.read(CHUNK):
-                yield chunk
-        if cat.returncode != 0:
-            raise ExportError(f"cannot read {remote_path} on the Nextcloud host (ssh cat failed)")
-
-    def remove(self, remote_path: str) -> None:
-        subprocess.run(self._remote(["rm", "-rf", "--", remote_path]), check=False, timeout=300)
-
-    def temp_dir(self) -> str:
-        done = subprocess.run(
-            self._remote(["mktemp", "-d", "-t", "educloud-export.XXXXXX"]),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if done.returncode != 0 or not done.stdout.strip():
-            raise ExportError(f"cannot create a directory on the Nextcloud host: {done.stderr}")
-        return done.stdout.strip()
-
-
-class LocalOcc(SshOcc):
-    """occ on this very host (the retention timer runs beside Nextcloud), as its user.
-
-    The retention unit runs as Nextcloud's account when Nextcloud is in the run (its
-    NoNewPrivileges rules out sudo): occ then runs directly. Root switches with runuser;
-    any other account cannot run occ, and is told so before anything is tried.
-    """
-
-    def __init__(
-        self,
-        *,
-        install_dir: str = "/var/www/nextcloud",
-        system_user: str = "nextcloud",
-        timeout: float = 3600.0,
-    ) -> None:
-        super().__init__(["this host"], install_dir=install_dir, system_user=system_user)
-        self.timeout = timeout
-
-    def _remote(self, argv: Sequence[str]) -> list[str]:
-        uid = os.geteuid()
-        current = _account_name(uid)
-        if current == self.system_user:
-            return list(argv)
-        if uid == 0:
-            return ["runuser", "-u", self.system_user, "--", *argv]
-        raise ExportError(
-            f"occ must run as {self.system_user}, the owner of Nextcloud's config.php, and "
-            f"this process runs as {current}: run it as {self.system_user} or as root (the "
-            "data_rights role runs the retention unit as Nextcloud's account when "
-            "data_rights_nextcloud_url is set)"
-        )
-
-
-def _account_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-
-
-def nextcloud_content(
-    runner: OccRunner, base_url: str, *, verify: bool | str = True, webdav_only: bool = False
-) -> ContentSource:
-    """Nextcloud's own user_migration export where it is enabled, else WebDAV as the user
-    with a short-lived app password from occ."""
-    if not webdav_only and user_migration_enabled(runner):
-        return UserMigrationContent(runner)
-    return WebDavContent(base_url, OccAppPasswords(runner), verify=verify)
-
-
-_APP_PASSWORD = re.compile(r"[A-Za-z0-9]{32,}")
-
-
-class OccAppPasswords:
-    """A short-lived app password per user: `occ user:auth-tokens:add`, deleted after.
-
-    nextcloud/server core/Command/User/AuthTokens/Add.php prints "app password:" then the
-    token (72 letters and digits); without the login password (non-interactive) the token
-    cannot unlock what needs it (login-credential external storage), plain files are read.
-    The token's id, for `user:auth-tokens:delete <uid> <id>`, is the one the listing
-    (`user:auth-tokens:list --output=json`) did not show before.
-    """
-
-    def __init__(self, runner: OccRunner) -> None:
-        self.runner = runner
-
-    def _token_ids(self, user_id: str) -> set[int]:
-        try:
-            out = self.runner.occ(["user:auth-tokens:list", "--output=json", user_id])
-        except ExportError as exc:
-            if "user not found" in str(exc):  # ListCommand.php's answer for an unknown uid
-                raise NoNextcloudAccountError(f"{user_id} has no Nextcloud account") from None
-            raise
-        try:
-            return {int(token["id"]) for token in json.loads(out)}
-        except (ValueError, KeyError, TypeError):
-            raise ExportError(f"occ user:auth-tokens:list {user_id}: unexpected output") from None
-
-    @contextmanager
-    def app_password(self, user_id: str) -> Iterator[str]:
-        before = self._token_ids(user_id)
-        out = self.runner.occ(["user:auth-tokens:add", user_id], secret_output=True)
-        lines = [line.strip() for line in out.splitlines() if line.strip()]
-        if not lines or not _APP_PASSWORD.fullmatch(lines[-1]):
-            raise ExportError(f"occ user:auth-tokens:add {user_id} printed no app password")
-        try:
-            created = self._token_ids(user_id) - before
-        except ExportError as exc:
-            raise ExportError(
-                f"{exc}; an app password named 'cli' was created for {user_id}: delete it "
-                f"(occ user:auth-tokens:list {user_id}, then user:auth-tokens:delete)"
-            ) from None
-        try:
-            yield lines[-1]
-        finally:
-            for token_id in sorted(created):
-                self.runner.occ(["user:auth-tokens:delete", user_id, str(token_id)])
-
-
-def user_migration_enabled(runner: OccRunner) -> bool:
-    """Whether the user_migration app is enabled (`occ app:list --output=json`)."""
-    out = runner.occ(["app:list", "--output=json"])
-    try:
-        return "user_migration" in (json.loads(out).get("enabled") or {})
-    except (ValueError, AttributeError):
-        raise ExportError("occ app:list: unexpected output") from None
-
-
-class UserMigrationContent:
-    """Nextcloud's own export (user_migration app: `occ user:export <uid> <folder>`).
-
-    The app writes `<folder>/<uid>_<date>.zip` (lib/Command/Export.php) with the files,
-    versions, comments, tags, calendars, contacts and settings; the archive embeds it as
-    `nextcloud/<that name>`, importable as is into another Nextcloud (`occ user:import`).
-    """
-
-    name = "user_migration"
-
-    def __init__(self, runner: OccRunner) -> None:
-        self.runner = runner
-
-    def items(self, user_id: str) -> Iterator[ExportItem]:
-        folder = self.runner.temp_dir()
-        try:
-            try:
-                out = self.runner.occ(["user:export", user_id, folder])
-            except ExportError as exc:
-                if f"Unknown user <{user_id}>" in str(exc):  # Export.php, no such account
-                    return  # never logged in to Nextcloud: nothing there to export
-                raise
-            match = re.search(r"Export saved in (\S+\.zip)\s*$", out)
-            if not match:
-                raise ExportError(f"occ user:export {user_id}: no archive reported ({out[-200:]})")
-            path = match.group(1)
-            yield ExportItem(
-                f"nextcloud/{PurePosixPath(path).name}", partial(self.runner.fetch, path)
-            )
-        finally:
-            self.runner.remove(folder)

@@ -37,8 +37,8 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from educloud.clients.nextcloud import NextcloudClient, NextcloudRequestError, Share
+from educloud.clients.nextcloud.occ import OccAppPasswords, OccRunner
 from educloud.errors import EducloudError
-from educloud.portability.export import OccAppPasswords, OccRunner
 from educloud.reporting.service.text import visible
 
 TOKEN_ENV = "EDUCLOUD_MODERATION_TOKEN"  # noqa: S105 - the variable's name, not a token

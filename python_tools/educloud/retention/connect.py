@@ -6,9 +6,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date
 
-from educloud.accounts.keycloak_directory import connect_admin
+from educloud.clients.keycloak import connect_admin
 from educloud.netpin import pinned_names
-from educloud.portability import export
+from educloud.portability import export, sources
 from educloud.retention.rules import Enforced, Rule, Stores
 from educloud.retention.settings import DataRightsSettings, SettingsError
 from educloud.retention.stores import (
@@ -47,7 +47,7 @@ def open_stores(settings: DataRightsSettings) -> Iterator[Stores]:
             if settings.nextcloud is not None:
                 if settings.occ is None:
                     raise SettingsError("Nextcloud is configured without occ: cannot export files")
-                content = export.nextcloud_content(
+                content = sources.nextcloud_content(
                     settings.occ, settings.nextcloud.base_url, verify=settings.nextcloud_verify
                 )
             stores.exporter = ArchiveExporter(

@@ -18,22 +18,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from educloud.accounts.keycloak_directory import Connection
 from educloud.backup.remote import inventory_readers
 from educloud.backup.status import StatusReader, local_readers
+from educloud.clients.keycloak import Connection
 from educloud.clients.nextcloud import NextcloudClient
+from educloud.clients.nextcloud.occ import LocalOcc, OccRunner, SshOcc
+from educloud.deployment.keycloak import DATA_RIGHTS
 from educloud.errors import EducloudError
-from educloud.portability.export import LocalOcc, OccRunner, SshOcc
 
-CLIENT_ID = "educloud-data-rights"
-SECRET_ENV = "EDUCLOUD_DATA_RIGHTS_CLIENT_SECRET"  # noqa: S105 (a variable name)
+CLIENT_ID = DATA_RIGHTS.client_id
 DEFAULT_EXPORTS = Path("/var/lib/educloud/exports")
 DEFAULT_JOURNAL = Path("/var/lib/educloud/retention/journal.jsonl")
 
@@ -169,12 +169,10 @@ def from_inventory(
     nextcloud_url: str | None = None,
 ) -> DataRightsSettings:
     from educloud import paths
-    from educloud.accounts import target
     from educloud.clients.nextcloud import CA_ENV, client_from_env
+    from educloud.deployment import keycloak
 
-    found = target.from_inventory(
-        inventory, realm=realm, client_id=CLIENT_ID, secret_env=SECRET_ENV
-    )
+    found = keycloak.target(inventory, realm=realm, client=DATA_RIGHTS)
     return DataRightsSettings(
         policies_dir=paths.policies_dir(),
         exports_dir=exports_dir,
@@ -186,3 +184,39 @@ def from_inventory(
         nextcloud_verify=os.environ.get(CA_ENV) or True,
         backup_hosts=partial(inventory_readers, inventory),
     )
+
+
+def resolve(
+    *,
+    config: Path | None,
+    inventory: Path,
+    exports_dir: Path | None = None,
+    journal: Path | None = None,
+    realm: str | None = None,
+    nextcloud_url: str | None = None,
+) -> DataRightsSettings:
+    """A command's settings: from the settings file when one is given (the retention timer
+    on a server), with the export directory and journal given here in place of its own;
+    else from the inventory (an operator's machine), with the default directories for
+    those not given. The realm and Nextcloud's URL only apply to an inventory."""
+    if config is not None:
+        found = from_file(config)
+        return replace(
+            found,
+            exports_dir=exports_dir or found.exports_dir,
+            journal=journal or found.journal,
+        )
+    return from_inventory(
+        inventory,
+        exports_dir=exports_dir or DEFAULT_EXPORTS,
+        journal=journal or DEFAULT_JOURNAL,
+        realm=realm,
+        nextcloud_url=nextcloud_url,
+    )
+
+
+def journal_path(journal: Path | None, config: Path | None) -> Path:
+    """The journal to read: the one given, else the settings file's, else the default."""
+    if journal is not None:
+        return journal
+    return from_file(config).journal if config is not None else DEFAULT_JOURNAL

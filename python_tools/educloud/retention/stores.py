@@ -12,7 +12,7 @@ from typing import Any
 from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakError
 
-from educloud.accounts.keycloak_directory import ATTR_DEPARTED
+from educloud.accounts.representations import ATTR_DEPARTED
 from educloud.backup import status as backup_status
 from educloud.backup.status import StatusReader
 from educloud.clients.nextcloud import NextcloudClient, NextcloudRequestError

@@ -14,59 +14,27 @@ Nextcloud user id, roles/nextcloud nextcloud_oidc_uid_claim).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
-from typing import Any
 
-import requests
-
-from educloud.accounts.keycloak_directory import KeycloakDirectory, KeycloakDirectoryError
+from educloud.accounts.keycloak_directory import KeycloakDirectory
+from educloud.clients.keycloak import RealmAdmin
 from educloud.stats.aggregate import AccountUsage
 
-EVENTS_PAGE = 1000
 STORAGE_WORKERS = 8
 
 StorageOf = Callable[[str], int | None]
 """Bytes used by the Nextcloud user of that name, or None when it has none."""
 
 
-def login_user_ids(directory: KeycloakDirectory, since: date) -> set[str]:
+def login_user_ids(realm: RealmAdmin, since: date) -> set[str]:
     """Keycloak ids of the users with a stored LOGIN event on `since` or later."""
     return {
         str(event["userId"])
-        for event in _events(directory, type="LOGIN", dateFrom=since.isoformat())
+        for event in realm.events("read login events", type="LOGIN", dateFrom=since.isoformat())
         if event.get("userId")
     }
-
-
-def _events(directory: KeycloakDirectory, **query: Any) -> Iterator[dict[str, Any]]:
-    url = f"admin/realms/{directory.realm}/events"
-    first = 0
-    while True:
-        try:
-            response = directory.admin.connection.raw_get(
-                url, first=first, max=EVENTS_PAGE, **query
-            )
-        except requests.exceptions.RequestException as exc:
-            raise KeycloakDirectoryError(
-                f"read login events: Keycloak unreachable ({type(exc).__name__}); try again "
-                "when it is back"
-            ) from None
-        if response.status_code == 403:
-            raise KeycloakDirectoryError(
-                "read login events: HTTP 403: the service account needs the realm-management "
-                "role view-events"
-            )
-        if response.status_code >= 400:
-            raise KeycloakDirectoryError(
-                f"read login events: HTTP {response.status_code}: {response.text[:200]}"
-            )
-        page = response.json()
-        yield from page
-        if len(page) < EVENTS_PAGE:
-            return
-        first += EVENTS_PAGE
 
 
 def read_usage(
