@@ -21,6 +21,7 @@ from educloud.cli import data_rights as data_rights_cli
 from educloud.cli.accounts import accounts_app
 from educloud.cli.backup import backup_app
 from educloud.cli.export import export_app
+from educloud.cli.init import init as init_command
 from educloud.cli.moderation import moderation_app
 from educloud.cli.options import DEFAULT_INVENTORY, InventoryOption
 from educloud.cli.retention import retention_app
@@ -36,6 +37,7 @@ app.add_typer(lab_app, name="lab")
 app.add_typer(accounts_app, name="accounts")
 app.command("stats")(data_rights_cli.stats)
 app.command("docs")(data_rights_cli.docs)
+app.command("init")(init_command)
 app.add_typer(retention_app, name="retention")
 app.add_typer(export_app, name="export")
 app.add_typer(moderation_app, name="moderation")
@@ -415,7 +417,9 @@ def main() -> None:
         app()
     except EducloudError as exc:
         # The message may quote data (a report's link, a file's line): text, never markup.
-        err_console.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False)
+        err_console.print(
+            Text("error: ", style="bold red") + Text(str(exc)), highlight=False, soft_wrap=True
+        )
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted; run the same command again to resume")
