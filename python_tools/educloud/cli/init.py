@@ -252,5 +252,5 @@ def init(
         console.print(f"nothing to write: {directory} is up to date", markup=False)
     places = Places.of(directory)
     console.print(f"before the first deploy, read {directory / README}; then:", markup=False)
-    for command in readme.next_commands(places):
+    for command in readme.next_commands(places, plan.answers):
         console.print(f"  {command}", markup=False)

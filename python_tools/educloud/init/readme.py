@@ -3,18 +3,26 @@ do before the first deploy, and the next commands."""
 
 from __future__ import annotations
 
+import ipaddress
+
 from educloud.init import places as folder
 from educloud.init.answers import Answers
 from educloud.init.places import Places
+from educloud.netpin import ALLOWED_TARGETS
 
 
-def next_commands(places: Places) -> list[str]:
+def next_commands(places: Places, answers: Answers) -> list[str]:
     """The commands that follow `educloud init` (absolute paths: the educloud commands read
-    a relative inventory path from the repository's root)."""
+    a relative inventory path from the repository's root). Servers outside loopback and
+    the lab's range need verify's --allow-public-targets (educloud.netpin)."""
     inventory = places.under_root(folder.INVENTORY)
+    addresses = [h.address for h in (*answers.hosts, answers.backup_host)]
+    public = any(
+        not any(ipaddress.ip_address(a) in net for net in ALLOWED_TARGETS) for a in addresses
+    )
     return [
         f"educloud deploy --inventory {inventory}",
-        f"educloud verify --inventory {inventory}",
+        f"educloud verify --inventory {inventory}" + (" --allow-public-targets" if public else ""),
     ]
 
 
@@ -99,7 +107,7 @@ def render(answers: Answers, places: Places) -> str:
     auth, admin, cloud = answers.sites
     front = answers.floating_address if answers.regional else answers.hosts[0].address
     servers = ", ".join(f"`{h.name}` ({h.address})" for h in answers.hosts)
-    commands = "\n".join(next_commands(places))
+    commands = "\n".join(next_commands(places, answers))
     missing_network = ""
     if not answers.dns_servers or not answers.ntp_servers:
         missing_network = (
