@@ -6,6 +6,7 @@ v1/v2 envelopes, WebDAV multistatus, basic auth); nothing here leaves this machi
 
 from __future__ import annotations
 
+import base64
 import secrets
 import socket
 from collections.abc import Iterator
@@ -13,18 +14,22 @@ from collections.abc import Iterator
 import pytest
 from nextcloud.requester import Requester
 from tests.doubles.nextcloud_api_double import NextcloudApiDouble
+from tests.doubles.nextcloud_model import Reply
 
 from educloud.clients.nextcloud import (
     NextcloudAuthError,
     NextcloudClient,
     NextcloudConnectionError,
     NextcloudError,
+    NextcloudNoSuchAccountError,
     NextcloudRequestError,
     NextcloudTargetError,
     Permission,
     ShareType,
 )
 from educloud.netpin import PUBLIC_TARGETS_ENV, pinned_names
+
+_ANONYMOUS = "Basic " + base64.b64encode(b"anonymous:").decode()
 
 
 @pytest.fixture
@@ -125,14 +130,76 @@ def test_public_link_owner_is_read_without_credentials(
 
     assert client.public_link_owner(str(open_link.token)) == client.user
     assert client.public_link_owner(str(closed_link.token)) is None  # its password is asked
-    # The account's password never goes to the public endpoint.
-    assert all("authorization" not in r.headers for r in double.seen[seen:])
+    public = double.seen[seen:]
+    # The account's credentials never go to the public endpoint: at most "anonymous" and
+    # no password, to learn whether the link asks for one.
+    assert {r.headers.get("authorization") for r in public} == {None, _ANONYMOUS}
+    # Sent as Nextcloud's web UI sends it: with outgoing federated sharing off (the
+    # double's default, the role's setting) Nextcloud refuses public.php/dav without it.
+    assert all(r.headers.get("x-requested-with") == "XMLHttpRequest" for r in public)
     client.delete_share(open_link.id)
     with pytest.raises(NextcloudRequestError, match="gone") as gone:
         client.public_link_owner(str(open_link.token))
     assert gone.value.http_status == 404
     with pytest.raises(NextcloudError, match="not a public link token"):
         client.public_link_owner("../admin")
+
+
+def test_owner_lookup_says_so_when_a_proxy_drops_the_ajax_header(
+    client: NextcloudClient, double: NextcloudApiDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client.upload("open.odt", b"open")
+    client.upload("closed.odt", b"closed")
+    open_link = client.create_public_link("open.odt")
+    closed_link = client.create_public_link("closed.odt", password=secrets.token_urlsafe(12))
+    handle = double.handle
+
+    def without_the_header(method: str, target: str, headers: dict[str, str], body: bytes) -> Reply:
+        kept = {k: v for k, v in headers.items() if k != "x-requested-with"}
+        return handle(method, target, kept, body)
+
+    monkeypatch.setattr(double, "handle", without_the_header)
+
+    # publicremote.php's refusal is not read as a password: it is named.
+    with pytest.raises(NextcloudRequestError, match="drops that header") as refused:
+        client.public_link_owner(str(open_link.token))
+    assert refused.value.http_status == 401
+    # A protected link still asks its password before that check.
+    assert client.public_link_owner(str(closed_link.token)) is None
+
+
+def test_deleting_an_account_nextcloud_does_not_have_is_its_own_error(
+    client: NextcloudClient,
+) -> None:
+    # UsersController::deleteUser answers OCS 998 with HTTP 200 on v1 (the wrapper's
+    # provisioning API); nextcloud/server#28894.
+    with pytest.raises(NextcloudNoSuchAccountError, match="no account never-logged-in") as gone:
+        client.delete_user("never-logged-in")
+
+    assert (gone.value.user_id, gone.value.ocs_status, gone.value.http_status) == (
+        "never-logged-in",
+        998,
+        200,
+    )
+
+
+def test_an_account_that_may_not_delete_is_not_told_the_account_is_gone(
+    client: NextcloudClient, double: NextcloudApiDouble
+) -> None:
+    client.create_user("bob", "Correct-Horse-7")
+    client.create_user("carol", "Correct-Horse-8")
+    bob = NextcloudClient(double.url, "bob", "Correct-Horse-7", timeout=5)
+
+    # Nextcloud answers 998 here too; the account exists, so it is a refusal.
+    with pytest.raises(NextcloudRequestError, match="administrator is needed") as refused:
+        bob.delete_user("carol")
+    assert not isinstance(refused.value, NextcloudNoSuchAccountError)
+    assert refused.value.ocs_status == 998
+    with pytest.raises(NextcloudRequestError, match="own account") as itself:
+        client.delete_user(double.admin_user)
+    assert itself.value.ocs_status == 101
+    client.delete_user("carol")
+    assert "carol" not in client.list_users()
 
 
 def test_tag_is_assigned_to_a_file_id(client: NextcloudClient, double: NextcloudApiDouble) -> None:

@@ -18,8 +18,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.doubles.nextcloud_api_double import NextcloudApiDouble
 
 from educloud import policy
+from educloud.accounts.representations import ATTR_DEPARTED
+from educloud.clients.nextcloud import NextcloudClient
 from educloud.portability import export
 from educloud.retention import journal
 from educloud.retention.rules import (
@@ -33,7 +36,7 @@ from educloud.retention.rules import (
     plan,
     rules_from_policy,
 )
-from educloud.retention.stores import ArchiveExporter, ProfileOnly
+from educloud.retention.stores import ArchiveExporter, KeycloakAccounts, ProfileOnly
 
 RULES = rules_from_policy(policy.load().retention)
 GRACE = RULES[ACCOUNTS].days
@@ -299,3 +302,88 @@ def test_the_journal_is_kept_for_its_period_then_pruned(tmp_path: Path) -> None:
         "journal_pruned",
         "export_erased",
     ]
+
+
+class KeycloakOver:
+    """python-keycloak's KeycloakAdmin as KeycloakAccounts calls it (get_users, delete_user),
+    over a MemoryAccounts directory: Keycloak's deletion is MemoryAccounts.erase."""
+
+    def __init__(self, directory: MemoryAccounts) -> None:
+        self.directory = directory
+
+    def get_users(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+        users = [
+            {
+                "id": a.id,
+                "username": a.username,
+                "enabled": a.enabled,
+                "attributes": {ATTR_DEPARTED: [a.departed_on.isoformat()]},
+            }
+            for a in self.directory.accounts.values()
+            if query.get("username") in (None, a.username)
+            and query.get("enabled") in (None, str(a.enabled).lower())
+        ]
+        first = int(query.get("first", 0))
+        return users[first : first + int(query.get("max", len(users)))]
+
+    def delete_user(self, user_id: str) -> None:
+        [account] = [a for a in self.directory.accounts.values() if a.id == user_id]
+        self.directory.erase(account)
+
+
+def _with_nextcloud(tmp: Path, directory: MemoryAccounts, nextcloud: NextcloudClient) -> Stores:
+    stores = _stores(tmp, directory)
+    stores.accounts = KeycloakAccounts(KeycloakOver(directory), nextcloud)  # type: ignore[arg-type]
+    return stores
+
+
+def test_an_account_that_never_used_nextcloud_is_erased_from_keycloak(tmp_path: Path) -> None:
+    # user_oidc creates the Nextcloud account at the first login: "never" has none, and
+    # Nextcloud answers its deletion OCS 998 with HTTP 200 (v1; nextcloud/server#28894).
+    directory = MemoryAccounts(
+        [
+            DepartedAccount("id-1", "never", BASE, False),
+            DepartedAccount("id-2", "used", BASE, False),
+        ]
+    )
+    today = BASE + timedelta(days=GRACE)
+    with NextcloudApiDouble() as double:
+        nextcloud = NextcloudClient(double.url, double.admin_user, double.admin_password, timeout=5)
+        nextcloud.create_user("used", "Correct-Horse-7")
+
+        _, result = apply(RULES, _with_nextcloud(tmp_path, directory, nextcloud), today)
+
+        assert "used" not in double.accounts
+    assert not result.failed
+    outcomes = {o.item.subject: o.message for o in result.outcomes}
+    assert outcomes == {
+        "never": "exported and erased (no Nextcloud account: never used, or already erased)",
+        "used": "exported and erased",
+    }
+    assert sorted(directory.erased) == ["never", "used"]  # Keycloak's deletion ran for both
+    erased = {
+        e["subject"]: e["detail"]
+        for e in journal.entries(tmp_path / "journal" / "journal.jsonl")
+        if e["action"] == "account_erased"
+    }
+    assert "no Nextcloud account" in erased["never"]["already_gone"]
+    assert "already_gone" not in erased["used"]
+
+
+def test_a_nextcloud_refusal_keeps_the_keycloak_account(tmp_path: Path) -> None:
+    # Nextcloud answers 998 to a caller that may not delete the account too: that is no
+    # "already gone", and the account stays in Keycloak for the next run.
+    directory = MemoryAccounts([DepartedAccount("id-1", "leaver", BASE, False)])
+    with NextcloudApiDouble() as double:
+        admin = NextcloudClient(double.url, double.admin_user, double.admin_password, timeout=5)
+        admin.create_user("leaver", "Correct-Horse-7")
+        admin.create_user("helper", "Correct-Horse-8")
+        helper = NextcloudClient(double.url, "helper", "Correct-Horse-8", timeout=5)
+
+        stores = _with_nextcloud(tmp_path, directory, helper)
+        _, result = apply(RULES, stores, BASE + timedelta(days=GRACE))
+
+        assert "leaver" in double.accounts
+    assert [o.item.subject for o in result.failed] == ["leaver"]
+    assert "administrator is needed" in result.failed[0].message
+    assert directory.exists("leaver") and directory.erased == []

@@ -100,8 +100,9 @@ class AccountStore(Protocol):
 
     def exists(self, username: str) -> bool: ...
 
-    def erase(self, account: DepartedAccount) -> None:
-        """Erase the account everywhere it exists; an account already gone is not an error."""
+    def erase(self, account: DepartedAccount) -> str | None:
+        """Erase the account everywhere it exists; an account already gone is not an error.
+        Returns what was found already gone (for the journal and the report), or None."""
         ...
 
 
@@ -397,11 +398,13 @@ def _erase_account(
     log.append(
         "erase_started", category=ACCOUNTS, subject=account.username, detail=detail, at=now()
     )
-    stores.accounts.erase(account)
+    gone = stores.accounts.erase(account)
+    erased = {**detail, "already_gone": gone} if gone else detail
     log.append(
-        "account_erased", category=ACCOUNTS, subject=account.username, detail=detail, at=now()
+        "account_erased", category=ACCOUNTS, subject=account.username, detail=erased, at=now()
     )
-    return Outcome(item, True, "exported and erased" if "archive" in detail else "erased")
+    message = "exported and erased" if "archive" in detail else "erased"
+    return Outcome(item, True, f"{message} ({gone})" if gone else message)
 
 
 def _erase_export(item: DueItem, log: Journal, now: Callable[[], datetime]) -> Outcome:

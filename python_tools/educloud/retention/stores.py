@@ -15,7 +15,7 @@ from keycloak.exceptions import KeycloakError
 from educloud.accounts.representations import ATTR_DEPARTED
 from educloud.backup import status as backup_status
 from educloud.backup.status import StatusReader
-from educloud.clients.nextcloud import NextcloudClient, NextcloudRequestError
+from educloud.clients.nextcloud import NextcloudClient, NextcloudNoSuchAccountError
 from educloud.errors import EducloudError
 from educloud.portability import export
 from educloud.retention.rules import (
@@ -81,14 +81,15 @@ class KeycloakAccounts:
     def exists(self, username: str) -> bool:
         return bool(self._get_users({"username": username, "exact": "true"}))
 
-    def erase(self, account: DepartedAccount) -> None:
+    def erase(self, account: DepartedAccount) -> str | None:
+        gone = None
         if self.nextcloud is not None:
             try:
                 self.nextcloud.delete_user(account.username)
-            except NextcloudRequestError as exc:
-                # OCS answers 101 / HTTP 404 for a user it does not have: already erased.
-                if exc.http_status != 404 and exc.ocs_status not in (101, 404):
-                    raise
+            except NextcloudNoSuchAccountError:
+                # user_oidc creates the Nextcloud account at the first login: an account
+                # that never opened Nextcloud has none (or an earlier run erased it).
+                gone = "no Nextcloud account: never used, or already erased"
         try:
             self.admin.delete_user(account.id)
         except KeycloakError as exc:
@@ -96,6 +97,7 @@ class KeycloakAccounts:
                 raise RetentionError(
                     f"Keycloak refused to erase {account.username} (HTTP {exc.response_code})"
                 ) from None
+        return gone
 
 
 @dataclass

@@ -25,6 +25,7 @@ from educloud.clients.nextcloud.http import (
     NextcloudAuthError,
     NextcloudConnectionError,
     NextcloudError,
+    NextcloudNoSuchAccountError,
     NextcloudRequestError,
     NextcloudTargetError,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "NextcloudClient",
     "NextcloudConnectionError",
     "NextcloudError",
+    "NextcloudNoSuchAccountError",
     "NextcloudRequestError",
     "NextcloudTargetError",
     "Permission",

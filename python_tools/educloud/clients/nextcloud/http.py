@@ -58,6 +58,14 @@ class NextcloudRequestError(NextcloudError):
         self.ocs_status = ocs_status
 
 
+class NextcloudNoSuchAccountError(NextcloudRequestError):
+    """Nextcloud has no account of that id (an operation on a user that does not exist)."""
+
+    def __init__(self, message: str, *, user_id: str, http_status: int, ocs_status: int | None):
+        super().__init__(message, http_status=http_status, ocs_status=ocs_status)
+        self.user_id = user_id
+
+
 class Http:
     """The one requests session: auth, CA bundle, timeout, no redirects, errors."""
 

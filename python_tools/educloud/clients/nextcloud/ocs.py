@@ -16,6 +16,7 @@ from typing import Any
 from educloud.clients.nextcloud.http import (
     ApiBase,
     NextcloudError,
+    NextcloudNoSuchAccountError,
     NextcloudRequestError,
     as_bool,
     clean_path,
@@ -164,7 +165,41 @@ class OcsApi(ApiBase):
         self._ocs(f"disable user {user_id}", lambda: self._wrapper.disable_user(segment(user_id)))
 
     def delete_user(self, user_id: str) -> None:
-        self._ocs(f"delete user {user_id}", lambda: self._wrapper.delete_user(segment(user_id)))
+        """Delete the account; NextcloudNoSuchAccountError when Nextcloud has none of that id
+        (user_oidc creates accounts at first login: one who never used Nextcloud has none).
+
+        UsersController::deleteUser (nextcloud/server apps/provisioning_api) answers
+        RESPOND_NOT_FOUND, OCS 998 (v1: HTTP 200; v2: HTTP 404), both for an id it does
+        not have and for an account the caller may not delete (nextcloud/server#28894);
+        101 for the caller's own account or a user backend that refused. A 998 is told
+        apart by reading the account: getUserData answers OCS 404 "User does not exist"
+        for a missing id before it looks at the caller's rights.
+        """
+        what = f"delete user {user_id}"
+        hints = {
+            101: f"{self.user} cannot delete its own account, or the account's user backend "
+            "refused (see nextcloud.log)",
+            998: f"{self.user} may not delete {user_id}: an administrator is needed",
+        }
+        try:
+            self._ocs(what, lambda: self._wrapper.delete_user(segment(user_id)), hints)
+        except NextcloudRequestError as exc:
+            if exc.ocs_status != 998 or not self._no_such_user(user_id):
+                raise
+            raise NextcloudNoSuchAccountError(
+                f"{what}: Nextcloud has no account {user_id}",
+                user_id=user_id,
+                http_status=exc.http_status,
+                ocs_status=exc.ocs_status,
+            ) from None
+
+    def _no_such_user(self, user_id: str) -> bool:
+        """Whether Nextcloud says it has no account `user_id` (OCS 404 on getUser)."""
+        try:
+            self._ocs(f"get user {user_id}", lambda: self._wrapper.get_user(segment(user_id)))
+        except NextcloudRequestError as exc:
+            return exc.ocs_status == 404
+        return False
 
     # -- groups: OCS provisioning API, instruction set for groups ------------------------
     # https://docs.nextcloud.com/server/latest/admin_manual/configuration_user/instruction_set_for_groups.html

@@ -9,6 +9,7 @@ bodies are read here.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +38,13 @@ _CARDDAV_ADDRESSBOOK = "{urn:ietf:params:xml:ns:carddav}addressbook"
 # Address books the server builds from other accounts (the system address book): not
 # data the user created (apps/dav/lib/CardDAV/SyncService and ContactsManager).
 _GENERATED_BOOK_PREFIXES = ("z-server-generated--", "z-app-generated--")
+PUBLIC_DAV_HEADERS = {"X-Requested-With": "XMLHttpRequest"}
+"""Sent on public.php/dav as Nextcloud's web UI sends them (public_link_owner)."""
+# The user name "anonymous" and an empty password: a protected link's password is refused.
+_PUBLIC_DAV_PROBE = {
+    **PUBLIC_DAV_HEADERS,
+    "Authorization": "Basic " + base64.b64encode(b"anonymous:").decode(),
+}
 
 
 @dataclass(frozen=True)
@@ -106,14 +114,38 @@ class WebDavApi(ApiBase):
         Nextcloud >= 29 serves a public link's files at /public.php/dav/files/<token>
         without an account, or with "anonymous" and the link's password (developer manual,
         client_apis/WebDAV/basic.rst "Public shares"); its oc:owner-id is the owner's uid
-        (apps/dav FilesPlugin). The request carries no credentials: this client's password
-        is not sent to a public endpoint.
+        (apps/dav FilesPlugin). The request carries no credentials of this client: its
+        password is not sent to a public endpoint.
+
+        With outgoing federated sharing off, as the nextcloud role sets it, Nextcloud
+        answers 401 to any request but GET there that lacks "X-Requested-With:
+        XMLHttpRequest" (nextcloud/server apps/dav/appinfo/v2/publicremote.php); its web
+        UI sends that header on every request of a public link's page (@nextcloud/files
+        lib/dav/dav.ts, davGetClient), and so does this. The link's password is asked
+        first (PublicAuth runs in Sabre's auth plugin, before publicremote.php's check),
+        and both refusals are the same bare 401: a 401 is asked once more with the name
+        "anonymous" and no password. A protected link then answers PublicAuth's challenge
+        ("DummyBasic" since the header arrived); the other refusal has no challenge.
         """
         what = f"read the owner of public link {_public_token(token)}"
         url = self._http.url(f"/public.php/dav/files/{token}")
-        response = self._send_propfind(url, 0, _OWNER_PROPFIND_BODY, anonymous=True)
+        response = self._send_propfind(
+            url, 0, _OWNER_PROPFIND_BODY, anonymous=True, headers=PUBLIC_DAV_HEADERS
+        )
         if response.status_code == 401:
-            return None  # the link's password is asked for
+            response = self._send_propfind(
+                url, 0, _OWNER_PROPFIND_BODY, anonymous=True, headers=_PUBLIC_DAV_PROBE
+            )
+            if response.status_code == 401 and response.headers.get("WWW-Authenticate"):
+                return None  # the link's password is asked
+            if response.status_code == 401:
+                raise NextcloudRequestError(
+                    f"{what}: Nextcloud refused it although it was sent with "
+                    "X-Requested-With: XMLHttpRequest, which Nextcloud requires on "
+                    "public.php/dav while outgoing federated sharing is off: a proxy in "
+                    "front of Nextcloud drops that header; let it through",
+                    http_status=401,
+                )
         hints = {404: f"no public link {token}: it is gone (public_link_active)"}
         self._http.expect(what, response, (207,), hints)
         root = urlsplit(url).path
@@ -305,13 +337,23 @@ class WebDavApi(ApiBase):
         )
 
     def _send_propfind(
-        self, url: str, depth: int, body: bytes, *, anonymous: bool = False
+        self,
+        url: str,
+        depth: int,
+        body: bytes,
+        *,
+        anonymous: bool = False,
+        headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
         """A PROPFIND of `url` to `depth` asking for the properties `body` names."""
         return self._http.send(
             "PROPFIND",
             url,
-            headers={"Depth": str(depth), "Content-Type": "application/xml; charset=utf-8"},
+            headers={
+                "Depth": str(depth),
+                "Content-Type": "application/xml; charset=utf-8",
+                **(headers or {}),
+            },
             data=body,
             anonymous=anonymous,
         )
