@@ -46,6 +46,9 @@ def _ssh(host: str, command: str) -> subprocess.CompletedProcess[str]:
         [str(Path(sys.executable).parent / "educloud"), "lab", "ssh", host, "--", command],
         capture_output=True,
         text=True,
+        # The forced command (rclone serve restic --stdio) answers a stray command with
+        # HTTP/2 frames: bytes that are no UTF-8 (a fresh-clone run failed on 0xfa).
+        errors="replace",
         check=False,
         timeout=600,
     )
