@@ -36,13 +36,15 @@ def _playbook(name: str, extra_vars: dict[str, object]) -> subprocess.CompletedP
 
 
 def run_playbook(
-    playbook: Path, inventory: str, extra_vars: dict[str, object]
+    playbook: Path, inventory: str, extra_vars: dict[str, object], *, check: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """ansible-playbook on this machine with the repository's roles; never raises on failure."""
+    """ansible-playbook on this machine with the repository's roles (in check mode with
+    `check`); never raises on failure."""
     return subprocess.run(
         [
             str(Path(sys.executable).parent / "ansible-playbook"),
             str(playbook),
+            *(["--check"] if check else []),
             "-i",
             inventory,
             "-e",

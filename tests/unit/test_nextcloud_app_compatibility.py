@@ -15,10 +15,8 @@ import functools
 import hashlib
 import importlib.util
 import io
-import json
 import re
 import subprocess
-import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -28,14 +26,13 @@ from types import ModuleType
 
 import pytest
 import yaml
-from tests.unit.role_validation import validate_role
+from tests.unit.role_validation import PLAYBOOKS, run_playbook, validate_role
 
 from educloud.paths import repo_root
 
 ROLE = repo_root() / "roles" / "nextcloud"
 # The role's messages give a range as min\N{EN DASH}max.
 DASH = "\N{EN DASH}"
-PLAYBOOKS = Path(__file__).parent / "playbooks"
 
 VALID = {
     "nextcloud_hostname": "cloud.academie.test",
@@ -304,29 +301,7 @@ def test_the_check_runs_in_check_mode(tmp_path: Path) -> None:
         "nextcloud_app_archive_cache_dir": str(tmp_path / "cache"),
         "educloud_role_under_test": "nextcloud",
     }
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            str(PLAYBOOKS / "role_validate.yml"),
-            "--check",
-            "-i",
-            "localhost,",
-            "-e",
-            json.dumps(variables),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        env={
-            "ANSIBLE_ROLES_PATH": str(repo_root() / "roles"),
-            "ANSIBLE_FILTER_PLUGINS": str(repo_root() / "ansible" / "filter_plugins"),
-            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-            "ANSIBLE_LOCALHOST_WARNING": "false",
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-        },
-    )
+    result = run_playbook(PLAYBOOKS / "role_validate.yml", "localhost,", variables, check=True)
     output = _outcome(result)
     assert not output.startswith("rc=0"), output
     assert f"groupfolders 23.0.0 supports Nextcloud 35{DASH}35" in _message(output), output
