@@ -1,0 +1,158 @@
+"""Attack: the internal CA's key, stolen from a server (issue #29, finding 9; charter C10).
+
+An attacker with root on a lab host looks for the private key of the deployment's internal
+CA: in the host's files and in what the host backs up (a fresh snapshot, restored on the
+host). It must be on neither: the key stays on the controller. And should it leak from the
+controller anyway, a certificate it signs for a name outside the deployment's, or for an
+address, is refused by a verifier that trusts the CA (critical name constraints), while one
+for a deployment name is accepted (the control that the signing itself works).
+
+    pytest -m lab tests/lab/test_attack_ca.py   (the deployed lab)
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.lab.lab_shell import lab_ssh
+
+from educloud.lab.settings import LabPaths
+
+pytestmark = pytest.mark.lab
+HOSTS = ("edu1", "bak1")
+BACKED_UP = "edu1"
+# Where root could have left a key. /proc, /sys and /dev are not files; /usr holds packages.
+ROOTS = "/etc /root /home /srv /opt /var /tmp /usr/local"
+RESTORE_DIR = "/root/attack-ca-restore"
+# Names the CA must never vouch for: outside the deployment, lookalikes of its domain (a
+# DNS name constraint matches whole labels), and addresses.
+FOREIGN = {
+    "a public name": "DNS:www.impots.gouv.fr",
+    "the domain as a label of another": "DNS:educloud.test.attacker.example",
+    "a lookalike ending": "DNS:attackereducloud.test",
+    "a lab address": "IP:198.18.0.10",
+    "loopback": "IP:127.0.0.1",
+}
+OWN = "DNS:attack-probe.educloud.test"
+
+
+def _ca() -> Path:
+    return LabPaths.default().root / "ca"
+
+
+def _public_fingerprint(command: str) -> str:
+    """sha256 of a public key in DER, as the hosts' search prints it."""
+    out = subprocess.run(
+        ["bash", "-c", f"{command} | openssl pkey -pubin -outform DER | sha256sum"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.split()[0]
+
+
+@pytest.fixture(scope="module")
+def ca_fingerprint() -> str:
+    crt = shlex.quote(str(_ca() / "ca.crt"))
+    return _public_fingerprint(f"openssl x509 -in {crt} -noout -pubkey")
+
+
+def _private_keys(host: str, roots: str) -> dict[str, str]:
+    """Every PEM private key readable by root under `roots` on `host`: path -> sha256 of
+    its public key in DER ("" when openssl cannot read it: OpenSSH or encrypted keys)."""
+    script = (
+        f"grep -rlsIZ -e '-----BEGIN [A-Z ]*PRIVATE KEY-----' {roots} | "
+        "while IFS= read -r -d '' f; do "
+        'fp=$(openssl pkey -passin pass: -in "$f" -pubout -outform DER 2>/dev/null '
+        "| sha256sum | cut -d' ' -f1); "
+        '[ "$fp" = "$(printf "" | sha256sum | cut -d" " -f1)" ] && fp=; '
+        'printf "%s\\t%s\\n" "$fp" "$f"; done'
+    )
+    found: dict[str, str] = {}
+    for line in lab_ssh(host, script).splitlines():
+        fingerprint, _, path = line.partition("\t")
+        found[path] = fingerprint
+    return found
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_the_ca_key_is_on_no_lab_host(host: str, ca_fingerprint: str) -> None:
+    keys = _private_keys(host, ROOTS)
+    # Control: the search sees keys at all (every host has its SSH host keys, edu1 its
+    # site keys), so an empty answer is not a broken search.
+    assert keys, f"{host}: the search found no private key at all"
+    assert [p for p, fp in keys.items() if fp == ca_fingerprint] == [], (
+        f"{host} holds the internal CA's private key"
+    )
+    assert not any(Path(p).name == "ca.key" for p in keys), f"{host} holds a ca.key"
+
+
+def test_the_search_recognises_the_ca_key(ca_fingerprint: str) -> None:
+    """The fingerprint the hosts' search prints for the CA key is the CA's (the controller's
+    key read the same way), so a copy on a host would be recognised."""
+    key = shlex.quote(str(_ca() / "ca.key"))
+    assert _public_fingerprint(f"openssl pkey -in {key} -pubout") == ca_fingerprint
+
+
+@pytest.fixture(scope="module")
+def restored_backup() -> Iterator[str]:
+    """A backup taken now on edu1 and restored there, as someone holding its key would."""
+    lab_ssh(BACKED_UP, "systemctl start educloud-backup.service")
+    lab_ssh(BACKED_UP, f"rm -rf {RESTORE_DIR} && mkdir -m 0700 {RESTORE_DIR}")
+    try:
+        lab_ssh(BACKED_UP, f"educloud-backup restore --target {RESTORE_DIR} >/dev/null")
+        yield RESTORE_DIR
+    finally:
+        lab_ssh(BACKED_UP, f"rm -rf {RESTORE_DIR}")
+
+
+def test_the_ca_key_is_not_in_the_backups(restored_backup: str, ca_fingerprint: str) -> None:
+    keys = _private_keys(BACKED_UP, restored_backup)
+    restored = lab_ssh(BACKED_UP, f"find {restored_backup} -type f | wc -l").strip()
+    assert int(restored) > 0, "the restored snapshot is empty"
+    assert [p for p, fp in keys.items() if fp == ca_fingerprint] == [], (
+        "the latest backup holds the internal CA's private key"
+    )
+
+
+def _sign(tmp_path: Path, san: str) -> Path:
+    """A server certificate for `san`, signed with the CA's key as a thief would."""
+    key, csr, crt = tmp_path / "leaf.key", tmp_path / "leaf.csr", tmp_path / "leaf.crt"
+    subprocess.run(
+        ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=attack"],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    extensions = tmp_path / "leaf.ext"
+    extensions.write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n")
+    subprocess.run(
+        ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(_ca() / "ca.crt"),
+         "-CAkey", str(_ca() / "ca.key"), "-CAcreateserial", "-days", "1",
+         "-extfile", str(extensions), "-out", str(crt)],
+        capture_output=True, check=True, cwd=tmp_path,
+    )  # fmt: skip
+    return crt
+
+
+def _verifies(crt: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["openssl", "verify", "-CAfile", str(_ca() / "ca.crt"), "-purpose", "sslserver",
+         str(crt)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def test_a_certificate_for_a_deployment_name_verifies(tmp_path: Path) -> None:
+    answer = _verifies(_sign(tmp_path, OWN))
+    assert answer.returncode == 0, f"control failed: {answer.stdout}{answer.stderr}"
+
+
+@pytest.mark.parametrize("san", list(FOREIGN.values()), ids=list(FOREIGN))
+def test_a_stolen_ca_key_cannot_vouch_for_another_name(tmp_path: Path, san: str) -> None:
+    answer = _verifies(_sign(tmp_path, san))
+    assert answer.returncode != 0, f"the CA vouches for {san}: no name constraint holds"
+    assert "subtree" in (answer.stdout + answer.stderr), answer.stdout + answer.stderr
