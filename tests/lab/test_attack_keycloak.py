@@ -1,27 +1,36 @@
-"""The master realm attacked as in issue 29 (findings 2 and 5), on the live lab.
+"""The master realm attacked as in issue 29 (findings 2, 5 and 10), on the live lab.
 
 Through the admin vhost (https://auth-admin.educloud.test, pinned to edu1, the lab's CA):
 40 wrong passwords against a master account, then the right one, get no token (the account
 is locked); the temporary bootstrap administrator no longer exists and its password opens
 nothing; and no bootstrap password is left on edu1, in the service environment or in
-Keycloak's process environment.
+Keycloak's process environment. An application's offline token (finding 10) dies after
+the idle period of policies/retention.yml and never outlives its maximum.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, cast
 
 import pytest
 import requests
 from keycloak import KeycloakAdmin
 from tests.lab.lab_shell import lab_ssh
 
+from educloud import policy
 from educloud.lab import secrets as lab_secrets
-from educloud.lab.keycloak_access import LabKeycloak, admin_client, keycloak_info
+from educloud.lab.keycloak_access import (
+    LabKeycloak,
+    admin_client,
+    disposable_user,
+    keycloak_info,
+)
 from educloud.lab.settings import LabPaths
 from educloud.netpin import pinned_names
 from educloud.paths import inventories_dir
@@ -165,3 +174,91 @@ def test_the_place_read_is_keycloaks() -> None:
     assert pid not in ("", "0"), "Keycloak is not running on edu1"
     owner = lab_ssh(HOST, f"stat -c %U /proc/{shlex.quote(pid)}").strip()
     assert owner == "keycloak"
+
+
+# --- Finding 10: offline sessions that never end (C7) ---------------------------------------
+DAY = 86400
+SLACK = 120  # seconds: clock reads between Keycloak and this test
+
+
+def _tenant_token(lab_keycloak: LabKeycloak, form: dict[str, str]) -> requests.Response:
+    """The tenant realm's token endpoint on the public name, as an application calls it."""
+    realm = lab_keycloak.realm
+    return requests.post(
+        f"{lab_keycloak.public_url}/realms/{realm}/protocol/openid-connect/token",
+        data=form,
+        verify=lab_keycloak.ca_file,
+        timeout=15,
+    )
+
+
+def _claims(jwt: str) -> dict[str, Any]:
+    """A token's payload (its signature is Keycloak's concern, not this test's)."""
+    payload = jwt.split(".")[1]
+    return cast(
+        "dict[str, Any]", json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    )
+
+
+@pytest.fixture
+def offline_grant(lab_keycloak: LabKeycloak, kc_admin: KeycloakAdmin) -> Iterator[dict[str, Any]]:
+    """What an application holding offline_access gets: a pupil's offline token, through a
+    throw-away public client of the tenant realm (password grant), removed afterwards."""
+    client_id = f"attack-offline-{secrets.token_hex(4)}"
+    client_uuid = kc_admin.create_client(
+        {"clientId": client_id, "publicClient": True, "directAccessGrantsEnabled": True,
+         "standardFlowEnabled": False, "optionalClientScopes": ["offline_access"]}
+    )  # fmt: skip
+    try:
+        with disposable_user(kc_admin, prefix="attack-offline") as user:
+            answer = _tenant_token(
+                lab_keycloak,
+                {"grant_type": "password", "client_id": client_id,
+                 "scope": "openid offline_access",
+                 "username": user.username, "password": user.password},
+            )  # fmt: skip
+            assert answer.status_code == 200, (
+                f"no offline token: {answer.status_code} {answer.text}"
+            )
+            yield {"client_id": client_id, "token": answer.json(), "user": user}
+    finally:
+        kc_admin.delete_client(client_uuid)
+
+
+def test_an_offline_token_expires_as_the_policy_says(
+    lab_keycloak: LabKeycloak, offline_grant: dict[str, Any]
+) -> None:
+    """An offline token unused for the policy's idle period is dead, and refreshing it never
+    takes it past the policy's maximum from the sign-in (Keycloak computes the refresh
+    token's exp as the earlier of the two; without a maximum it only has the idle bound, so
+    a token refreshed in time lives for ever: the realm settings are asserted too)."""
+    rule = policy.load().retention["offline_sessions"]
+    issued = _claims(offline_grant["token"]["refresh_token"])
+    assert issued["typ"] == "Offline", issued["typ"]
+    assert issued.get("exp"), "the offline token has no expiry"
+    assert issued["exp"] - issued["iat"] <= rule["idle_days"] * DAY + SLACK, (
+        f"an unused offline token lives {(issued['exp'] - issued['iat']) / DAY:.1f} days, "
+        f"the policy says {rule['idle_days']}"
+    )
+    refreshed = _tenant_token(
+        lab_keycloak,
+        {"grant_type": "refresh_token", "client_id": offline_grant["client_id"],
+         "refresh_token": offline_grant["token"]["refresh_token"]},
+    )  # fmt: skip
+    assert refreshed.status_code == 200, refreshed.text
+    again = _claims(refreshed.json()["refresh_token"])
+    assert again["exp"] <= issued["iat"] + rule["retention_days"] * DAY + SLACK
+
+
+@pytest.mark.parametrize("realm", [MASTER, "tenant"])
+def test_every_realm_bounds_offline_sessions(
+    lab_keycloak: LabKeycloak, kc_admin: KeycloakAdmin, realm: str
+) -> None:
+    rule = policy.load().retention["offline_sessions"]
+    name = lab_keycloak.realm if realm == "tenant" else realm
+    settings = kc_admin.connection.raw_get(f"admin/realms/{name}").json()
+    assert settings["offlineSessionMaxLifespanEnabled"] is True, (
+        f"{name}: offline sessions never end"
+    )
+    assert settings["offlineSessionMaxLifespan"] == rule["retention_days"] * DAY, name
+    assert settings["offlineSessionIdleTimeout"] == rule["idle_days"] * DAY, name
