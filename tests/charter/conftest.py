@@ -83,7 +83,7 @@ def _host_of(item: pytest.Item, dep: Deployment) -> str:
     looks at the whole deployment."""
     params: dict[str, Any] = getattr(getattr(item, "callspec", None), "params", {})
     for name in HOST_PARAMETERS:
-        if name in params:
+        if params.get(name) is not None:  # None: the "sans-objet" case of an empty group
             return str(params[name])
     by_address = {h.address: h.name for h in dep.hosts}
     site = params.get("site") or params.get("public_site")
@@ -115,6 +115,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
 
 
+def _parametrize(metafunc: pytest.Metafunc, fixture: str, values: list[str], absent: str) -> None:
+    """Parametrize `fixture` by `values`; none gives one case skipped with `absent` (French,
+    for the report): without it pytest would say "got empty parameter set" in the report."""
+    if values:
+        metafunc.parametrize(fixture, values)
+    else:
+        skipped = pytest.param(None, marks=pytest.mark.skip(reason=absent), id="sans-objet")
+        metafunc.parametrize(fixture, [skipped])
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     dep = _deployment(_inventory_path(metafunc.config))
     groups = {
@@ -131,19 +141,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             hosts = dep.hosts if group is None else dep.in_group(group)
             if limit:
                 hosts = tuple(h for h in hosts if h.name in limit or limit & set(h.groups))
-            metafunc.parametrize(fixture, [h.name for h in hosts])
-    if "site" in metafunc.fixturenames:
-        metafunc.parametrize("site", [s.name for s in dep.sites])
-    if "public_site" in metafunc.fixturenames:
-        metafunc.parametrize("public_site", [s.name for s in dep.public_sites])
-    if "realm" in metafunc.fixturenames:
-        metafunc.parametrize("realm", list(dep.realms))
-    if "idp_realm" in metafunc.fixturenames:
+            where = f"du groupe « {group} » " if group else ""
+            absent = f"ne s'applique pas : aucun hôte {where}dans l'inventaire" + (
+                " parmi ceux retenus par --limit" if limit else ""
+            )
+            _parametrize(metafunc, fixture, [h.name for h in hosts], absent)
+    for fixture, values, absent in (
+        ("site", [s.name for s in dep.sites], "aucun site web dans l'inventaire"),
+        ("public_site", [s.name for s in dep.public_sites], "aucun site public dans l'inventaire"),
+        ("realm", list(dep.realms), "aucun royaume Keycloak dans l'inventaire"),
         # The inventory's realms and master, which no inventory declares (the master case
         # also covers the realms the server has and the inventory does not declare).
-        metafunc.parametrize("idp_realm", [*dep.realms, "master"] if dep.keycloak_url else [])
-    if "public_page" in metafunc.fixturenames:
-        metafunc.parametrize("public_page", public_pages(dep))
+        (
+            "idp_realm",
+            [*dep.realms, "master"] if dep.keycloak_url else [],
+            "pas de Keycloak dans l'inventaire",
+        ),
+        ("public_page", public_pages(dep), "aucune page publique dans l'inventaire"),
+    ):
+        if fixture in metafunc.fixturenames:
+            _parametrize(metafunc, fixture, values, f"ne s'applique pas : {absent}")
 
 
 def public_pages(dep: Deployment) -> list[str]:
