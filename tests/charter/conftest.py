@@ -10,7 +10,9 @@ guarantee ids and the evidence travel in the JUnit report (record_property).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ import testinfra
 from keycloak import KeycloakAdmin
 
 from educloud import policy
+from educloud.charter import nextcloud
 from educloud.deployment import model as deployment_mod
 from educloud.deployment.model import Deployment
 from educloud.netpin import pinned_names
@@ -226,6 +229,52 @@ def inventory_value(connect: Callable[[str], Any]) -> Callable[[str, str], Any]:
         return cache[host_name, expression]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def nextcloud_installed(
+    deployment: Deployment,
+    connect: Callable[[str], Any],
+    inventory_value: Callable[[str, str], Any],
+) -> Callable[[str], bool]:
+    """Whether Nextcloud is installed on a host of the nextcloud group: True (check it),
+    False (skip: the inventory gives no archive and nothing is there), or the calling check
+    fails, saying what is half there (educloud.charter.nextcloud.installation_problem)."""
+    cache: dict[str, tuple[bool, str | None]] = {}
+
+    def installed(host_name: str) -> bool:
+        if host_name not in cache:
+            root = str(
+                deployment.host(host_name).variables.get(
+                    "nextcloud_install_dir", "/var/www/nextcloud"
+                )
+            )
+            target = connect(host_name)
+            occ_present = target.file(f"{root}/occ").exists
+            config_present = target.file(f"{root}/config/config.php").exists
+            status_exit, status = None, None
+            if occ_present and config_present:
+                user = str(target.file(f"{root}/config/config.php").user)
+                answer = target.run(
+                    "runuser -u %s -- php %s --no-ansi status --output=json", user, f"{root}/occ"
+                )
+                status_exit = answer.rc
+                with contextlib.suppress(ValueError):
+                    status = json.loads(answer.stdout)
+            archive = inventory_value(host_name, nextcloud.ARCHIVE_EXPRESSION)
+            cache[host_name] = nextcloud.installation_problem(
+                archive_given=bool(str(archive or "").strip()),
+                occ_present=occ_present,
+                config_present=config_present,
+                status_exit=status_exit,
+                status=status if isinstance(status, dict) else None,
+            )
+        result, problem = cache[host_name]
+        if problem:
+            pytest.fail(f"{host_name}: {problem}")
+        return result
+
+    return installed
 
 
 @pytest.fixture(scope="session")

@@ -12,13 +12,12 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from keycloak import KeycloakAdmin
 
-from educloud.charter import browser
+from educloud.charter import browser, nextcloud
 from educloud.deployment.model import Deployment
 
 _visits: dict[str, browser.PageVisit] = {}
@@ -30,17 +29,20 @@ def _visit(url: str, deployment: Deployment) -> browser.PageVisit:
     return _visits[url]
 
 
-def _missing_nextcloud(url: str, deployment: Deployment, connect: Callable[[str], Any]) -> bool:
-    """A page Nextcloud would serve on a host where it is not installed (the pages nginx
-    serves itself, the privacy notice and the report form, are always there)."""
+def _missing_nextcloud(
+    url: str, deployment: Deployment, nextcloud_installed: Callable[[str], bool]
+) -> bool:
+    """A page Nextcloud would serve on a host where it is rightly not installed (the pages
+    nginx serves itself, the privacy notice and the report form, are always there); a half
+    install fails the check (the nextcloud_installed fixture)."""
     parts = urlsplit(url)
     if parts.path in {deployment.privacy_path, deployment.reporting_path}:
         return False
     for host in deployment.in_group("nextcloud"):
-        if host.variables.get("nextcloud_hostname") == parts.hostname:
-            root = str(host.variables.get("nextcloud_install_dir", "/var/www/nextcloud"))
-            if not connect(host.name).file(f"{root}/config/config.php").exists:
-                return True
+        if host.variables.get("nextcloud_hostname") == parts.hostname and not nextcloud_installed(
+            host.name
+        ):
+            return True
     return False
 
 
@@ -57,11 +59,11 @@ def _shown(visit: browser.PageVisit) -> str:
 def test_public_page_contacts_only_the_deployment(
     public_page: str,
     deployment: Deployment,
-    connect: Callable[[str], Any],
+    nextcloud_installed: Callable[[str], bool],
     evidence: Callable[[str], None],
 ) -> None:
-    if _missing_nextcloud(public_page, deployment, connect):
-        pytest.skip("Nextcloud not installed")
+    if _missing_nextcloud(public_page, deployment, nextcloud_installed):
+        pytest.skip(nextcloud.NOT_INSTALLED)
     visit = _visit(public_page, deployment)
     evidence(_shown(visit))
     assert not browser.status_problems(visit), "; ".join(browser.status_problems(visit))
@@ -73,11 +75,11 @@ def test_public_page_contacts_only_the_deployment(
 def test_public_page_cookies_first_party_and_secure(
     public_page: str,
     deployment: Deployment,
-    connect: Callable[[str], Any],
+    nextcloud_installed: Callable[[str], bool],
     evidence: Callable[[str], None],
 ) -> None:
-    if _missing_nextcloud(public_page, deployment, connect):
-        pytest.skip("Nextcloud not installed")
+    if _missing_nextcloud(public_page, deployment, nextcloud_installed):
+        pytest.skip(nextcloud.NOT_INSTALLED)
     visit = _visit(public_page, deployment)
     evidence(
         f"{public_page} : cookies "
@@ -118,7 +120,7 @@ def test_signed_in_pages_contact_only_the_deployment(
     realm: str,
     deployment: Deployment,
     kc_admin: KeycloakAdmin,
-    connect: Callable[[str], Any],
+    nextcloud_installed: Callable[[str], bool],
     evidence: Callable[[str], None],
 ) -> None:
     account = f"{deployment.keycloak_url.rstrip('/')}/realms/{realm}/account/"
@@ -126,7 +128,9 @@ def test_signed_in_pages_contact_only_the_deployment(
     # (its root only redirects to the admin console, which the public site refuses).
     keycloak = urlsplit(deployment.keycloak_url).hostname
     first_pages = [f"https://{s.name}/" for s in deployment.public_sites if s.name != keycloak]
-    skipped = [url for url in first_pages if _missing_nextcloud(url, deployment, connect)]
+    skipped = [
+        url for url in first_pages if _missing_nextcloud(url, deployment, nextcloud_installed)
+    ]
     with _throwaway_user(kc_admin, realm) as (username, password):
         visits = browser.visit_signed_in(
             account,

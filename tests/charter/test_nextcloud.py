@@ -19,17 +19,26 @@ from educloud.deployment.model import Deployment
 from educloud.paths import repo_root
 from educloud.policy import Policies
 
+# occ's exit codes that are answers, not failures: config:system:get exits 1 for a key
+# that is not set (core/Command/Config/System/GetConfig.php, with empty output), setupchecks
+# exits 1 when any check is not a success (core/Command/SetupChecks.php).
+ANSWERING_EXITS = {"config:system:get": {0, 1}, "setupchecks": {0, 1}}
+
 
 @pytest.fixture
 def occ(
-    nextcloud_host_name: str, deployment: Deployment, connect: Callable[[str], Any]
+    nextcloud_host_name: str,
+    deployment: Deployment,
+    connect: Callable[[str], Any],
+    nextcloud_installed: Callable[[str], bool],
 ) -> Callable[..., str]:
-    """occ on the Nextcloud host; skips with "Nextcloud not installed" before the install."""
+    """occ on the Nextcloud host. Skips only when the inventory gives no release archive and
+    nothing is installed; a half install, or occ failing, fails the check."""
+    if not nextcloud_installed(nextcloud_host_name):
+        pytest.skip(nextcloud.NOT_INSTALLED)
     variables = deployment.host(nextcloud_host_name).variables
     root = str(variables.get("nextcloud_install_dir", "/var/www/nextcloud"))
     target = connect(nextcloud_host_name)
-    if not target.file(f"{root}/occ").exists or not target.file(f"{root}/config/config.php").exists:
-        pytest.skip("Nextcloud not installed")
     # occ runs as the owner of config.php (Nextcloud's console refuses any other user).
     user = str(target.file(f"{root}/config/config.php").user)
 
@@ -38,6 +47,13 @@ def occ(
         command = target.run(
             f"runuser -u %s -- php %s --no-ansi {placeholders}", user, f"{root}/occ", *args
         )
+        answering = ANSWERING_EXITS.get(args[0], {0}) if args else {0}
+        unset_key = args[:1] == ("config:system:get",) and command.rc == 1
+        if command.rc not in answering or (unset_key and command.stdout.strip()):
+            pytest.fail(
+                f"{nextcloud_host_name}: occ {' '.join(args)} exited {command.rc}: "
+                f"{(command.stderr or command.stdout)[-300:]}"
+            )
         return str(command.stdout.strip())
 
     return run

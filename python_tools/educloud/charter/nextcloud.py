@@ -68,3 +68,46 @@ def allowed_apps(variables: Mapping[str, Any], role_defaults: Path) -> list[str]
 def unlisted_apps(enabled: Iterable[str], allowed: Iterable[str]) -> list[str]:
     """Enabled apps that are neither allowed nor kept enabled by Nextcloud itself."""
     return sorted(set(enabled) - set(allowed) - ALWAYS_ENABLED_APPS)
+
+
+# The expression that gives a Nextcloud host's release archive, as the nextcloud role reads
+# it (roles/nextcloud/defaults/main.yml: the inventory's value, else the environment's).
+ARCHIVE_EXPRESSION = (
+    "nextcloud_archive_url | default(lookup('ansible.builtin.env', 'EDUCLOUD_NEXTCLOUD_ARCHIVE'))"
+)
+NOT_INSTALLED = "Nextcloud not installed: the inventory gives no release archive"
+
+
+def installation_problem(
+    *,
+    archive_given: bool,
+    occ_present: bool,
+    config_present: bool,
+    status_exit: int | None = None,
+    status: Mapping[str, Any] | None = None,
+) -> tuple[bool, str | None]:
+    """Whether Nextcloud is installed on a host, from the inventory and the host: (installed,
+    problem). Installed and no problem: check it. Not installed and no problem: the checks
+    skip (NOT_INSTALLED). A problem: the checks fail, saying it.
+
+    Only an inventory that gives no release archive, on a host with neither occ nor
+    config.php, makes "not installed" a reason to skip: anything half there (occ without its
+    configuration, or the other way round), an `occ status` that fails or says "not
+    installed", or an archive given and nothing installed, is a broken deployment.
+    `status_exit` and `status` are `occ status --output=json`'s, when both files exist."""
+    if not occ_present and not config_present:
+        if archive_given:
+            return False, (
+                "the inventory gives a Nextcloud release archive (nextcloud_archive_url) but "
+                "the host has neither occ nor config/config.php"
+            )
+        return False, None
+    if not occ_present:
+        return False, "config/config.php is there but occ is not"
+    if not config_present:
+        return False, "occ is there but config/config.php is not (an interrupted install?)"
+    if status_exit != 0 or status is None:
+        return False, f"occ status failed (exit {status_exit})"
+    if status.get("installed") is not True:
+        return False, f"occ status says Nextcloud is not installed: {dict(status)}"
+    return True, None

@@ -7,6 +7,7 @@ everything and stops before the install step, and the checks of an installed Nex
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from educloud.charter import nextcloud
 from educloud.hostscope import policies, skip_unless_in_group
 
 ROLE_DIR = Path(__file__).resolve().parents[3]
@@ -120,16 +122,49 @@ def _redis_cli(host, nc: dict[str, Any], *args: str):
     )
 
 
+# occ's exit codes that are answers (see tests/charter/test_nextcloud.py): an unset key for
+# config:system:get, a check that is not a success for setupchecks.
+OCC_ANSWERING_EXITS = {"config:system:get": {0, 1}, "setupchecks": {0, 1}}
+
+
 @pytest.fixture
 def occ(host, nc: dict[str, Any]):
-    """occ as the Nextcloud user; skips unless Nextcloud is installed."""
+    """occ as the Nextcloud user. Skips only when the inventory gives no release archive and
+    neither occ nor config.php is there; anything half there, or occ failing, fails."""
     occ_path = f"{nc['install_dir']}/occ"
-    if not host.file(occ_path).exists or not host.file(f"{nc['config_dir']}/config.php").exists:
-        pytest.skip("Nextcloud not installed")
+    config = host.file(f"{nc['config_dir']}/config.php")
 
     def run(*args: str):
-        return host.run(shlex.join(["runuser", "-u", nc["user"], "--", nc["php"], occ_path, *args]))
+        result = host.run(
+            shlex.join(["runuser", "-u", nc["user"], "--", nc["php"], occ_path, *args])
+        )
+        allowed = OCC_ANSWERING_EXITS.get(args[0], {0}) if args else {0}
+        assert result.rc in allowed, f"occ {' '.join(args)} exited {result.rc}: {result.stderr}"
+        return result
 
+    status_exit, status = None, None
+    if host.file(occ_path).exists and config.exists:
+        answer = host.run(
+            shlex.join(["runuser", "-u", nc["user"], "--", nc["php"], occ_path, "status",
+                        "--output=json"])
+        )  # fmt: skip
+        status_exit = answer.rc
+        with contextlib.suppress(ValueError):
+            status = json.loads(answer.stdout)
+    archive = host.ansible(
+        "ansible.builtin.debug", f"msg={{{{ {nextcloud.ARCHIVE_EXPRESSION} }}}}", check=False
+    )["msg"]
+    installed, problem = nextcloud.installation_problem(
+        archive_given=bool(str(archive or "").strip()),
+        occ_present=host.file(occ_path).exists,
+        config_present=config.exists,
+        status_exit=status_exit,
+        status=status if isinstance(status, dict) else None,
+    )
+    if problem:
+        pytest.fail(problem)
+    if not installed:
+        pytest.skip(nextcloud.NOT_INSTALLED)
     return run
 
 
