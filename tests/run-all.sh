@@ -102,6 +102,7 @@ step "mypy" mypy
 step "ansible-lint (production profile)" ansible-lint --profile production
 # Two workers: the unit tests share nothing (each double, cluster and port is their own).
 step "unit tests" pytest_to unit -n 2 tests/unit
+step "contract tests (Nextcloud client: the double; a real Nextcloud when EDUCLOUD_NEXTCLOUD_URL is set)" pytest_to contract -rs tests/contract
 
 lab_was_running=$(educloud lab status --json 2>/dev/null | python3 -c \
   'import json,sys; print(int(any(h["running"] for h in json.load(sys.stdin)["hosts"])))' 2>/dev/null || echo 0)

@@ -32,6 +32,18 @@ from tests.doubles.nextcloud_model import (
     page,
 )
 
+# password_policy (an app the nextcloud role enables) refuses an account password shorter
+# than its minLength, 10 by default (password_policy lib/PasswordPolicyConfig.php
+# getMinLength; lib/PasswordValidator.php: "Password needs to be at least %s characters
+# long."); the provisioning API turns the HintException into OCS 107
+# (apps/provisioning_api/lib/Controller/UsersController.php addUser and editUser).
+PASSWORD_MIN_LENGTH = 10
+
+
+def _password_policy(password: str) -> None:
+    if password and len(password) < PASSWORD_MIN_LENGTH:
+        raise OcsError(107, f"Password needs to be at least {PASSWORD_MIN_LENGTH} characters long.")
+
 
 class OcsRoutes(DoubleState):
     """/ocs/v1.php, /ocs/v2.php and the groupfolders app's OCS routes."""
@@ -181,6 +193,7 @@ class OcsRoutes(DoubleState):
                 raise OcsError(104, f"Group {group} does not exist")
         if not password and not params.get("email"):
             raise OcsError(108, "To send a password link to the user an email address is required.")
+        _password_policy(password)
         self.accounts[user_id] = Account(
             password, params.get("displayName") or user_id, params.get("email") or None
         )
@@ -196,6 +209,7 @@ class OcsRoutes(DoubleState):
         elif key == "email":
             account.email = value or None
         elif key == "password":
+            _password_policy(value)
             account.password = value
         else:
             raise OcsError(102, "Invalid input data")

@@ -136,22 +136,6 @@ def _ocs(
     return response.status_code, response.json()["ocs"]["meta"]
 
 
-@pytest.mark.parametrize(("version", "http_status"), [(1, 200), (2, 404)])
-def test_deleting_an_account_that_does_not_exist_answers_998(
-    double: NextcloudApiDouble, version: int, http_status: int
-) -> None:
-    status, meta = _ocs(
-        double, version, "DELETE", "cloud/users/nobody", double.admin_user, double.admin_password
-    )
-
-    assert (status, meta["status"], meta["statuscode"], meta["message"]) == (
-        http_status,
-        "failure",
-        998,
-        "",
-    )
-
-
 @pytest.mark.parametrize(("version", "http_status"), [(1, 200), (2, 400)])
 def test_an_admin_deleting_itself_is_refused_with_101(
     double: NextcloudApiDouble, version: int, http_status: int
