@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import requests
 from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakError
 
@@ -138,12 +139,20 @@ class KeycloakEventsCheck:
             except (TypeError, ValueError):
                 configured = None
             old = self._older_than(endpoint, today - rule.period - timedelta(days=1))
+            ok: bool | None
             if configured != expected:
                 status = (
                     f"Keycloak keeps them {configured or 'forever'} s, the policy "
                     f"{rule.days} days ({expected} s): converge the keycloak role"
                 )
                 ok = False
+            elif old is None:
+                # Unread is not "none found": the category stays unproven.
+                status = (
+                    f"expiry set ({rule.days} days) but the stored {endpoint} could not be "
+                    "read: the service client needs view-events"
+                )
+                ok = None
             elif old:
                 status = f"expiry set ({rule.days} days) but events older than that remain"
                 ok = False
@@ -152,7 +161,9 @@ class KeycloakEventsCheck:
                 ok = True
             yield Enforced(category, "keycloak", status, ok)
 
-    def _older_than(self, endpoint: str, before: date) -> int:
+    def _older_than(self, endpoint: str, before: date) -> int | None:
+        """How many stored events (at most one is asked) are dated before `before`; None
+        when Keycloak did not answer with a listing (refused, unreachable, not JSON)."""
         try:
             found = self.admin.connection.raw_get(
                 f"admin/realms/{self.realm}/{endpoint}",
@@ -160,9 +171,10 @@ class KeycloakEventsCheck:
                 first=0,
                 max=1,
             )
-            return len(found.json()) if found.status_code == 200 else 0
-        except (KeycloakError, ValueError):
-            return 0
+            listing = found.json() if found.status_code == 200 else None
+        except (KeycloakError, requests.RequestException, ValueError):
+            return None
+        return len(listing) if isinstance(listing, list) else None
 
 
 BACKUPS = "backups"
