@@ -128,3 +128,18 @@ def test_policies_other_than_the_deployed_ones_give_no_report(fake_run: dict[str
     ):
         _verify(fake_run)
     assert not (fake_run["output"] / "charter-report.json").exists()
+
+
+@pytest.mark.parametrize("limit", ["edu2", "edu1,kc1", "keycloak, nextcloud"])
+def test_a_limit_that_selects_nothing_gives_no_report(fake_run: dict[str, Any], limit: str) -> None:
+    """A typo in --limit would turn every host check into "non exécuté" (a partial report
+    instead of a refusal): each name must be a host or a group that has one."""
+    with pytest.raises(EducloudError, match=r"--limit .*no host of the inventory"):
+        verify_mod.verify(fake_run["inventory"], fake_run["output"], limit=limit)
+    assert not (fake_run["output"] / "charter-report.json").exists()
+
+
+@pytest.mark.parametrize("limit", ["edu1", "keycloak", "edu1, keycloak"])
+def test_a_limit_that_selects_hosts_runs(fake_run: dict[str, Any], limit: str) -> None:
+    result = verify_mod.verify(fake_run["inventory"], fake_run["output"], limit=limit)
+    assert result is not None

@@ -140,6 +140,18 @@ def verify(
             + ". Deploy these policies (educloud deploy), or verify with the copy that was "
             "deployed (educloud_policies_dir in the inventory); no report was written"
         )
+    # Each name of --limit must select a host or a group that has one (a typo would turn
+    # every host check into "non exécuté" and the report into a partial one).
+    unmatched = [
+        part
+        for part in (p.strip() for p in limit.split(","))
+        if part and not any(h.name == part or part in h.groups for h in dep.hosts)
+    ]
+    if unmatched:
+        raise EducloudError(
+            f"--limit {', '.join(unmatched)}: no host of the inventory is named so or in such "
+            f"a group (hosts: {', '.join(h.name for h in dep.hosts)}); no report was written"
+        )
     known = {g.id for g in policies.guarantees}
     unknown = sorted(set(guarantees) - known)
     if unknown:

@@ -90,15 +90,41 @@ def load(inventory: Path) -> list[InventoryHost]:
     data = _listing(inventory)
     hostvars: dict[str, dict[str, Any]] = data.get("_meta", {}).get("hostvars", {})
     membership: dict[str, list[str]] = {}
-    for group, body in data.items():
-        if group == "_meta" or not isinstance(body, dict):
+    for group, hosts in group_members(data).items():
+        if group == "all":  # as Ansible's group_names: every host is in it
             continue
-        for host in body.get("hosts", []):
+        for host in hosts:
             membership.setdefault(host, []).append(group)
     return [
         InventoryHost(name, tuple(sorted(membership.get(name, []))), hostvars.get(name, {}))
         for name in sorted(set(hostvars) | set(membership))
     ]
+
+
+def group_members(listing: dict[str, Any]) -> dict[str, set[str]]:
+    """Each group's hosts, those of its child groups included, at any depth.
+
+    `ansible-inventory --list` lists under a group only the hosts placed in it directly; a
+    host placed in a child group (`nextcloud: children: {nextcloud_paris: ...}`) is a
+    member for Ansible's plays all the same, and must be for every check that looks for the
+    group's hosts (missing it would make those checks find no host to look at)."""
+    groups = {g: b for g, b in listing.items() if g != "_meta" and isinstance(b, dict)}
+    found: dict[str, set[str]] = {}
+
+    def members(group: str, seen: frozenset[str]) -> set[str]:
+        if group in found:
+            return found[group]
+        body = groups.get(group, {})
+        hosts = {str(h) for h in body.get("hosts", [])}
+        for child in body.get("children", []):
+            if child not in seen:  # Ansible refuses cycles; never loop on one
+                hosts |= members(str(child), seen | {child})
+        found[group] = hosts
+        return hosts
+
+    for group in groups:
+        members(group, frozenset({group}))
+    return found
 
 
 def _ansible_inventory(inventory: Path) -> dict[str, Any]:
