@@ -443,3 +443,47 @@ def test_on_a_terminal_only_the_missing_answers_are_asked_again_until_valid(
     assert result.output.count("data protection officer") == 2  # asked twice, nothing else
     saved = yaml.safe_load((tmp_path / "ville" / "educloud-init.yml").read_text())
     assert saved["answers"]["dpo_email"] == "dpo@ville-exemple.fr"
+
+
+def _acme_flags(*extra: str) -> list[str]:
+    return [
+        *flags(certificates="acme"),
+        "--acme-directory", "https://acme.ca.example.fr:14000/directory",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_acme_declares_its_ca_as_a_destination(tmp_path: Path) -> None:
+    """The ACME CA is a destination of the policies' copy (purpose acme_ca, the directory's
+    port), so the firewall lets the server order its certificates (#28)."""
+    directory = tmp_path / "acme"
+    ok(init(directory, _acme_flags("--acme-address", "192.0.2.80")))
+    loaded = policy.load(directory / "policies")
+    acme = [d for d in loaded.destinations if d.purpose == "acme_ca"]
+    assert [(d.address, d.port, d.protocol, d.country) for d in acme] == [
+        ("192.0.2.80", 14000, "tcp", "FR")
+    ]
+    settings = yaml.safe_load(
+        (directory / "inventory/group_vars/reverse_proxy/init.yml").read_text(encoding="utf-8")
+    )
+    assert settings["reverse_proxy_certificate_source"] == "acme"
+    assert settings["reverse_proxy_acme_directory_url"].endswith(":14000/directory")
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ((), "--acme-address"),
+        (("--acme-address", "acme.ca.example.fr"), "--acme-address"),
+        (("--acme-address", "0.0.0.0/0"), "--acme-address"),
+    ],
+    ids=["missing", "a name, not an address", "every address"],
+)
+def test_acme_without_a_usable_ca_address_writes_nothing(
+    tmp_path: Path, extra: tuple[str, ...], expected: str
+) -> None:
+    directory = tmp_path / "acme"
+    result = init(directory, _acme_flags(*extra))
+    assert isinstance(result.exception, EducloudError), result.output
+    assert expected in str(result.exception)
+    assert not directory.exists()

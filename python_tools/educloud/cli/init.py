@@ -163,6 +163,9 @@ def init(
     ] = None,
     certificates: Annotated[Text, typer.Option(help="files, acme or internal.")] = None,
     acme_directory: Annotated[Text, typer.Option(help="The ACME directory URL.")] = None,
+    acme_address: Annotated[
+        Text, typer.Option(help="The ACME CA's address or network (declared in egress.yml).")
+    ] = None,
     realm: Annotated[
         Text, typer.Option(help="Keycloak realm (default: the domain's first label).")
     ] = None,
@@ -221,6 +224,7 @@ def init(
         "reporting_email": reporting_email,
         "certificates": certificates,
         "acme_directory": acme_directory,
+        "acme_address": acme_address,
         "realm": realm,
         "auth_name": auth_name,
         "auth_admin_name": auth_admin_name,

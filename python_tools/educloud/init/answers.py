@@ -114,6 +114,7 @@ class Answers:
     reporting_email: str
     certificates: str  # files, acme or internal
     acme_directory: str
+    acme_address: str  # the CA's address or network (egress.yml), "" unless acme
     dns_servers: tuple[str, ...]
     ntp_servers: tuple[str, ...]
     ssh_user: str
@@ -329,6 +330,10 @@ def _one(key: str, value: str) -> str:
             return text
         case "acme_directory":
             return _matching(_ACME, value, "an https URL with a path (the ACME directory)")
+        case "acme_address":
+            if "/" in value:
+                return _network(value)
+            return _address(value, "the ACME CA")
         case "dns_servers" | "ntp_servers":
             return _address(value, "a server")
         case "ssh_user":
@@ -397,7 +402,7 @@ def missing(raw: Mapping[str, RawValue], profile: str) -> list[Question]:
     """The questions still to answer (to ask on a terminal, or to refuse without one)."""
     wanted = [q for q in QUESTIONS if q.required and applies(q, profile)]
     if raw.get("certificates") == "acme":
-        wanted.append(BY_KEY["acme_directory"])
+        wanted += [BY_KEY["acme_directory"], BY_KEY["acme_address"]]
     return [q for q in wanted if raw.get(q.key) in (None, "", [])]
 
 
@@ -505,6 +510,7 @@ def build(raw: Mapping[str, RawValue], profile: str) -> Answers:
         reporting_email=text("reporting_email") or operator,
         certificates=text("certificates"),
         acme_directory=text("acme_directory"),
+        acme_address=text("acme_address"),
         dns_servers=many("dns_servers"),
         ntp_servers=many("ntp_servers"),
         ssh_user=text("ssh_user", "root"),

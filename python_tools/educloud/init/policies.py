@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -111,6 +112,20 @@ def destinations(answers: Answers) -> list[dict[str, Any]]:
                 country,
             )
         )
+    if answers.certificates == "acme":
+        directory = urlsplit(answers.acme_directory)
+        found.append(
+            _destination(
+                "acme-ca",
+                "acme_ca",
+                f"Autorité de certification ACME ({directory.hostname}) : certificats TLS des "
+                "sites (elle reçoit les noms des sites, aucune donnée des utilisateurs)",
+                answers.acme_address,
+                directory.port or 443,
+                "tcp",
+                country,
+            )
+        )
     for index, address in enumerate(answers.dns_servers, start=1):
         for protocol in ("udp", "tcp"):
             found.append(
@@ -139,6 +154,8 @@ def _managed_purposes(answers: Answers) -> set[str]:
         purposes.add("dns")
     if answers.ntp_servers:
         purposes.add("ntp")
+    if answers.certificates == "acme":
+        purposes.add("acme_ca")
     return purposes
 
 

@@ -117,6 +117,13 @@ QUESTIONS = (
         required=False,  # asked when --certificates acme
     ),
     Question(
+        "acme_address",
+        "--acme-address",
+        "The ACME CA's address or network, as your firewall sees it (the servers may reach "
+        "only declared destinations)",
+        required=False,  # asked when --certificates acme
+    ),
+    Question(
         "object_storage",
         "--object-storage",
         "S3-compatible object storage for Nextcloud's files, ADDRESS[:PORT] (hosted in an "

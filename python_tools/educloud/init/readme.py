@@ -55,9 +55,10 @@ def _certificates(answers: Answers, places: Places) -> str:
         "Source : **ACME** (`--certificates acme`), auprès de l'autorité\n"
         f"`{answers.acme_directory}` dont vous acceptez les conditions d'utilisation.\n"
         "Le pare-feu des serveurs n'autorise que les destinations de `policies/egress.yml` :\n"
-        "ajoutez-y l'adresse IP de cette autorité (port 443), et des serveurs de noms\n"
-        "(`--dns-server`). Les noms doivent pointer vers le serveur avant le déploiement\n"
-        "(défi http-01 sur le port 80).\n"
+        f"l'autorité y est déclarée (destination `acme-ca`, adresse `{answers.acme_address}`,\n"
+        "`--acme-address`) ; si elle change d'adresse, corrigez-la puis relancez\n"
+        "`educloud init`. Il faut aussi des serveurs de noms (`--dns-server`). Les noms\n"
+        "doivent pointer vers le serveur avant le déploiement (défi http-01 sur le port 80).\n"
     )
 
 
