@@ -10,7 +10,6 @@ address: with them, a stolen key cannot impersonate any other site.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,22 +17,10 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
+from educloud.charter import keyscan
 from educloud.deployment.model import Deployment
 
-# Where a copy of a key could sit (the whole system but /usr and the kernel's pseudo file
-# systems), as in test_backup.py.
-SEARCHED = ("/etc", "/home", "/opt", "/root", "/srv", "/tmp", "/usr/local", "/var")  # noqa: S108
-# Each PEM private key found there, as "<SHA-256 of its public key, DER> <path>" (a key
-# openssl cannot read, such as an encrypted one, hashes as the empty input).
-SCAN = (
-    f"find {' '.join(SEARCHED)} -xdev -type f -size -64k -print0 2>/dev/null"
-    " | xargs -0 -r grep -lsZ -e '-----BEGIN [A-Z ]*PRIVATE KEY-----'"
-    " | while IFS= read -r -d '' f; do"
-    ' printf "%s %s\\n" "$(openssl pkey -in "$f" -pubout -outform DER 2>/dev/null'
-    ' | sha256sum | cut -d" " -f1)" "$f"; done'
-)
 ALL_IPV4 = ipaddress.ip_network("0.0.0.0/0")
 ALL_IPV6 = ipaddress.ip_network("::/0")
 
@@ -48,13 +35,6 @@ class InternalCa:
     @property
     def key_path(self) -> str:
         return f"{self.ca_dir}/ca.key"
-
-    def public_key_sha256(self) -> str:
-        assert self.certificate is not None
-        der = self.certificate.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return hashlib.sha256(der).hexdigest()
 
 
 @pytest.fixture(scope="session")
@@ -90,10 +70,14 @@ def internal_cas(
     return found
 
 
-def _private_keys(connect: Callable[[str], Any], host_name: str) -> list[tuple[str, str]]:
-    """(public key SHA-256, path) of each private key on the host."""
-    lines = connect(host_name).check_output(SCAN).splitlines()
-    return [(line[:64], line[65:]) for line in lines if len(line) > 65]
+def _private_keys(connect: Callable[[str], Any], host_name: str) -> list[keyscan.FoundKey]:
+    """Each private key on the host, in any form (educloud.charter.keyscan)."""
+    with connect(host_name).sudo():
+        answer = connect(host_name).run(keyscan.command())
+    if answer.rc != 0:
+        pytest.fail(f"{host_name}: the key scan failed: {answer.stderr[-300:]}")
+    keys, _ = keyscan.parse(answer.stdout)
+    return keys
 
 
 @pytest.mark.charter("C10")
@@ -104,24 +88,31 @@ def test_no_ca_private_key_on_any_host(
     evidence: Callable[[str], None],
 ) -> None:
     readable = [ca for ca in internal_cas if ca.certificate is not None]
-    ca_keys = {ca.public_key_sha256(): ca.proxy for ca in readable}
+    ca_keys = {
+        digest: ca.proxy
+        for ca in readable
+        if ca.certificate is not None
+        for digest in keyscan.fingerprints(ca.certificate.public_key())
+    }
     keys = _private_keys(connect, host_name)
+    unreadable = [k.path for k in keys if k.sha256 is None]
     evidence(
-        f"{host_name} : {len(keys)} clés privées trouvées dans {' '.join(SEARCHED)} ; "
-        "clés publiques des AC internes "
+        f"{host_name} : {len(keys)} clés privées trouvées (PEM, OpenSSH, DER, où qu'elles "
+        f"soient sous {', '.join(keyscan.ROOTS)}) ; illisibles (chiffrées) : "
+        f"{', '.join(unreadable) or 'aucune'} ; clés publiques des AC internes "
         + ", ".join(f"{digest[:16]}… ({proxy})" for digest, proxy in ca_keys.items())
     )
     problems = [
-        f"the private key of {ca_keys[digest]}'s CA is at {host_name}:{path}"
-        for digest, path in keys
-        if digest in ca_keys
+        f"the private key of {ca_keys[key.sha256]}'s CA is at {host_name}:{key.path}"
+        for key in keys
+        if key.sha256 in ca_keys
     ]
     for ca in internal_cas:
         if ca.proxy == host_name:
             problems += [
-                f"a private key is in the CA directory: {host_name}:{path}"
-                for _, path in keys
-                if path.startswith(f"{ca.ca_dir}/")
+                f"a private key is in the CA directory: {host_name}:{key.path}"
+                for key in keys
+                if key.path.startswith(f"{ca.ca_dir}/")
             ]
             if connect(host_name).file(ca.key_path).exists:
                 problems.append(f"a CA key is left at {host_name}:{ca.key_path}")

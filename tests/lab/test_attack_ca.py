@@ -12,21 +12,20 @@ for a deployment name is accepted (the control that the signing itself works).
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from tests.lab.lab_shell import lab_ssh
 
+from educloud.charter import keyscan
 from educloud.lab.settings import LabPaths
 
 pytestmark = pytest.mark.lab
 HOSTS = ("edu1", "bak1")
 BACKED_UP = "edu1"
-# Where root could have left a key. /proc, /sys and /dev are not files; /usr holds packages.
-ROOTS = "/etc /root /home /srv /opt /var /tmp /usr/local"
 RESTORE_DIR = "/root/attack-ca-restore"
 # Names the CA must never vouch for: outside the deployment, lookalikes of its domain (a
 # DNS name constraint matches whole labels), and addresses.
@@ -44,58 +43,42 @@ def _ca() -> Path:
     return LabPaths.default().root / "ca"
 
 
-def _public_fingerprint(command: str) -> str:
-    """sha256 of a public key in DER, as the hosts' search prints it."""
-    out = subprocess.run(
-        ["bash", "-c", f"{command} | openssl pkey -pubin -outform DER | sha256sum"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return out.split()[0]
-
-
 @pytest.fixture(scope="module")
-def ca_fingerprint() -> str:
-    crt = shlex.quote(str(_ca() / "ca.crt"))
-    return _public_fingerprint(f"openssl x509 -in {crt} -noout -pubkey")
+def ca_fingerprints() -> set[str]:
+    """What the key scan prints for the CA's key, in each of its forms."""
+    certificate = x509.load_pem_x509_certificate((_ca() / "ca.crt").read_bytes())
+    return keyscan.fingerprints(certificate.public_key())
 
 
-def _private_keys(host: str, roots: str) -> dict[str, str]:
-    """Every PEM private key readable by root under `roots` on `host`: path -> sha256 of
-    its public key in DER ("" when openssl cannot read it: OpenSSH or encrypted keys)."""
-    script = (
-        f"grep -rlsIZ -e '-----BEGIN [A-Z ]*PRIVATE KEY-----' {roots} | "
-        "while IFS= read -r -d '' f; do "
-        'fp=$(openssl pkey -passin pass: -in "$f" -pubout -outform DER 2>/dev/null '
-        "| sha256sum | cut -d' ' -f1); "
-        '[ "$fp" = "$(printf "" | sha256sum | cut -d" " -f1)" ] && fp=; '
-        'printf "%s\\t%s\\n" "$fp" "$f"; done'
-    )
-    found: dict[str, str] = {}
-    for line in lab_ssh(host, script).splitlines():
-        fingerprint, _, path = line.partition("\t")
-        found[path] = fingerprint
-    return found
+def _private_keys(host: str, roots: tuple[str, ...]) -> list[keyscan.FoundKey]:
+    """Every private key readable by root under `roots` on `host`, in any form."""
+    keys, _ = keyscan.parse(lab_ssh(host, keyscan.command(roots)))
+    return keys
 
 
 @pytest.mark.parametrize("host", HOSTS)
-def test_the_ca_key_is_on_no_lab_host(host: str, ca_fingerprint: str) -> None:
-    keys = _private_keys(host, ROOTS)
+def test_the_ca_key_is_on_no_lab_host(host: str, ca_fingerprints: set[str]) -> None:
+    keys = _private_keys(host, keyscan.ROOTS)
     # Control: the search sees keys at all (every host has its SSH host keys, edu1 its
     # site keys), so an empty answer is not a broken search.
     assert keys, f"{host}: the search found no private key at all"
-    assert [p for p, fp in keys.items() if fp == ca_fingerprint] == [], (
+    assert [k.path for k in keys if k.sha256 in ca_fingerprints] == [], (
         f"{host} holds the internal CA's private key"
     )
-    assert not any(Path(p).name == "ca.key" for p in keys), f"{host} holds a ca.key"
+    assert not any(Path(k.path).name == "ca.key" for k in keys), f"{host} holds a ca.key"
 
 
-def test_the_search_recognises_the_ca_key(ca_fingerprint: str) -> None:
-    """The fingerprint the hosts' search prints for the CA key is the CA's (the controller's
-    key read the same way), so a copy on a host would be recognised."""
-    key = shlex.quote(str(_ca() / "ca.key"))
-    assert _public_fingerprint(f"openssl pkey -in {key} -pubout") == ca_fingerprint
+def test_the_search_recognises_the_ca_key(ca_fingerprints: set[str]) -> None:
+    """The controller's own CA key, scanned the same way, is recognised (so a copy on a host
+    would be)."""
+    answer = subprocess.run(
+        ["bash", "-c", keyscan.command((str(_ca()),))],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    keys, _ = keyscan.parse(answer.stdout)
+    assert [k for k in keys if k.sha256 in ca_fingerprints], keys
 
 
 @pytest.fixture(scope="module")
@@ -110,11 +93,11 @@ def restored_backup() -> Iterator[str]:
         lab_ssh(BACKED_UP, f"rm -rf {RESTORE_DIR}")
 
 
-def test_the_ca_key_is_not_in_the_backups(restored_backup: str, ca_fingerprint: str) -> None:
-    keys = _private_keys(BACKED_UP, restored_backup)
+def test_the_ca_key_is_not_in_the_backups(restored_backup: str, ca_fingerprints: set[str]) -> None:
+    keys = _private_keys(BACKED_UP, (restored_backup,))
     restored = lab_ssh(BACKED_UP, f"find {restored_backup} -type f | wc -l").strip()
     assert int(restored) > 0, "the restored snapshot is empty"
-    assert [p for p, fp in keys.items() if fp == ca_fingerprint] == [], (
+    assert [k.path for k in keys if k.sha256 in ca_fingerprints] == [], (
         "the latest backup holds the internal CA's private key"
     )
 
