@@ -244,11 +244,9 @@ def nextcloud_installed(
 
     def installed(host_name: str) -> bool:
         if host_name not in cache:
-            root = str(
-                deployment.host(host_name).variables.get(
-                    "nextcloud_install_dir", "/var/www/nextcloud"
-                )
-            )
+            # Templated as the plays template them (a value may be "{{ web_root }}/...").
+            root = str(inventory_value(host_name, nextcloud.INSTALL_DIR_EXPRESSION))
+            kept = str(inventory_value(host_name, nextcloud.ARCHIVE_DIR_EXPRESSION))
             target = connect(host_name)
             occ_present = target.file(f"{root}/occ").exists
             config_present = target.file(f"{root}/config/config.php").exists
@@ -262,8 +260,11 @@ def nextcloud_installed(
                 with contextlib.suppress(ValueError):
                     status = json.loads(answer.stdout)
             archive = inventory_value(host_name, nextcloud.ARCHIVE_EXPRESSION)
+            # The deploy may have had the archive from its own environment: the release the
+            # role keeps on the host says so too, whatever this machine's environment.
+            kept_release = target.run("ls %s/nextcloud-* 2>/dev/null", kept).stdout.strip()
             cache[host_name] = nextcloud.installation_problem(
-                archive_given=bool(str(archive or "").strip()),
+                archive_given=bool(str(archive or "").strip() or kept_release),
                 occ_present=occ_present,
                 config_present=config_present,
                 status_exit=status_exit,

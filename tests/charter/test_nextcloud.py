@@ -31,13 +31,13 @@ def occ(
     deployment: Deployment,
     connect: Callable[[str], Any],
     nextcloud_installed: Callable[[str], bool],
+    inventory_value: Callable[[str, str], Any],
 ) -> Callable[..., str]:
     """occ on the Nextcloud host. Skips only when the inventory gives no release archive and
     nothing is installed; a half install, or occ failing, fails the check."""
     if not nextcloud_installed(nextcloud_host_name):
         pytest.skip(nextcloud.NOT_INSTALLED)
-    variables = deployment.host(nextcloud_host_name).variables
-    root = str(variables.get("nextcloud_install_dir", "/var/www/nextcloud"))
+    root = str(inventory_value(nextcloud_host_name, nextcloud.INSTALL_DIR_EXPRESSION))
     target = connect(nextcloud_host_name)
     # occ runs as the owner of config.php (Nextcloud's console refuses any other user).
     user = str(target.file(f"{root}/config/config.php").user)

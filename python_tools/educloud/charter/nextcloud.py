@@ -75,6 +75,9 @@ def unlisted_apps(enabled: Iterable[str], allowed: Iterable[str]) -> list[str]:
 ARCHIVE_EXPRESSION = (
     "nextcloud_archive_url | default(lookup('ansible.builtin.env', 'EDUCLOUD_NEXTCLOUD_ARCHIVE'))"
 )
+# Where the role installs Nextcloud and keeps the archives it installed from (its defaults).
+INSTALL_DIR_EXPRESSION = "nextcloud_install_dir | default('/var/www/nextcloud')"
+ARCHIVE_DIR_EXPRESSION = "nextcloud_archive_dir | default('/var/lib/nextcloud/archives')"
 NOT_INSTALLED = "Nextcloud not installed: the inventory gives no release archive"
 
 

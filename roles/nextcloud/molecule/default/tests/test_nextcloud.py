@@ -140,6 +140,9 @@ def occ(host, nc: dict[str, Any]):
         )
         allowed = OCC_ANSWERING_EXITS.get(args[0], {0}) if args else {0}
         assert result.rc in allowed, f"occ {' '.join(args)} exited {result.rc}: {result.stderr}"
+        # An unset key is exit 1 with nothing printed; exit 1 with output is a failure.
+        unset_key = args[:1] == ("config:system:get",) and result.rc == 1
+        assert not (unset_key and result.stdout.strip()), f"occ {' '.join(args)}: {result.stdout}"
         return result
 
     status_exit, status = None, None
