@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-from tests.lab.lab_shell import lab_ssh
-
-from educloud.deployment.ansible import ansible_env
-from educloud.paths import inventories_dir
+from tests.lab.lab_shell import lab_playbook, lab_ssh
 
 pytestmark = pytest.mark.lab
 HOST = "edu1"
@@ -52,23 +47,7 @@ def _fingerprint() -> str:
 
 
 def _role(variables: dict[str, object]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            str(PLAYBOOK),
-            "-i",
-            str(inventories_dir() / "lab"),
-            "--limit",
-            HOST,
-            "-e",
-            json.dumps(variables),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-        env=ansible_env(inventories_dir() / "lab"),
-    )
+    return lab_playbook(PLAYBOOK, HOST, variables)
 
 
 def test_an_app_for_another_nextcloud_is_refused_and_nothing_changes(

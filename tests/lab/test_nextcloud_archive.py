@@ -8,18 +8,14 @@ was (no archive kept, no code unpacked).
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.lab.lab_shell import lab_ssh
+from tests.lab.lab_shell import lab_playbook, lab_ssh
 
-from educloud.deployment.ansible import ansible_env
 from educloud.lab.settings import LabPaths
-from educloud.paths import inventories_dir
 
 pytestmark = pytest.mark.lab
 HOST = "edu1"
@@ -33,23 +29,7 @@ def _ssh(command: str) -> str:
 
 def _install_step(archive: str, sha256: str, **extra: str) -> subprocess.CompletedProcess[str]:
     variables = {"nextcloud_archive_url": archive, "nextcloud_archive_sha256": sha256, **extra}
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            str(PLAYBOOK),
-            "-i",
-            str(inventories_dir() / "lab"),
-            "--limit",
-            HOST,
-            "-e",
-            json.dumps(variables),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-        env=ansible_env(inventories_dir() / "lab"),
-    )
+    return lab_playbook(PLAYBOOK, HOST, variables)
 
 
 def _host_untouched() -> None:
