@@ -19,16 +19,10 @@ from educloud.deployment.model import Deployment
 from educloud.paths import repo_root
 from educloud.policy import Policies
 
-# occ's exit codes that are answers, not failures: config:system:get exits 1 for a key
-# that is not set (core/Command/Config/System/GetConfig.php, with empty output), setupchecks
-# exits 1 when any check is not a success (core/Command/SetupChecks.php).
-ANSWERING_EXITS = {"config:system:get": {0, 1}, "setupchecks": {0, 1}}
-
 
 @pytest.fixture
 def occ(
     nextcloud_host_name: str,
-    deployment: Deployment,
     connect: Callable[[str], Any],
     nextcloud_installed: Callable[[str], bool],
     inventory_value: Callable[[str, str], Any],
@@ -47,13 +41,9 @@ def occ(
         command = target.run(
             f"runuser -u %s -- php %s --no-ansi {placeholders}", user, f"{root}/occ", *args
         )
-        answering = ANSWERING_EXITS.get(args[0], {0}) if args else {0}
-        unset_key = args[:1] == ("config:system:get",) and command.rc == 1
-        if command.rc not in answering or (unset_key and command.stdout.strip()):
-            pytest.fail(
-                f"{nextcloud_host_name}: occ {' '.join(args)} exited {command.rc}: "
-                f"{(command.stderr or command.stdout)[-300:]}"
-            )
+        problem = nextcloud.occ_exit_problem(list(args), command.rc, command.stdout)
+        if problem:
+            pytest.fail(f"{nextcloud_host_name}: {problem}: {command.stderr[-300:]}")
         return str(command.stdout.strip())
 
     return run

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from educloud.charter.nextcloud import installation_problem
+from educloud.charter.nextcloud import installation_problem, occ_exit_problem
 
 INSTALLED = {"installed": True, "version": "34.0.1.2", "maintenance": False}
 
@@ -68,3 +68,22 @@ def test_anything_half_there_fails(given: dict[str, Any], said: str) -> None:
     installed, problem = _state(**given)
     assert not installed
     assert problem is not None and said in problem
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code", "stdout", "problem"),
+    [
+        (["status", "--output=json"], 0, "{}", None),
+        (["status", "--output=json"], 1, "", "occ status --output=json exited 1"),
+        (["config:system:get", "unset"], 1, "", None),
+        (["config:system:get", "key"], 1, "An unhandled exception", "exited 1 with output"),
+        (["config:system:get", "key"], 255, "", "exited 255"),
+        (["setupchecks", "--output=json"], 1, "{}", None),
+        (["app:list", "--output=json"], 1, "{}", "occ app:list --output=json exited 1"),
+    ],
+)
+def test_occ_exit_codes_are_answers_or_failures(
+    args: list[str], exit_code: int, stdout: str, problem: str | None
+) -> None:
+    found = occ_exit_problem(args, exit_code, stdout)
+    assert found is None if problem is None else (found is not None and problem in found)

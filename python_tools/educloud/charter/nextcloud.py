@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,21 @@ ARCHIVE_EXPRESSION = (
 INSTALL_DIR_EXPRESSION = "nextcloud_install_dir | default('/var/www/nextcloud')"
 ARCHIVE_DIR_EXPRESSION = "nextcloud_archive_dir | default('/var/lib/nextcloud/archives')"
 NOT_INSTALLED = "Nextcloud not installed: the inventory gives no release archive"
+# occ's exit codes that are answers, not failures: config:system:get exits 1 for a key that
+# is not set, printing nothing (core/Command/Config/System/GetConfig.php); setupchecks exits
+# 1 when any check is not a success (core/Command/SetupChecks.php).
+OCC_ANSWERING_EXITS = {"config:system:get": {0, 1}, "setupchecks": {0, 1}}
+
+
+def occ_exit_problem(args: Sequence[str], exit_code: int, stdout: str) -> str | None:
+    """What is wrong with `occ ARGS` having exited `exit_code`, or None when the exit code is
+    one of its answers (an unset key's exit 1 must print nothing)."""
+    allowed = OCC_ANSWERING_EXITS.get(args[0], {0}) if args else {0}
+    if exit_code not in allowed:
+        return f"occ {' '.join(args)} exited {exit_code}"
+    if args[:1] == ["config:system:get"] and exit_code == 1 and stdout.strip():
+        return f"occ {' '.join(args)} exited 1 with output: {stdout.strip()[-300:]}"
+    return None
 
 
 def installation_problem(

@@ -122,11 +122,6 @@ def _redis_cli(host, nc: dict[str, Any], *args: str):
     )
 
 
-# occ's exit codes that are answers (see tests/charter/test_nextcloud.py): an unset key for
-# config:system:get, a check that is not a success for setupchecks.
-OCC_ANSWERING_EXITS = {"config:system:get": {0, 1}, "setupchecks": {0, 1}}
-
-
 @pytest.fixture
 def occ(host, nc: dict[str, Any]):
     """occ as the Nextcloud user. Skips only when the inventory gives no release archive and
@@ -138,11 +133,8 @@ def occ(host, nc: dict[str, Any]):
         result = host.run(
             shlex.join(["runuser", "-u", nc["user"], "--", nc["php"], occ_path, *args])
         )
-        allowed = OCC_ANSWERING_EXITS.get(args[0], {0}) if args else {0}
-        assert result.rc in allowed, f"occ {' '.join(args)} exited {result.rc}: {result.stderr}"
-        # An unset key is exit 1 with nothing printed; exit 1 with output is a failure.
-        unset_key = args[:1] == ("config:system:get",) and result.rc == 1
-        assert not (unset_key and result.stdout.strip()), f"occ {' '.join(args)}: {result.stdout}"
+        problem = nextcloud.occ_exit_problem(list(args), result.rc, result.stdout)
+        assert problem is None, f"{problem}: {result.stderr}"
         return result
 
     status_exit, status = None, None
