@@ -24,17 +24,28 @@ from typing import Any
 from educloud.backup.status import BackupError
 
 SCRIPT = r"""
-import hashlib, json, os, socket, subprocess, sys, tempfile, threading
+import hashlib, json, os, shutil, socket, subprocess, sys, tempfile, threading
 
 config = json.load(open(sys.argv[1]))
 other = sys.argv[2]
 victims = json.loads(sys.argv[3]) if len(sys.argv) > 3 else []
 SCRATCH = "0" * 56 + "edc10bad"
 target = config["target"]
-ssh = ["ssh", "-T", "-i", config["ssh_key"], "-o", "UserKnownHostsFile=" + config["known_hosts"],
-       "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-p", str(target["port"]),
-       target["user"] + "@" + target["address"]]
 workdir = tempfile.mkdtemp(prefix="educloud-probe-")
+base = ["ssh", "-i", config["ssh_key"], "-o", "UserKnownHostsFile=" + config["known_hosts"],
+        "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-p", str(target["port"]),
+        "-o", "ControlPath=" + os.path.join(workdir, "cm")]
+destination = target["user"] + "@" + target["address"]
+# One SSH connection for the probe's many sessions (a handshake per request made the probe
+# take 10-15 s per host). The master runs no session (-N: no forced command either) and
+# holds none of the probe's pipes; each request is a client session of its own, which runs
+# the account's forced command, and whose end closes its pipe (so a target that answers
+# nothing is seen at once, not after curl's timeout). Without a master, each request makes
+# its own connection (ControlMaster=no does not need one).
+subprocess.run(base + ["-M", "-N", "-f", "-o", "ControlPersist=120", destination],
+               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+               timeout=30, check=False)
+ssh = base + ["-T", "-o", "ControlMaster=no", destination]
 sock_path = os.path.join(workdir, "s")
 server = socket.socket(socket.AF_UNIX)
 server.bind(sock_path)
@@ -79,9 +90,9 @@ def serve():
 
 threading.Thread(target=serve, daemon=True).start()
 
-def request(method, path, body=None):
+def request(method, path, body=None, timeout=60):
     out = os.path.join(workdir, "body")
-    argv = ["curl", "-s", "--max-time", "60", "--http2-prior-knowledge", "--path-as-is",
+    argv = ["curl", "-s", "--max-time", str(timeout), "--http2-prior-knowledge", "--path-as-is",
             "--unix-socket", sock_path, "-X", method, "-o", out, "-w", "%{http_code}",
             "-H", "Accept: application/vnd.x.restic.rest.v2"]
     if body is not None:
@@ -113,6 +124,22 @@ def listing(kind):
             SIZES[kind + "/" + n.get("name", "")] = n.get("size", 0)
     return sorted(n if isinstance(n, str) else n.get("name", "") for n in names)
 
+def finish(result):
+    # The shared connection ends with the probe.
+    subprocess.run(base + ["-O", "exit", destination], stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps(result))
+    sys.exit(0)
+
+# A target that does not speak restic's REST protocol (no forced command, a shell, another
+# program) answers nothing: said once, quickly, rather than once per attempt.
+first = request("GET", "/config", timeout=20)
+if first[0] == 0:
+    finish({"account": target["user"], "target": target["address"], "objects": {},
+            "attempts": [{"what": "read the repository's config", "method": "GET",
+                          "path": "/config", "status": 0}],
+            "unchanged": False, "silent": True})
 before = {kind: listing(kind) for kind in ("snapshots", "data", "index", "keys")}
 digests = digest_all()
 # The smallest object of each kind: a rewrite sends its whole body, and the server's early
@@ -158,12 +185,12 @@ after = {kind: listing(kind) for kind in ("snapshots", "data", "index", "keys")}
 for names in (before["data"], after["data"]):
     if SCRATCH in names:
         names.remove(SCRATCH)
-print(json.dumps({
+finish({
     "account": target["user"], "target": target["address"],
     "objects": {kind: len(names) for kind, names in before.items()},
     "attempts": attempts,
     "unchanged": before == after and digests == digest_all(),
-}))
+})
 """
 
 # Every attempt must be refused: a 2xx is a success of the attacker. A read of another
@@ -177,6 +204,7 @@ class ProbeResult:
     objects: dict[str, int]
     attempts: tuple[dict[str, Any], ...]
     unchanged: bool
+    silent: bool = False
 
     @property
     def succeeded(self) -> list[str]:
@@ -197,6 +225,11 @@ class ProbeResult:
 
     @property
     def problems(self) -> list[str]:
+        if self.silent:
+            return [
+                "the target answered nothing in restic's REST protocol to the client's key "
+                "(no forced command, or another program behind it): nothing could be tried"
+            ]
         found = [f"the client's key could {what}" for what in self.succeeded]
         if not self.unchanged:
             found.append("the repository's listing or a snapshot changed during the probe")
@@ -236,4 +269,5 @@ def parse(stdout: str) -> ProbeResult:
         objects={str(k): int(v) for k, v in (data.get("objects") or {}).items()},
         attempts=tuple(data.get("attempts") or ()),
         unchanged=data.get("unchanged") is True,
+        silent=data.get("silent") is True,
     )
