@@ -4,8 +4,10 @@ deployment's own domains only (C10).
 When a proxy takes its certificates from the reverse_proxy role's internal CA, every host is
 searched for a private key whose public half is that CA's (and for the path where earlier
 versions of the role kept it), and the CA certificate each proxy holds must carry critical
-name constraints that permit only domains of the deployment's sites and exclude every IP
-address: with them, a stolen key cannot impersonate any other site.
+name constraints that permit only the deployment's own names (no parent domain, which would
+cover their siblings), e-mail addresses and URIs only under the reserved .invalid, and exclude
+every IP address, and an extended key usage of serverAuth alone: with them, a stolen key
+cannot impersonate any other site, nor sign for a TLS client or an e-mail signer.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from educloud.charter import keyscan
 from educloud.deployment.model import Deployment
@@ -123,32 +126,96 @@ def _covers(domain: str, name: str) -> bool:
     return name == domain or name.endswith(f".{domain}")
 
 
+# The only e-mail and URI subtrees the CA may permit: the reserved top-level domain .invalid
+# (RFC 2606), which no mailbox or URI host uses. A permitted subtree of a type confines every
+# name of that type, so these make e-mail and URI names impossible; without any, a certificate
+# naming only an e-mail address or a URI escapes the DNS constraints.
+IMPOSSIBLE_SUBTREES: tuple[x509.GeneralName, ...] = (
+    x509.RFC822Name(".invalid"),
+    x509.UniformResourceIdentifier(".invalid"),
+)
+
+
+def _dns_subtree_problem(value: str, names: set[str]) -> str | None:
+    """None when a permitted DNS subtree is one of the deployment's names (lower case)."""
+    if value.lower() in names:
+        return None
+    domain = value.lower().lstrip(".")  # a leading dot: the subdomains only
+    if any(name != domain and _covers(domain, name) for name in names):
+        return (
+            f"it permits DNS {value}, above the deployment's names: it can vouch for every "
+            "other name under it"
+        )
+    return f"it permits DNS {value}, none of the deployment's names"
+
+
+def _usage_name(usage: x509.ObjectIdentifier) -> str:
+    if usage == ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE:
+        return "anyExtendedKeyUsage"
+    name = str(getattr(usage, "_name", ""))
+    return usage.dotted_string if name in ("", "Unknown OID") else name
+
+
+def usage_problems(certificate: x509.Certificate) -> list[str]:
+    """What lets the CA vouch for anything but a TLS server (allow-list: its extended key
+    usage is present and is serverAuth alone; OpenSSL then refuses what it signs for clients
+    and e-mail signers)."""
+    try:
+        usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return [
+            "the CA certificate has no extended key usage: it can vouch for TLS clients and "
+            "e-mail signers too"
+        ]
+    problems = [
+        f"its extended key usage also allows {_usage_name(usage)}"
+        for usage in usages
+        if usage != ExtendedKeyUsageOID.SERVER_AUTH
+    ]
+    if ExtendedKeyUsageOID.SERVER_AUTH not in usages:
+        problems.append("its extended key usage does not allow serverAuth")
+    return problems
+
+
 def constraint_problems(
     certificate: x509.Certificate, own_names: frozenset[str], sites: tuple[str, ...]
 ) -> list[str]:
-    """What lets the CA vouch for a name outside the deployment (allow-list: each permitted
-    subtree is a DNS domain of two labels or more above one of the deployment's names)."""
+    """What lets the CA vouch for a name outside the deployment, or for anything but a TLS
+    server (allow-list: each permitted DNS subtree is one of the deployment's names, e-mail
+    addresses and URIs are confined to .invalid, every IP address is excluded, and the
+    extended key usage is serverAuth alone)."""
+    problems = usage_problems(certificate)
     try:
         extension = certificate.extensions.get_extension_for_class(x509.NameConstraints)
     except x509.ExtensionNotFound:
-        return ["the CA certificate has no name constraints: it can vouch for any name"]
-    problems = [] if extension.critical else ["its name constraints are not critical"]
+        return ["the CA certificate has no name constraints: it can vouch for any name", *problems]
+    if not extension.critical:
+        problems.append("its name constraints are not critical")
     constraints = extension.value
     permitted = list(constraints.permitted_subtrees or [])
-    if not permitted:
-        problems.append("its name constraints permit no subtree: every DNS name is allowed")
+    names = {n.lower() for n in own_names}
+    dns = [s.value.lower() for s in permitted if isinstance(s, x509.DNSName)]
+    if not dns:
+        problems.append("its name constraints permit no DNS subtree: every DNS name is allowed")
     for subtree in permitted:
+        if subtree in IMPOSSIBLE_SUBTREES:
+            continue
         if not isinstance(subtree, x509.DNSName):
             problems.append(f"it permits {subtree.__class__.__name__} {subtree.value}")
             continue
-        domain = subtree.value.lstrip(".")
-        if domain.count(".") < 1 or not any(_covers(domain, n) for n in own_names):
-            problems.append(f"it permits DNS {subtree.value}, above none of the deployment's names")
-    domains = [s.value.lstrip(".") for s in permitted if isinstance(s, x509.DNSName)]
+        problem = _dns_subtree_problem(subtree.value, names)
+        if problem:
+            problems.append(problem)
+    for kind, label in (
+        (x509.RFC822Name, "e-mail addresses"),
+        (x509.UniformResourceIdentifier, "URIs"),
+    ):
+        if not any(isinstance(s, kind) for s in permitted):
+            problems.append(f"it permits no subtree of {label}: it can vouch for any of them")
     problems += [
-        f"the site {site} is outside its permitted domains"
+        f"the site {site} is outside its permitted names"
         for site in sites
-        if not any(_covers(d, site) for d in domains)
+        if not any(_covers(d, site.lower()) for d in dns)
     ]
     excluded = {
         subtree.value
@@ -164,11 +231,16 @@ def constraint_problems(
 
 
 def describe_constraints(certificate: x509.Certificate) -> str:
-    """The CA certificate's name constraints, for the report."""
+    """The CA certificate's name constraints and extended key usage, for the report."""
+    try:
+        usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        usage = "usages étendus de clé : " + ", ".join(_usage_name(u) for u in usages)
+    except x509.ExtensionNotFound:
+        usage = "aucun usage étendu de clé (extendedKeyUsage)"
     try:
         extension = certificate.extensions.get_extension_for_class(x509.NameConstraints)
     except x509.ExtensionNotFound:
-        return "aucune contrainte de noms"
+        return f"aucune contrainte de noms ; {usage}"
 
     def names(subtrees: Any) -> str:
         return ", ".join(f"{s.__class__.__name__}:{s.value}" for s in subtrees or []) or "aucun"
@@ -176,7 +248,7 @@ def describe_constraints(certificate: x509.Certificate) -> str:
     return (
         f"contraintes de noms{' critiques' if extension.critical else ' non critiques'} : "
         f"permis {names(extension.value.permitted_subtrees)} ; "
-        f"exclus {names(extension.value.excluded_subtrees)}"
+        f"exclus {names(extension.value.excluded_subtrees)} ; {usage}"
     )
 
 

@@ -3,9 +3,11 @@
 An attacker with root on a lab host looks for the private key of the deployment's internal
 CA: in the host's files and in what the host backs up (a fresh snapshot, restored on the
 host). It must be on neither: the key stays on the controller. And should it leak from the
-controller anyway, a certificate it signs for a name outside the deployment's, or for an
-address, is refused by a verifier that trusts the CA (critical name constraints), while one
-for a deployment name is accepted (the control that the signing itself works).
+controller anyway, a certificate it signs for a name outside the deployment's (a sibling of
+its sites in the same domain included), for an address, or naming only an e-mail address or
+a URI, is refused by a verifier that trusts the CA (critical name constraints); one for a
+deployment name is accepted for a TLS server (the control that the signing itself works), and
+refused for a TLS client or an e-mail signer (the CA's extended key usage).
 
     pytest -m lab tests/lab/test_attack_ca.py   (the deployed lab)
 """
@@ -28,15 +30,23 @@ HOSTS = ("edu1", "bak1")
 BACKED_UP = "edu1"
 RESTORE_DIR = "/root/attack-ca-restore"
 # Names the CA must never vouch for: outside the deployment, lookalikes of its domain (a
-# DNS name constraint matches whole labels), and addresses.
+# DNS name constraint matches whole labels), other names of its domain (the CA permits its
+# sites' names, not their parent domain), addresses, and certificates naming only an e-mail
+# address or a URI (which DNS constraints alone leave free).
 FOREIGN = {
     "a public name": "DNS:www.impots.gouv.fr",
     "the domain as a label of another": "DNS:educloud.test.attacker.example",
     "a lookalike ending": "DNS:attackereducloud.test",
+    "a sibling of the sites": "DNS:intranet.educloud.test",
+    "the sites' parent domain": "DNS:educloud.test",
     "a lab address": "IP:198.18.0.10",
     "loopback": "IP:127.0.0.1",
+    "an e-mail address only": "email:attacker@educloud.test",
+    "a URI only": "URI:https://intranet.educloud.test/",
 }
-OWN = "DNS:attack-probe.educloud.test"
+OWN = "DNS:cloud.educloud.test"  # one of the lab's sites (inventories/lab)
+# What a thief writes into a certificate to use it beyond TLS servers.
+EVERY_USAGE = "serverAuth,clientAuth,emailProtection"
 
 
 def _ca() -> Path:
@@ -102,8 +112,9 @@ def test_the_ca_key_is_not_in_the_backups(restored_backup: str, ca_fingerprints:
     )
 
 
-def _sign(tmp_path: Path, san: str) -> Path:
-    """A server certificate for `san`, signed with the CA's key as a thief would."""
+def _sign(tmp_path: Path, san: str, usages: str = "serverAuth") -> Path:
+    """A certificate for `san` and the extended key `usages`, signed with the CA's key as a
+    thief would."""
     key, csr, crt = tmp_path / "leaf.key", tmp_path / "leaf.csr", tmp_path / "leaf.crt"
     subprocess.run(
         ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
@@ -111,7 +122,7 @@ def _sign(tmp_path: Path, san: str) -> Path:
         capture_output=True, check=True,
     )  # fmt: skip
     extensions = tmp_path / "leaf.ext"
-    extensions.write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n")
+    extensions.write_text(f"subjectAltName={san}\nextendedKeyUsage={usages}\n")
     subprocess.run(
         ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(_ca() / "ca.crt"),
          "-CAkey", str(_ca() / "ca.key"), "-CAcreateserial", "-days", "1",
@@ -121,9 +132,9 @@ def _sign(tmp_path: Path, san: str) -> Path:
     return crt
 
 
-def _verifies(crt: Path) -> subprocess.CompletedProcess[str]:
+def _verifies(crt: Path, purpose: str = "sslserver") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["openssl", "verify", "-CAfile", str(_ca() / "ca.crt"), "-purpose", "sslserver",
+        ["openssl", "verify", "-CAfile", str(_ca() / "ca.crt"), "-purpose", purpose,
          str(crt)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
@@ -138,4 +149,15 @@ def test_a_certificate_for_a_deployment_name_verifies(tmp_path: Path) -> None:
 def test_a_stolen_ca_key_cannot_vouch_for_another_name(tmp_path: Path, san: str) -> None:
     answer = _verifies(_sign(tmp_path, san))
     assert answer.returncode != 0, f"the CA vouches for {san}: no name constraint holds"
-    assert "subtree" in (answer.stdout + answer.stderr), answer.stdout + answer.stderr
+    # "permitted subtree violation" or "excluded subtree violation" (OpenSSL 3.0).
+    assert "subtree violation" in (answer.stdout + answer.stderr), answer.stdout + answer.stderr
+
+
+@pytest.mark.parametrize("purpose", ["sslclient", "smimesign"])
+def test_a_stolen_ca_key_cannot_vouch_for_clients_or_signers(tmp_path: Path, purpose: str) -> None:
+    """Even for a deployment name, with the usages written into the certificate itself: the
+    CA (depth 1 of the chain) is for TLS servers only."""
+    answer = _verifies(_sign(tmp_path, OWN, EVERY_USAGE), purpose)
+    said = answer.stdout + answer.stderr
+    assert answer.returncode != 0, f"the CA vouches for {OWN} as {purpose}: {said}"
+    assert "at 1 depth lookup: unsuitable certificate purpose" in said, said

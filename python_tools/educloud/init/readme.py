@@ -35,8 +35,8 @@ def _certificates(answers: Answers, places: Places) -> str:
             "ce dossier avec le mot de passe du coffre, dans vos sauvegardes hors ligne) et\n"
             f"copie son certificat dans `{folder.CA_EXPORT}`. Faites-le approuver par les\n"
             "navigateurs des écoles (GPO, MDM ou installation manuelle) : sans cela, les\n"
-            "utilisateurs voient une alerte de sécurité. Elle ne signe que les noms de ce\n"
-            "domaine (contraintes de nom).\n"
+            "utilisateurs voient une alerte de sécurité. Elle ne signe que les noms des sites\n"
+            "de ce déploiement, pour des serveurs TLS seulement (contraintes de nom).\n"
         )
     if answers.certificates == "files":
         base = places.under_root(folder.CERTIFICATES)

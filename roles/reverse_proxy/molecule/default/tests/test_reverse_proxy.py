@@ -397,19 +397,34 @@ def test_no_ca_private_key_on_the_host(host):
     assert not [line for line in found if line.startswith(ca_public + " ")]
 
 
-def test_ca_constrained_to_the_sites_domains(host, sites):
-    """The CA certificate names the domains it may vouch for, critically, and no IP address."""
+def test_ca_constrained_to_the_sites_names(host, sites):
+    """The CA certificate names, critically, the names it may vouch for: each site's own name
+    (not its parent domain) unless reverse_proxy_ca_permitted_domains says otherwise, e-mail
+    addresses and URIs only under the reserved .invalid, and no IP address; and it is for TLS
+    servers only."""
     if not _internal_ca(host):
         pytest.skip("certificates do not come from the internal CA")
     text = host.check_output(
-        f"openssl x509 -in {shlex.quote(_ca_dir(host))}/ca.crt -noout -ext nameConstraints"
+        f"openssl x509 -in {shlex.quote(_ca_dir(host))}/ca.crt -noout"
+        " -ext nameConstraints,extendedKeyUsage"
     )
     assert "Name Constraints: critical" in text
-    permitted = re.findall(r"DNS:(\S+)", text.split("Excluded")[0])
+    permitted_part, excluded_part = text.split("Name Constraints")[1].split("Excluded")
+    permitted = re.findall(r"DNS:(\S+)", permitted_part)
     assert permitted
-    for site in sites:
-        assert any(site["name"] == d or site["name"].endswith(f".{d}") for d in permitted)
-    assert "IP:0.0.0.0/0.0.0.0" in text.split("Excluded")[1]
+    if _setting(host, "reverse_proxy_ca_permitted_domains", []):
+        for site in sites:
+            assert any(site["name"] == d or site["name"].endswith(f".{d}") for d in permitted)
+    else:
+        assert {site["name"] for site in sites} <= set(permitted)
+    assert re.findall(r"(email|URI):(\S+)", permitted_part) == [
+        ("email", ".invalid"),
+        ("URI", ".invalid"),
+    ]
+    assert "IP:0.0.0.0/0.0.0.0" in excluded_part
+    assert "Extended Key Usage" in text, "the CA certificate has no extended key usage"
+    usages = text.split("Extended Key Usage")[1].split("X509v3")[0]
+    assert usages.split(":", 1)[1].split() == ["TLS", "Web", "Server", "Authentication"]
 
 
 def _in_network(address: str, network: str) -> bool:
