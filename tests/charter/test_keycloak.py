@@ -603,6 +603,26 @@ def test_master_events_recorded_and_expiring(
     assert not problems, "; ".join(_in_master(problems))
 
 
+@pytest.mark.charter("C7")
+@pytest.mark.parametrize(
+    ("endpoint", "category"), [("events", "login_events"), ("admin-events", "admin_events")]
+)
+def test_master_events_older_than_policy_are_gone(
+    endpoint: str,
+    category: str,
+    kc_admin: KeycloakAdmin,
+    policies: Policies,
+    evidence: Callable[[str], None],
+) -> None:
+    """Observed, as for the tenant realms: Keycloak keeps no administrator's login or change
+    older than the policy (the setting alone is read by the test above)."""
+    days = int(policies.retention[category]["retention_days"])
+    events, cutoff = _old_events(kc_admin, MASTER, endpoint, days, evidence)
+    what = "login events" if endpoint == "events" else "admin events"
+    problems = kc.old_event_problems(f"{what} of realm {MASTER}", events, cutoff, days)
+    assert not problems, "; ".join(problems)
+
+
 @pytest.mark.charter("C10")
 def test_master_admin_requires_otp(
     kc_admin: KeycloakAdmin, deployment: Deployment, evidence: Callable[[str], None]

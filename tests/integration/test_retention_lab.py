@@ -188,8 +188,14 @@ def test_cli_plans_applies_and_journals_through_the_data_rights_client(
         assert planned.returncode == 0, planned.stderr
         document = json.loads(planned.stdout)
         assert username in {d["subject"] for d in document["due"]}
-        events = {e["category"]: e["ok"] for e in document["enforced_elsewhere"]}
-        assert events["login_events"] is True and events["admin_events"] is True
+        # One line per realm and category; master's (read through the lab realm's service
+        # client, which may not read master) are proven or not by `educloud verify`.
+        events = {
+            e["category"]: e["ok"]
+            for e in document["enforced_elsewhere"]
+            if str(e.get("status", "")).startswith("realm lab:")
+        }
+        assert events["login_events"] is True and events["admin_events"] is True, document
 
         applied = _educloud("apply", *where)
         assert applied.returncode == 0, applied.stdout + applied.stderr

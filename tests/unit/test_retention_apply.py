@@ -8,16 +8,20 @@ archives written by educloud's export code.
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from keycloak.exceptions import KeycloakConnectionError
 from tests.doubles.nextcloud_api_double import NextcloudApiDouble
 
 from educloud import policy
@@ -31,6 +35,7 @@ from educloud.retention.rules import (
     EXPORTS,
     Action,
     DepartedAccount,
+    RetentionError,
     Stores,
     apply,
     plan,
@@ -305,13 +310,18 @@ def test_the_journal_is_kept_for_its_period_then_pruned(tmp_path: Path) -> None:
 
 
 class KeycloakOver:
-    """python-keycloak's KeycloakAdmin as KeycloakAccounts calls it (get_users, delete_user),
-    over a MemoryAccounts directory: Keycloak's deletion is MemoryAccounts.erase."""
+    """python-keycloak's connection as KeycloakAccounts reaches it through RealmAdmin (raw_get
+    of the realm's users, raw_delete of one), over a MemoryAccounts directory: Keycloak's
+    deletion is MemoryAccounts.erase."""
+
+    realm_name = "lab"
+    users_path = "admin/realms/lab/users"
 
     def __init__(self, directory: MemoryAccounts) -> None:
         self.directory = directory
 
-    def get_users(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+    def raw_get(self, path: str, **query: Any) -> requests.Response:
+        assert path == self.users_path, path
         users = [
             {
                 "id": a.id,
@@ -324,17 +334,64 @@ class KeycloakOver:
             and query.get("enabled") in (None, str(a.enabled).lower())
         ]
         first = int(query.get("first", 0))
-        return users[first : first + int(query.get("max", len(users)))]
+        return _answer(200, users[first : first + int(query.get("max", len(users)))])
 
-    def delete_user(self, user_id: str) -> None:
-        [account] = [a for a in self.directory.accounts.values() if a.id == user_id]
-        self.directory.erase(account)
+    def raw_delete(self, path: str, **query: Any) -> requests.Response:
+        user_id = path.removeprefix(f"{self.users_path}/")
+        found = [a for a in self.directory.accounts.values() if a.id == user_id]
+        if not found:
+            return _answer(404, {"error": "User not found"})
+        self.directory.erase(found[0])
+        return _answer(204, None)
+
+
+def _answer(status: int, body: Any) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response._content = b"" if body is None else json.dumps(body).encode()
+    return response
 
 
 def _with_nextcloud(tmp: Path, directory: MemoryAccounts, nextcloud: NextcloudClient) -> Stores:
     stores = _stores(tmp, directory)
-    stores.accounts = KeycloakAccounts(KeycloakOver(directory), nextcloud)  # type: ignore[arg-type]
+    keycloak = SimpleNamespace(connection=KeycloakOver(directory))
+    stores.accounts = KeycloakAccounts(keycloak, nextcloud)  # type: ignore[arg-type]
     return stores
+
+
+def test_keycloak_refusals_are_one_line_retention_errors() -> None:
+    class Refusing(KeycloakOver):
+        def raw_get(self, path: str, **query: Any) -> requests.Response:
+            return _answer(403, {"error": "unknown_error"})
+
+        def raw_delete(self, path: str, **query: Any) -> requests.Response:
+            return _answer(500, {"error": "boom"})
+
+    accounts = KeycloakAccounts(SimpleNamespace(connection=Refusing(MemoryAccounts([]))))  # type: ignore[arg-type]
+    with pytest.raises(
+        RetentionError, match=r"refused to list the accounts \(HTTP 403\): .*manage"
+    ):
+        list(accounts.departed_accounts())
+    with pytest.raises(RetentionError, match=r"refused to erase leaver \(HTTP 500\)"):
+        accounts.erase(DepartedAccount("id-1", "leaver", BASE, False))
+
+
+def test_an_unreachable_keycloak_is_a_retention_error_not_a_traceback() -> None:
+    class Down(KeycloakOver):
+        def raw_get(self, path: str, **query: Any) -> requests.Response:
+            raise KeycloakConnectionError("Can't connect to server")
+
+    accounts = KeycloakAccounts(SimpleNamespace(connection=Down(MemoryAccounts([]))))  # type: ignore[arg-type]
+    with pytest.raises(RetentionError, match="list the accounts: Keycloak unreachable"):
+        accounts.exists("leaver")
+
+
+def test_an_account_keycloak_no_longer_has_is_erased_without_error() -> None:
+    # Deleted by an interrupted run: Keycloak answers 404, which is not a failure.
+    directory = MemoryAccounts([])
+    accounts = KeycloakAccounts(SimpleNamespace(connection=KeycloakOver(directory)))  # type: ignore[arg-type]
+    assert accounts.erase(DepartedAccount("id-1", "leaver", BASE, False)) is None
+    assert not accounts.exists("leaver")
 
 
 def test_an_account_that_never_used_nextcloud_is_erased_from_keycloak(tmp_path: Path) -> None:

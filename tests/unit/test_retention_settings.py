@@ -139,3 +139,35 @@ def test_the_journal_is_the_given_one_else_the_settings_files_else_the_default(
     assert settings.journal_path(None, None) == settings.DEFAULT_JOURNAL
     with pytest.raises(SettingsError):
         settings.journal_path(None, tmp_path / "missing.yml")
+
+
+def test_from_an_inventory_the_events_check_knows_every_declared_realm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from educloud.deployment import model
+    from educloud.deployment.inventory import InventoryHost
+
+    declared = model.Deployment(
+        inventory=tmp_path / "inv",
+        hosts=(InventoryHost("kc1", ("keycloak",), {}),),
+        sites=(),
+        keycloak_url="https://auth.example.test",
+        keycloak_admin_url="https://auth-admin.example.test",
+        realms=("academie", "autre"),
+        privacy_path="/confidentialite",
+    )
+    monkeypatch.setattr(model, "load", lambda inventory: declared)
+    monkeypatch.setenv("EDUCLOUD_DATA_RIGHTS_CLIENT_SECRET", SECRET)
+
+    found = settings.from_inventory(
+        tmp_path / "inv", exports_dir=tmp_path, journal=tmp_path / "j", realm="autre"
+    )
+
+    assert found.keycloak is not None and found.keycloak.realm == "autre"
+    assert found.realms == ("academie", "autre")
+
+
+def test_the_settings_files_realm_is_the_only_tenant_realm(tmp_path: Path) -> None:
+    found = settings.from_file(_config(tmp_path, {"keycloak": _keycloak_section(tmp_path)}))
+    assert found.keycloak is not None and found.keycloak.realm == "academie"
+    assert found.realms == ()  # open_stores: the connection's realm, and master

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import requests
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
@@ -29,10 +30,14 @@ from educloud.errors import EducloudError
 
 PAGE = 500
 EVENTS_PAGE = 1000
+MASTER_REALM = "master"  # Keycloak's own administration realm, in every deployment
+EventKind = Literal["events", "admin-events"]  # the stored login events, the admin events
 
 
 class KeycloakAdminError(EducloudError):
     """The realm could not be read or changed."""
+
+    status: int | None = None  # Keycloak's HTTP status when it answered with an error
 
 
 @dataclass(frozen=True)
@@ -112,8 +117,8 @@ class RealmAdmin:
     ) -> Any:
         """`method` on admin/realms/{realm}/`path`: the JSON answer (None when empty), or the
         response itself with `raw`. `what` names the call in errors; `needs` says what the
-        service account lacks when Keycloak answers 403."""
-        url = f"admin/realms/{self.realm}/{path}"
+        service account lacks when Keycloak answers 403. An empty `path` is the realm itself."""
+        url = f"admin/realms/{self.realm}/{path}" if path else f"admin/realms/{self.realm}"
         conn = self.admin.connection
         try:
             if method == "GET":
@@ -130,9 +135,11 @@ class RealmAdmin:
             ) from None
         if response.status_code >= 400:
             hint = f" (the service account needs {needs})" if response.status_code == 403 else ""
-            raise KeycloakAdminError(
+            error = KeycloakAdminError(
                 f"{what}: HTTP {response.status_code}{hint}: {response.text[:200]}"
             )
+            error.status = response.status_code
+            raise error
         if raw:
             return response
         if not response.content:
@@ -161,6 +168,69 @@ class RealmAdmin:
         return self.paged(
             what, "events", size=EVENTS_PAGE, needs="the realm-management role view-events", **query
         )
+
+    # The reads and writes below turn python-keycloak's own failures into KeycloakAdminError
+    # too (_client_errors), so that a caller handles one exception type.
+
+    def settings(self) -> dict[str, Any]:
+        """The realm's representation (GET admin/realms/{realm}): its events' settings
+        (eventsExpiration, attributes.adminEventsExpiration) among the others."""
+        what = f"read the settings of realm {self.realm}"
+        with _client_errors(what, self.again):
+            found = self.call(what, "GET", "", needs="the realm-management role view-realm")
+        if not isinstance(found, dict):
+            raise KeycloakAdminError(f"{what}: Keycloak answered no realm representation")
+        return found
+
+    def event_page(self, kind: EventKind, **query: Any) -> list[dict[str, Any]]:
+        """One request for the realm's stored `events` (logins) or `admin-events` matching
+        `query` (dateTo, first, max...): the listing Keycloak answered, or KeycloakAdminError
+        when it answered anything else."""
+        what = f"read the {kind} of realm {self.realm}"
+        with _client_errors(what, self.again):
+            found = self.call(
+                what, "GET", kind, needs="the realm-management role view-events", **query
+            )
+        if not isinstance(found, list):
+            raise KeycloakAdminError(f"{what}: Keycloak answered no listing")
+        return found
+
+    def users(self, what: str, **query: Any) -> Iterator[dict[str, Any]]:
+        """Every user matching `query` (enabled, username, exact, briefRepresentation...)."""
+        with _client_errors(what, self.again):
+            yield from self.paged(
+                what, "users", needs="the realm-management role manage-users", **query
+            )
+
+    def delete_user(self, user_id: str, what: str) -> bool:
+        """Delete a user by id; False when Keycloak has no such user (deleted already)."""
+        try:
+            with _client_errors(what, self.again):
+                needs = "the realm-management role manage-users"
+                self.call(what, "DELETE", f"users/{user_id}", needs=needs)
+        except KeycloakAdminError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+
+@contextmanager
+def _client_errors(what: str, again: str) -> Iterator[None]:
+    """python-keycloak's failures under the raw calls, as KeycloakAdminError: it wraps an
+    unreachable server in KeycloakConnectionError (never requests' own exceptions), and
+    raises its errors when it cannot renew the service account's token."""
+    try:
+        yield
+    except KeycloakConnectionError as exc:
+        raise KeycloakAdminError(
+            f"{what}: Keycloak unreachable ({type(exc).__name__}); {again}"
+        ) from None
+    except KeycloakError as exc:
+        raise KeycloakAdminError(
+            f"{what}: the service account's session could not be renewed "
+            f"(HTTP {exc.response_code}): {_reason(exc)}"
+        ) from None
 
 
 def _reason(exc: KeycloakError) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import date
 
-from educloud.clients.keycloak import connect_admin
+from keycloak import KeycloakAdmin
+
+from educloud.clients.keycloak import MASTER_REALM, Connection, RealmAdmin, connect_admin
 from educloud.netpin import pinned_names
 from educloud.portability import export, sources
 from educloud.retention.rules import Enforced, Rule, Stores
@@ -19,6 +22,28 @@ from educloud.retention.stores import (
     ProfileOnly,
     delegated_categories,
 )
+
+
+def realm_admins(
+    connection: Connection, admin: KeycloakAdmin, tenants: tuple[str, ...]
+) -> Callable[[str], RealmAdmin]:
+    """Each realm's admin API for the events check. A tenant realm is read through its own
+    service client, which the keycloak role creates in every tenant realm with the same id
+    and secret (signed in at first use; KeycloakAdminError if it cannot). Any other realm
+    (master, where the role creates no service client) is read through `connection`'s
+    realm session, and Keycloak says whether it may: a sign-in there would only leave a
+    failed client login in master's audit trail at every run."""
+    opened = {connection.realm: RealmAdmin(admin, connection.realm)}
+
+    def realm_admin(realm: str) -> RealmAdmin:
+        if realm not in opened:
+            if realm in tenants:
+                opened[realm] = RealmAdmin.connect(replace(connection, realm=realm))
+            else:
+                opened[realm] = RealmAdmin(admin, realm)
+        return opened[realm]
+
+    return realm_admin
 
 
 @contextmanager
@@ -38,7 +63,7 @@ def open_stores(settings: DataRightsSettings) -> Iterator[Stores]:
         if settings.keycloak is not None:
             admin = connect_admin(settings.keycloak)
             realm = settings.keycloak.realm
-            stores.accounts = KeycloakAccounts(admin, settings.nextcloud)
+            stores.accounts = KeycloakAccounts(admin, settings.nextcloud, realm=realm)
             # Files, calendars and contacts need the user's own WebDAV session (an app
             # password from occ on the Nextcloud host): without Nextcloud, the profile only.
             # A Nextcloud account is erased only with its files in the export (C8):
@@ -53,7 +78,12 @@ def open_stores(settings: DataRightsSettings) -> Iterator[Stores]:
             stores.exporter = ArchiveExporter(
                 export.ExportSources(export.KeycloakProfiles(admin, realm), content)
             )
-            stores.checks.append(KeycloakEventsCheck(admin, realm))
+            # Login and admin events: every realm of the deployment, and master (C7).
+            tenants = tuple(dict.fromkeys((realm, *settings.realms)))
+            realms = tuple(dict.fromkeys((*tenants, MASTER_REALM)))
+            stores.checks.append(
+                KeycloakEventsCheck(realms, realm_admins(settings.keycloak, admin, tenants))
+            )
         if settings.reports is not None:
             from educloud.reporting.moderation import ModerationClient
 

@@ -55,6 +55,9 @@ class DataRightsSettings:
     exports_dir: Path
     journal: Path
     keycloak: Connection | None = None
+    # The deployment's tenant realms: the events check reads each of them and master (empty:
+    # the connection's realm). The service client signs in to each with the same secret.
+    realms: tuple[str, ...] = ()
     pins: dict[str, str] = field(default_factory=dict)
     nextcloud: NextcloudClient | None = None  # an admin account
     # occ on the Nextcloud host: users' app passwords (WebDAV) or user_migration exports.
@@ -171,13 +174,16 @@ def from_inventory(
     from educloud import paths
     from educloud.clients.nextcloud import CA_ENV, client_from_env
     from educloud.deployment import keycloak
+    from educloud.deployment import model as deployment
 
-    found = keycloak.target(inventory, realm=realm, client=DATA_RIGHTS)
+    declared = deployment.load(inventory)
+    found = keycloak.target(declared, realm=realm, client=DATA_RIGHTS)
     return DataRightsSettings(
         policies_dir=paths.policies_dir(),
         exports_dir=exports_dir,
         journal=journal,
         keycloak=found.connection,
+        realms=declared.realms,
         pins=found.pins,
         nextcloud=client_from_env(nextcloud_url) if nextcloud_url else None,
         occ=SshOcc.from_inventory(inventory)[0] if nextcloud_url else None,

@@ -3,19 +3,18 @@ Nextcloud's users, and the categories other components enforce by themselves."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import requests
 from keycloak import KeycloakAdmin
-from keycloak.exceptions import KeycloakError
 
 from educloud.accounts.representations import ATTR_DEPARTED
 from educloud.backup import status as backup_status
 from educloud.backup.status import StatusReader
+from educloud.clients.keycloak import EventKind, KeycloakAdminError, RealmAdmin
 from educloud.clients.nextcloud import NextcloudClient, NextcloudNoSuchAccountError
 from educloud.errors import EducloudError
 from educloud.portability import export
@@ -26,8 +25,6 @@ from educloud.retention.rules import (
     Rule,
 )
 
-PAGE = 500
-
 
 def _first(attributes: dict[str, Any] | None, name: str) -> str | None:
     values = (attributes or {}).get(name) or []
@@ -36,51 +33,52 @@ def _first(attributes: dict[str, Any] | None, name: str) -> str | None:
 
 class KeycloakAccounts:
     """Departed accounts of a realm (attribute educloud_departed_on), erased with their
-    Nextcloud account when a Nextcloud client is given."""
+    Nextcloud account when a Nextcloud client is given. `admin` is the logged-in client
+    (connect_admin); the realm, the one it addresses unless `realm` names another."""
 
-    def __init__(self, admin: KeycloakAdmin, nextcloud: NextcloudClient | None = None) -> None:
-        self.admin = admin
+    def __init__(
+        self,
+        admin: KeycloakAdmin,
+        nextcloud: NextcloudClient | None = None,
+        *,
+        realm: str | None = None,
+    ) -> None:
+        self.realm = RealmAdmin(admin, realm or str(admin.connection.realm_name))
         self.nextcloud = nextcloud
 
     def departed_accounts(self) -> Iterator[DepartedAccount]:
-        first = 0
-        while True:
-            # Only disabled accounts can be departed; the filter keeps the pages small.
-            page = self._get_users(
-                {"first": first, "max": PAGE, "enabled": "false", "briefRepresentation": "false"}
+        # Only disabled accounts can be departed; the filter keeps the pages small.
+        for user in self._users(enabled="false", briefRepresentation="false"):
+            departed = _first(user.get("attributes"), ATTR_DEPARTED)
+            if not departed:
+                continue
+            try:
+                departed_on = date.fromisoformat(departed)
+            except ValueError:
+                raise RetentionError(
+                    f"account {user.get('username')}: {ATTR_DEPARTED}={departed!r} is not "
+                    "a date YYYY-MM-DD (edited by hand?): correct it, then run again"
+                ) from None
+            yield DepartedAccount(
+                str(user["id"]),
+                str(user["username"]),
+                departed_on,
+                bool(user.get("enabled", False)),
             )
-            for user in page:
-                departed = _first(user.get("attributes"), ATTR_DEPARTED)
-                if not departed:
-                    continue
-                try:
-                    departed_on = date.fromisoformat(departed)
-                except ValueError:
-                    raise RetentionError(
-                        f"account {user.get('username')}: {ATTR_DEPARTED}={departed!r} is not "
-                        "a date YYYY-MM-DD (edited by hand?): correct it, then run again"
-                    ) from None
-                yield DepartedAccount(
-                    str(user["id"]),
-                    str(user["username"]),
-                    departed_on,
-                    bool(user.get("enabled", False)),
-                )
-            if len(page) < PAGE:
-                return
-            first += PAGE
 
-    def _get_users(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+    def _users(self, **query: Any) -> Iterator[dict[str, Any]]:
         try:
-            return list(self.admin.get_users(query))
-        except KeycloakError as exc:
+            yield from self.realm.users("list the accounts", **query)
+        except KeycloakAdminError as exc:
+            if exc.status is None:  # unreachable, or no JSON: the error says which
+                raise RetentionError(str(exc)) from None
             raise RetentionError(
-                f"Keycloak refused to list the accounts (HTTP {exc.response_code}): the "
+                f"Keycloak refused to list the accounts (HTTP {exc.status}): the "
                 "service client needs manage-users"
             ) from None
 
     def exists(self, username: str) -> bool:
-        return bool(self._get_users({"username": username, "exact": "true"}))
+        return any(True for _ in self._users(username=username, exact="true"))
 
     def erase(self, account: DepartedAccount) -> str | None:
         gone = None
@@ -92,58 +90,74 @@ class KeycloakAccounts:
                 # that never opened Nextcloud has none (or an earlier run erased it).
                 gone = "no Nextcloud account: never used, or already erased"
         try:
-            self.admin.delete_user(account.id)
-        except KeycloakError as exc:
-            if exc.response_code != 404:
-                raise RetentionError(
-                    f"Keycloak refused to erase {account.username} (HTTP {exc.response_code})"
-                ) from None
+            # False (Keycloak has no such account): erased by an interrupted run.
+            self.realm.delete_user(account.id, f"erase {account.username}")
+        except KeycloakAdminError as exc:
+            if exc.status is None:
+                raise RetentionError(str(exc)) from None
+            raise RetentionError(
+                f"Keycloak refused to erase {account.username} (HTTP {exc.status})"
+            ) from None
         return gone
+
+
+EVENTS: dict[str, EventKind] = {"login_events": "events", "admin_events": "admin-events"}
 
 
 @dataclass
 class KeycloakEventsCheck:
-    """Keycloak expires login and admin events itself (the keycloak role sets the realm's
-    eventsExpiration and adminEventsExpiration from retention.yml). The check compares the
-    realm's settings with the policy and looks for events older than the policy."""
+    """Keycloak expires login and admin events itself (the keycloak role sets every realm's
+    eventsExpiration and adminEventsExpiration from retention.yml, master's included). The
+    check compares each realm's settings with the policy and looks for events older than
+    the policy; a realm it cannot read leaves its categories unproven.
 
-    admin: KeycloakAdmin
-    realm: str
+    `realms` are the realms to check; `realm_admin` gives a realm's admin API (and raises
+    KeycloakAdminError when it cannot sign in there)."""
+
+    realms: Sequence[str]
+    realm_admin: Callable[[str], RealmAdmin]
 
     def __call__(self, rules: dict[str, Rule], today: date) -> Iterable[Enforced]:
-        try:
-            realm = self.admin.get_realm(self.realm)
-        except KeycloakError as exc:
-            yield Enforced(
-                "login_events",
-                "keycloak",
-                f"realm settings unreadable (HTTP {exc.response_code}): the service "
-                "client needs view-realm or manage-realm to check them",
-                None,
-            )
+        categories = [category for category in EVENTS if category in rules]
+        if not categories:
             return
-        settings = {
-            "login_events": (realm.get("eventsExpiration"), "events"),
-            "admin_events": (
-                (realm.get("attributes") or {}).get("adminEventsExpiration"),
-                "admin-events",
-            ),
+        for name in self.realms:
+            yield from self._realm(name, {c: rules[c] for c in categories}, today)
+
+    def _realm(self, name: str, rules: dict[str, Rule], today: date) -> Iterator[Enforced]:
+        try:
+            realm = self.realm_admin(name)
+            settings = realm.settings()
+        except KeycloakAdminError as exc:
+            why = (
+                "HTTP 403: the service client holds no view-realm or manage-realm role on "
+                "this realm"
+                if exc.status == 403
+                else str(exc)
+            )
+            for category in rules:
+                status = f"realm {name}: settings unreadable ({why})"
+                yield Enforced(category, "keycloak", status, None)
+            return
+        configured_seconds = {
+            "login_events": settings.get("eventsExpiration"),
+            "admin_events": (settings.get("attributes") or {}).get("adminEventsExpiration"),
         }
-        for category, (seconds, endpoint) in settings.items():
-            if category not in rules:
-                continue
-            rule = rules[category]
+        for category, rule in rules.items():
+            endpoint = EVENTS[category]
             expected = rule.days * 86400
+            seconds = configured_seconds[category]
             try:
                 configured = int(seconds) if seconds not in (None, "") else None
             except (TypeError, ValueError):
                 configured = None
-            old = self._older_than(endpoint, today - rule.period - timedelta(days=1))
+            old = _older_than(realm, endpoint, today - rule.period - timedelta(days=1))
             ok: bool | None
             if configured != expected:
+                kept = f"{configured} s" if configured else "forever"
                 status = (
-                    f"Keycloak keeps them {configured or 'forever'} s, the policy "
-                    f"{rule.days} days ({expected} s): converge the keycloak role"
+                    f"Keycloak keeps them {kept}, the policy {rule.days} days "
+                    f"({expected} s): converge the keycloak role"
                 )
                 ok = False
             elif old is None:
@@ -159,22 +173,17 @@ class KeycloakEventsCheck:
             else:
                 status = f"expired by Keycloak after {rule.days} days; none older found"
                 ok = True
-            yield Enforced(category, "keycloak", status, ok)
+            yield Enforced(category, "keycloak", f"realm {name}: {status}", ok)
 
-    def _older_than(self, endpoint: str, before: date) -> int | None:
-        """How many stored events (at most one is asked) are dated before `before`; None
-        when Keycloak did not answer with a listing (refused, unreachable, not JSON)."""
-        try:
-            found = self.admin.connection.raw_get(
-                f"admin/realms/{self.realm}/{endpoint}",
-                dateTo=before.isoformat(),
-                first=0,
-                max=1,
-            )
-            listing = found.json() if found.status_code == 200 else None
-        except (KeycloakError, requests.RequestException, ValueError):
-            return None
-        return len(listing) if isinstance(listing, list) else None
+
+def _older_than(realm: RealmAdmin, endpoint: EventKind, before: date) -> int | None:
+    """How many stored events (at most one is asked) are dated before `before`; None when
+    Keycloak did not answer with a listing (refused, unreachable, not JSON)."""
+    try:
+        listing = realm.event_page(endpoint, dateTo=before.isoformat(), first=0, max=1)
+    except KeycloakAdminError:
+        return None
+    return len(listing)
 
 
 BACKUPS = "backups"
