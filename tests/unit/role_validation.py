@@ -10,10 +10,20 @@ from pathlib import Path
 from educloud.paths import repo_root
 
 PLAYBOOKS = Path(__file__).parent / "playbooks"
+# localhost as a single server: in the groups nextcloud and redis, redis_mode local.
+SINGLE_SERVER = Path(__file__).parent / "data" / "single-server.yml"
 
 
-def validate_role(role: str, variables: dict[str, object]) -> subprocess.CompletedProcess[str]:
-    return _playbook("role_validate.yml", {**variables, "educloud_role_under_test": role})
+def validate_role(
+    role: str, variables: dict[str, object], inventory: str | Path = "localhost,"
+) -> subprocess.CompletedProcess[str]:
+    """The role's tasks/validate.yml on this machine, for `inventory` (localhost alone, in no
+    group, by default)."""
+    return run_playbook(
+        PLAYBOOKS / "role_validate.yml",
+        str(inventory),
+        {**variables, "educloud_role_under_test": role},
+    )
 
 
 def render_role_template(

@@ -417,7 +417,19 @@ def test_nextcloud_services_expected() -> None:
     assert [(s.unit, s.user) for s in expected] == [
         ("nginx", "www-data"),
         ("php8.2-fpm", "nextcloud"),
+    ]
+
+
+def test_single_server_runs_its_own_redis_without_sentinel() -> None:
+    # Redis is the redis role's: a single server is in the group redis, in local mode.
+    expected = services.expected_services(
+        ["postgresql", "redis", "reverse_proxy", "nextcloud"], {"redis_mode": "local"}
+    )
+    assert [(s.unit, s.user) for s in expected] == [
+        ("postgresql@15-main", "postgres"),
         ("redis-server", "redis"),
+        ("nginx", "www-data"),
+        ("php8.2-fpm", "nextcloud"),
     ]
 
 

@@ -80,7 +80,7 @@ def test_ansible_reads_the_example_and_every_vault_reference_resolves(
     hosts = {h.name: h for h in inventory_vars.load(example_with_vault)}
     assert set(hosts) == {"serveur", "sauvegarde"}
     assert set(hosts["serveur"].groups) == {
-        "postgresql", "keycloak", "reverse_proxy", "nextcloud", "data_rights", "backup",
+        "postgresql", "redis", "keycloak", "reverse_proxy", "nextcloud", "data_rights", "backup",
     }  # fmt: skip
     assert hosts["sauvegarde"].groups == ("backup_target",)
     counts = template_vault_values(example_with_vault)

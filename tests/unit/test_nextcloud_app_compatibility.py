@@ -26,7 +26,7 @@ from types import ModuleType
 
 import pytest
 import yaml
-from tests.unit.role_validation import PLAYBOOKS, run_playbook, validate_role
+from tests.unit.role_validation import PLAYBOOKS, SINGLE_SERVER, run_playbook, validate_role
 
 from educloud.paths import repo_root
 
@@ -100,7 +100,7 @@ def _validate(tmp_path: Path, archives: list[dict[str, str]], **extra: object) -
         "nextcloud_app_archive_cache_dir": str(tmp_path / "cache"),
         **extra,
     }
-    result = validate_role("nextcloud", variables)
+    result = validate_role("nextcloud", variables, SINGLE_SERVER)
     return _outcome(result)
 
 
@@ -301,7 +301,9 @@ def test_the_check_runs_in_check_mode(tmp_path: Path) -> None:
         "nextcloud_app_archive_cache_dir": str(tmp_path / "cache"),
         "educloud_role_under_test": "nextcloud",
     }
-    result = run_playbook(PLAYBOOKS / "role_validate.yml", "localhost,", variables, check=True)
+    result = run_playbook(
+        PLAYBOOKS / "role_validate.yml", str(SINGLE_SERVER), variables, check=True
+    )
     output = _outcome(result)
     assert not output.startswith("rc=0"), output
     assert f"groupfolders 23.0.0 supports Nextcloud 35{DASH}35" in _message(output), output

@@ -145,6 +145,12 @@ def test_single_server_keeps_redis_on_its_socket_and_local_files(
     assert "objectstore" not in single_config
 
 
+def test_single_server_socket_follows_the_redis_roles(tmp_path: Path) -> None:
+    variables = {**SECRETS, "redis_socket": "/run/redis/educloud.sock"}
+    config = php_config(_render(tmp_path, "educloud.config.php.j2", variables, nodes=1))
+    assert (config["redis"]["host"], config["redis"]["port"]) == ("/run/redis/educloud.sock", 0)
+
+
 def test_nodes_share_the_remote_redis(multinode_config: dict[str, Any]) -> None:
     redis = multinode_config["redis"]
     assert (redis["host"], redis["port"]) == ("198.18.0.21", 6380)
@@ -215,7 +221,7 @@ ROLES_OF_NODES = """
           {{{{ {{'jobs': nextcloud_runs_background_jobs | bool,
                 'installs': nextcloud_is_install_host | bool,
                 'sessions': nextcloud_redis_sessions | bool,
-                'packages': nextcloud_system_packages_wanted}} | to_json }}}}
+                'packages': nextcloud_system_packages}} | to_json }}}}
         dest: "{out}/{{{{ inventory_hostname }}}}.json"
         mode: "0600"
 """
@@ -255,10 +261,12 @@ def test_remote_redis_installs_no_redis_server(tmp_path: Path) -> None:
         assert role["sessions"] is True
 
 
-def test_single_server_keeps_its_redis_and_file_sessions(tmp_path: Path) -> None:
+def test_single_server_keeps_file_sessions_and_leaves_redis_to_the_redis_role(
+    tmp_path: Path,
+) -> None:
     roles = _node_roles(tmp_path, SECRETS, nodes=1)
     assert roles["localhost"]["jobs"] is True
-    assert "redis-server" in roles["localhost"]["packages"]
+    assert "redis-server" not in roles["localhost"]["packages"]
     assert roles["localhost"]["sessions"] is False
 
 

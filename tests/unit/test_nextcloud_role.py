@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from tests.unit.php_support import php_config
-from tests.unit.role_validation import render_role_template, validate_role
+from tests.unit.role_validation import SINGLE_SERVER, render_role_template, validate_role
 
 from educloud.charter.nextcloud import VENDOR_APPS
 from educloud.paths import repo_root
@@ -118,7 +118,7 @@ def test_no_denied_app_in_the_default_allow_list() -> None:
 
 
 def test_valid_inventory_passes() -> None:
-    result = validate_role("nextcloud", VALID)
+    result = validate_role("nextcloud", VALID, SINGLE_SERVER)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -126,7 +126,7 @@ def test_valid_inventory_passes() -> None:
 def test_denied_app_in_the_allow_list_is_refused() -> None:
     defaults = yaml.safe_load(ROLE_DEFAULTS.read_text(encoding="utf-8"))
     allowed = [*defaults["nextcloud_apps_allowed"], "survey_client"]
-    result = validate_role("nextcloud", {**VALID, "nextcloud_apps_allowed": allowed})
+    result = validate_role("nextcloud", {**VALID, "nextcloud_apps_allowed": allowed}, SINGLE_SERVER)
     assert result.returncode != 0
     assert "nextcloud_apps_allowed names denied apps: survey_client" in result.stdout
 
@@ -156,6 +156,81 @@ def test_denied_app_in_the_allow_list_is_refused() -> None:
     ],
 )
 def test_bad_inventory_is_refused(extra: dict[str, object], message: str) -> None:
-    result = validate_role("nextcloud", {**VALID, **extra})
+    result = validate_role("nextcloud", {**VALID, **extra}, SINGLE_SERVER)
     assert result.returncode != 0
     assert message in result.stdout
+
+
+# --- Redis is the redis role's ------------------------------------------------------------
+
+
+def _inventory(tmp_path: Path, redis_group: dict[str, object] | None) -> Path:
+    """localhost in the group nextcloud and, unless None, in the group redis with these vars."""
+    groups: dict[str, object] = {"nextcloud": {"hosts": {"localhost": {}}}}
+    if redis_group is not None:
+        groups["redis"] = {"hosts": {"localhost": {}}, "vars": redis_group}
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"children": groups}}), encoding="utf-8")
+    return inventory
+
+
+@pytest.mark.parametrize(
+    ("redis_group", "found"),
+    [
+        (None, "localhost not in the group redis, redis_mode replicated"),
+        ({}, "localhost in the group redis, redis_mode replicated"),
+        ({"redis_mode": "replicated"}, "in the group redis, redis_mode replicated"),
+        (
+            {"redis_mode": "local", "redis_socket": "/run/redis/other.sock"},
+            "redis_mode local, redis_socket /run/redis/other.sock",
+        ),
+    ],
+)
+def test_a_host_without_its_own_redis_is_refused(
+    tmp_path: Path, redis_group: dict[str, object] | None, found: str
+) -> None:
+    # Nextcloud's socket given, so that another redis_socket is a mismatch.
+    variables = {**VALID, "nextcloud_redis_socket": "/run/redis/redis-server.sock"}
+    result = validate_role("nextcloud", variables, _inventory(tmp_path, redis_group))
+    assert result.returncode != 0
+    output = " ".join(result.stdout.split())
+    assert "Nextcloud uses a Redis on this host's unix socket" in output
+    assert "put localhost in the inventory group redis with redis_mode: local" in output
+    assert found in output
+
+
+def test_the_socket_follows_the_redis_roles(tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path, {"redis_mode": "local", "redis_socket": "/run/redis/r.sock"})
+    result = validate_role("nextcloud", VALID, inventory)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_another_password_than_the_local_redis_is_refused(tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path, {"redis_mode": "local", "redis_password": "x" * 20})
+    result = validate_role("nextcloud", VALID, inventory)
+    assert result.returncode != 0
+    assert "Require nextcloud_redis_password to be the local Redis's redis_password" in (
+        result.stdout
+    )
+    assert "x" * 20 not in result.stdout + result.stderr
+
+
+def test_the_same_password_as_the_local_redis_passes(tmp_path: Path) -> None:
+    redis_group = {"redis_mode": "local", "redis_password": VALID["nextcloud_redis_password"]}
+    result = validate_role("nextcloud", VALID, _inventory(tmp_path, redis_group))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_shared_redis_needs_no_redis_of_its_own(tmp_path: Path) -> None:
+    variables = {**VALID, "nextcloud_redis_host": "198.18.0.21"}
+    result = validate_role("nextcloud", variables, _inventory(tmp_path, None))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_role_writes_no_redis_configuration() -> None:
+    role = repo_root() / "roles" / "nextcloud"
+    assert not list((role / "templates").glob("redis*")), "Redis's files are the redis role's"
+    tasks = "\n".join(path.read_text(encoding="utf-8") for path in (role / "tasks").glob("*.yml"))
+    handlers = (role / "handlers" / "main.yml").read_text(encoding="utf-8")
+    assert "/etc/redis" not in tasks
+    assert "redis-server" not in tasks + handlers

@@ -25,8 +25,10 @@ def expected_services(groups: Iterable[str], variables: Mapping[str, Any]) -> li
     if "etcd" in groups:
         services.append(ExpectedService("etcd", "etcd"))
     if "redis" in groups:
+        # The redis role's: a single server's own Redis (redis_mode local) runs no Sentinel.
         services.append(ExpectedService("redis-server", "redis"))
-        services.append(ExpectedService("redis-sentinel", "redis"))
+        if variables.get("redis_mode", "replicated") != "local":
+            services.append(ExpectedService("redis-sentinel", "redis"))
     if "load_balancer" in groups:
         # HAProxy's master process runs as root and its worker as haproxy (Debian's unit).
         services.append(ExpectedService("haproxy", "haproxy", workers=True))
@@ -41,7 +43,6 @@ def expected_services(groups: Iterable[str], variables: Mapping[str, Any]) -> li
         version = str(variables.get("nextcloud_php_version", "8.2"))
         nextcloud_user = str(variables.get("nextcloud_user", "nextcloud"))
         services.append(ExpectedService(f"php{version}-fpm", nextcloud_user, workers=True))
-        services.append(ExpectedService("redis-server", "redis"))
     if "data_rights" in groups:
         # gunicorn's master and workers all run as the service's account (User= in the unit).
         reports_user = str(variables.get("data_rights_reports_user", "educloud-reports"))

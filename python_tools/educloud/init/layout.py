@@ -1,7 +1,8 @@
 """The files of a deployment's inventory, rendered from the answers.
 
-Single server (`single`): one server in every group but backup_target, a second server
-keeping the encrypted backups; modelled on inventories/lab without what is the lab's.
+Single server (`single`): one server in every group but backup_target (its own Redis in
+the redis group, local mode), a second server keeping the encrypted backups; modelled on
+inventories/lab without what is the lab's.
 Regional (`regional`): inventories/example-regional's topology (load balancers with a
 floating address, a Keycloak cluster, Nextcloud on S3, Patroni, etcd, Redis with Sentinel).
 
@@ -66,7 +67,15 @@ def _list(items: Iterable[str], indent: int = 2) -> str:
 def _groups(answers: Answers) -> dict[str, list[str]]:
     if not answers.regional:
         server = answers.hosts[0].name
-        groups = ("postgresql", "keycloak", "reverse_proxy", "nextcloud", "data_rights", "backup")
+        groups = (
+            "postgresql",
+            "redis",
+            "keycloak",
+            "reverse_proxy",
+            "nextcloud",
+            "data_rights",
+            "backup",
+        )
         return {group: [server] for group in groups} | {"backup_target": [answers.backup_host.name]}
 
     def names(prefix: str) -> list[str]:
@@ -554,6 +563,13 @@ def etcd_vars(answers: Answers) -> str:
 
 
 def redis_vars(answers: Answers) -> str:
+    if not answers.regional:
+        return _header("Redis: the server's own, for Nextcloud on the same host.") + (
+            "# Local mode: the unix socket only (no TCP port, no Sentinel, nothing opened in the\n"
+            "# firewall); nextcloud_redis_password takes the same vault secret.\n"
+            "redis_mode: local\n"
+            'redis_password: "{{ vault_redis_password }}"\n'
+        )
     return _header("Redis with Sentinel on the database hosts.") + (
         'redis_password: "{{ vault_redis_password }}"\n'
         "redis_client_allowed_addresses: \"{{ groups['load_balancer'] | map('extract', hostvars,"
@@ -583,6 +599,7 @@ def inventory_files(answers: Answers, places: Places) -> list[File]:
         File(f"{group}/keycloak/init.yml", keycloak_vars(answers)),
         File(f"{group}/nextcloud/init.yml", nextcloud_vars(answers)),
         File(f"{group}/postgresql/init.yml", postgresql_vars(answers)),
+        File(f"{group}/redis/init.yml", redis_vars(answers)),
         File(f"{group}/data_rights/init.yml", data_rights_vars(answers)),
         File(f"{group}/backup/init.yml", backup_vars(answers)),
         File(f"{group}/backup_target/init.yml", backup_target_vars(answers)),
@@ -591,6 +608,5 @@ def inventory_files(answers: Answers, places: Places) -> list[File]:
         files += [
             File(f"{group}/load_balancer/init.yml", load_balancer_vars(answers)),
             File(f"{group}/etcd/init.yml", etcd_vars(answers)),
-            File(f"{group}/redis/init.yml", redis_vars(answers)),
         ]
     return files

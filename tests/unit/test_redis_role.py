@@ -1,0 +1,214 @@
+"""The redis role's two modes and its input checks, without a server (issue #23).
+
+`redis_mode: local` is one server's own Redis (the unix socket only, no Sentinel, no
+firewall opening), `replicated` the regional group with Sentinel. The settings file is
+rendered by the real Ansible with the role's defaults and read line by line as Redis reads
+it; the input checks run the role's tasks/validate.yml on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from tests.unit.role_validation import render_role_template, run_playbook, validate_role
+
+from educloud.paths import repo_root
+
+ROLE = repo_root() / "roles" / "redis"
+LOCAL = {"redis_mode": "local", "redis_password": "redis-password-0123456"}
+PASSWORD = LOCAL["redis_password"]
+REPLICATED = {
+    "redis_mode": "replicated",
+    "redis_password": PASSWORD,
+    "redis_address": "198.18.0.24",
+    "redis_current_master": "198.18.0.25",
+}
+
+
+def _directives(path: Path) -> dict[str, list[str]]:
+    """The file as Redis reads it: directive -> arguments (comments and blanks left out)."""
+    directives: dict[str, list[str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, *arguments = line.split()
+            assert name not in directives, f"{name} set twice in {path.name}"
+            directives[name] = arguments
+    return directives
+
+
+def _render(tmp_path: Path, template: str, variables: dict[str, object]) -> Path:
+    rendered = tmp_path / template.removesuffix(".j2")
+    result = render_role_template("redis", template, rendered, variables)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return rendered
+
+
+# --- The settings file -------------------------------------------------------------------
+
+
+def test_local_redis_listens_on_its_socket_only(tmp_path: Path) -> None:
+    settings = _directives(_render(tmp_path, "educloud.conf.j2", LOCAL))
+    assert settings["port"] == ["0"]
+    assert "bind" not in settings
+    assert settings["unixsocket"] == ["/run/redis/redis-server.sock"]
+    assert settings["unixsocketperm"] == ["770"]
+    assert settings["protected-mode"] == ["yes"]
+    assert settings["requirepass"] == [f'"{PASSWORD}"']
+
+
+def test_local_redis_persists_nothing_replicates_nothing_and_is_bounded(tmp_path: Path) -> None:
+    settings = _directives(_render(tmp_path, "educloud.conf.j2", LOCAL))
+    assert settings["save"] == ['""']
+    assert settings["appendonly"] == ["no"]
+    assert settings["maxmemory"] == ["256mb"]
+    assert settings["maxmemory-policy"] == ["volatile-lru"]
+    replication = [name for name in settings if re.match(r"(masterauth|replica|repl-)", name)]
+    assert replication == []
+
+
+def test_local_socket_follows_redis_socket(tmp_path: Path) -> None:
+    variables = {**LOCAL, "redis_socket": "/run/redis/educloud.sock"}
+    settings = _directives(_render(tmp_path, "educloud.conf.j2", variables))
+    assert settings["unixsocket"] == ["/run/redis/educloud.sock"]
+
+
+def test_local_redis_conf_only_includes_the_settings(tmp_path: Path) -> None:
+    config = _directives(_render(tmp_path, "redis.conf.j2", LOCAL))
+    assert config == {"include": ["/etc/redis/educloud.conf"]}
+
+
+def test_replicated_redis_keeps_its_network_and_replication_settings(tmp_path: Path) -> None:
+    settings = _directives(_render(tmp_path, "educloud.conf.j2", REPLICATED))
+    assert settings["bind"] == ["198.18.0.24", "127.0.0.1"]
+    assert settings["port"] == ["6379"]
+    assert settings["masterauth"] == [f'"{PASSWORD}"']
+    assert settings["repl-diskless-sync"] == ["yes"]
+    assert "unixsocket" not in settings
+    config = _directives(_render(tmp_path, "redis.conf.j2", REPLICATED))
+    assert config["replicaof"] == ["198.18.0.25", "6379"]
+
+
+def test_templates_say_they_are_managed(tmp_path: Path) -> None:
+    for template in ("educloud.conf.j2", "redis.conf.j2"):
+        text = _render(tmp_path, template, LOCAL).read_text(encoding="utf-8")
+        assert text.startswith("#\n# Ansible managed\n#\n# Reads: "), template
+
+
+# --- Input checks --------------------------------------------------------------------------
+
+
+def test_local_redis_passes() -> None:
+    result = validate_role("redis", LOCAL)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"redis_mode": "standalone"}, "choose local"),
+        (
+            {"redis_socket": "/var/run/redis.sock"},
+            "redis_socket must be a file name under /run/redis",
+        ),
+        ({"redis_client_allowed_addresses": ["198.18.0.21"]}, "must stay empty (no port is opened"),
+    ],
+)
+def test_what_a_local_redis_cannot_honour_is_refused(
+    extra: dict[str, object], message: str
+) -> None:
+    result = validate_role("redis", {**LOCAL, **extra})
+    assert result.returncode != 0
+    assert message in " ".join(result.stdout.split())
+
+
+def test_a_weak_password_is_refused_without_being_shown() -> None:
+    result = validate_role("redis", {**LOCAL, "redis_password": "short pass"})
+    assert result.returncode != 0
+    assert "Refuse a missing or weak Redis password" in result.stdout
+    assert "short pass" not in result.stdout + result.stderr
+
+
+def _group(tmp_path: Path, members: dict[str, dict[str, object]]) -> Path:
+    """Hosts of the group redis (never contacted: the checks run on the controller)."""
+    hosts = {
+        name: {"ansible_connection": "local", **hostvars} for name, hostvars in members.items()
+    }
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        yaml.safe_dump({"all": {"children": {"redis": {"hosts": hosts}}}}), encoding="utf-8"
+    )
+    return inventory
+
+
+def test_a_replicated_member_set_holding_a_local_redis_is_refused(tmp_path: Path) -> None:
+    inventory = _group(
+        tmp_path,
+        {
+            "localhost": {"ansible_host": "198.18.0.24"},
+            "rdb2": {"ansible_host": "198.18.0.25"},
+            "edu1": {"ansible_host": "198.18.0.11", "redis_mode": "local"},
+        },
+    )
+    result = validate_role("redis", {"redis_password": PASSWORD}, inventory)
+    assert result.returncode != 0
+    assert "holds hosts with redis_mode local (edu1)" in " ".join(result.stdout.split())
+
+
+# --- Firewall peers (ansible/group_vars/all/policies.yml) ----------------------------------
+
+PEERS = """
+- name: Record each host's peer services
+  hosts: redis
+  gather_facts: false
+  vars_files:
+    - {policies}
+  tasks:
+    - name: Write common_egress_peers
+      ansible.builtin.copy:
+        content: "{{{{ common_egress_peers | to_json }}}}"
+        dest: "{out}/{{{{ inventory_hostname }}}}.json"
+        mode: "0600"
+"""
+
+
+def _peers(tmp_path: Path, mode: str) -> dict[str, list[dict[str, object]]]:
+    out = tmp_path / "out"
+    out.mkdir()
+    playbook = tmp_path / "peers.yml"
+    policies = repo_root() / "ansible" / "group_vars" / "all" / "policies.yml"
+    playbook.write_text(PEERS.format(policies=policies, out=out), encoding="utf-8")
+    members = {
+        "localhost": {"ansible_host": "198.18.0.24", "redis_mode": mode},
+        "rdb2": {"ansible_host": "198.18.0.25", "redis_mode": mode},
+    }
+    result = run_playbook(playbook, str(_group(tmp_path, members)), {})
+    assert result.returncode == 0, result.stdout + result.stderr
+    return {path.stem: json.loads(path.read_text()) for path in out.glob("*.json")}
+
+
+@pytest.mark.charter("C10")
+def test_a_local_redis_reaches_no_peer(tmp_path: Path) -> None:
+    peers = _peers(tmp_path, "local")
+    assert peers == {"localhost": [], "rdb2": []}
+
+
+@pytest.mark.charter("C10")
+def test_replicated_members_reach_each_other_on_redis_and_sentinel(tmp_path: Path) -> None:
+    peers = _peers(tmp_path, "replicated")
+    assert peers["localhost"] == [
+        {"name": "redis", "addresses": ["198.18.0.25"], "protocol": "tcp", "ports": [6379, 26379]}
+    ]
+
+
+# --- The tasks ----------------------------------------------------------------------------
+
+
+def test_local_mode_skips_the_sentinel_steps() -> None:
+    main = yaml.safe_load((ROLE / "tasks" / "main.yml").read_text(encoding="utf-8"))
+    by_file = {task["ansible.builtin.import_tasks"]: task.get("when", []) for task in main}
+    for sentinel_file in ("master.yml", "sentinel.yml"):
+        assert "redis_mode == 'replicated'" in by_file[sentinel_file], sentinel_file
