@@ -487,3 +487,19 @@ def test_acme_without_a_usable_ca_address_writes_nothing(
     assert isinstance(result.exception, EducloudError), result.output
     assert expected in str(result.exception)
     assert not directory.exists()
+
+
+def test_the_vault_ignores_the_operators_own_vault_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator's exported ANSIBLE_VAULT_PASSWORD_FILE (another deployment's) neither
+    stops init from writing its vault nor decides which password reads it."""
+    other = tmp_path / "other-password"
+    other.write_text("another deployment's password\n", encoding="utf-8")
+    monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", str(other))
+    monkeypatch.setenv("ANSIBLE_VAULT_IDENTITY_LIST", f"other@{other}")
+    password = tmp_path / "vault-password"
+    deployment_secrets.new_password_file(password)
+    vault = tmp_path / "vault.yml"
+    deployment_secrets.write_vault(vault, password, {"vault_x": "secret-value"}, "# test\n")
+    assert deployment_secrets.read_vault(vault, password, "test") == {"vault_x": "secret-value"}

@@ -131,6 +131,28 @@ def ansible_vault() -> str:
     return str(Path(sys.executable).parent / "ansible-vault")
 
 
+# Vault settings of the caller's environment (an operator's usual password file, identity
+# list, or an ansible.cfg naming one): ansible-vault would add them to the password file
+# given here, and refuse to encrypt with two "default" ids, or decrypt with the wrong one.
+_VAULT_ENV = (
+    "ANSIBLE_VAULT_PASSWORD_FILE",
+    "ANSIBLE_VAULT_IDENTITY_LIST",
+    "ANSIBLE_VAULT_IDENTITY",
+    "ANSIBLE_CONFIG",
+)
+
+
+def _vault(argv: list[str], *, what: str, input_text: str | None = None) -> str:
+    """ansible-vault with only the password file `argv` gives it: none of the environment's
+    vault settings, and an empty configuration file instead of any ansible.cfg."""
+    env = {k: v for k, v in os.environ.items() if k not in _VAULT_ENV}
+    with tempfile.TemporaryDirectory(prefix="educloud-vault-") as empty:
+        config = Path(empty) / "ansible.cfg"
+        config.write_text("[defaults]\n", encoding="utf-8")
+        env["ANSIBLE_CONFIG"] = str(config)
+        return run(argv, what=what, env=env, input_text=input_text).stdout
+
+
 def new_password_file(path: Path) -> None:
     """A new random vault password, readable by its owner only; never replaces a file."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -142,10 +164,10 @@ def read_vault(vault: Path, password_file: Path, how_to_fix: str) -> dict[str, A
     """The vault's secrets, decrypted in memory ({} when it does not exist)."""
     if not vault.exists():
         return {}
-    clear = run(
+    clear = _vault(
         [ansible_vault(), "view", "--vault-password-file", str(password_file), str(vault)],
         what=f"reading the vault {vault} ({how_to_fix})",
-    ).stdout
+    )
     data = yaml.safe_load(clear) or {}
     if not isinstance(data, dict):
         raise EducloudError(f"the vault {vault} does not hold a mapping of vault_* variables")
@@ -163,7 +185,7 @@ def write_vault(vault: Path, password_file: Path, data: Mapping[str, Any], heade
     staging = Path(tempfile.mkdtemp(prefix=f".{vault.name}.", suffix="~", dir=vault.parent))
     partial = staging / vault.name
     try:
-        run(
+        _vault(
             [
                 ansible_vault(),
                 "encrypt",
