@@ -5,48 +5,11 @@ failures included. No Keycloak: a recorded connection."""
 
 from __future__ import annotations
 
-import json
-from types import SimpleNamespace
-from typing import Any
-
 import pytest
-import requests
 from keycloak.exceptions import KeycloakConnectionError, KeycloakPostError
+from tests.unit.keycloak_support import _realm, _response
 
-from educloud.clients.keycloak import KeycloakAdminError, RealmAdmin
-
-
-def _response(status: int, body: Any = None) -> requests.Response:
-    response = requests.Response()
-    response.status_code = status
-    response._content = b"" if body is None else json.dumps(body).encode()
-    return response
-
-
-class _Recorded:
-    server_url = "https://auth-admin.example.test"
-
-    def __init__(self, *answers: requests.Response | Exception) -> None:
-        self.answers = list(answers)
-        self.calls: list[tuple[str, str, dict[str, Any]]] = []
-
-    def _answer(self, method: str, url: str, params: dict[str, Any]) -> requests.Response:
-        self.calls.append((method, url, params))
-        answer = self.answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    def raw_get(self, url: str, **params: Any) -> requests.Response:
-        return self._answer("GET", url, params)
-
-    def raw_delete(self, url: str, **params: Any) -> requests.Response:
-        return self._answer("DELETE", url, params)
-
-
-def _realm(*answers: requests.Response | Exception) -> tuple[RealmAdmin, _Recorded]:
-    connection = _Recorded(*answers)
-    return RealmAdmin(SimpleNamespace(connection=connection), "lab"), connection  # type: ignore[arg-type]
+from educloud.clients.keycloak import KeycloakAdminError
 
 
 def test_settings_reads_the_realm_itself() -> None:
