@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 
@@ -129,9 +128,16 @@ class RealmAdmin:
                 response = conn.raw_put(url, data=json.dumps(payload or {}), **params)
             else:
                 response = conn.raw_delete(url, **params)
-        except requests.exceptions.RequestException as exc:
+        except (requests.exceptions.RequestException, KeycloakConnectionError) as exc:
+            # python-keycloak wraps an unreachable server in KeycloakConnectionError.
             raise KeycloakAdminError(
                 f"{what}: Keycloak unreachable ({type(exc).__name__}); {self.again}"
+            ) from None
+        except KeycloakError as exc:
+            # Raised when the service account's token cannot be renewed.
+            raise KeycloakAdminError(
+                f"{what}: the service account's session could not be renewed "
+                f"(HTTP {exc.response_code}): {_reason(exc)}"
             ) from None
         if response.status_code >= 400:
             hint = f" (the service account needs {needs})" if response.status_code == 403 else ""
@@ -169,15 +175,11 @@ class RealmAdmin:
             what, "events", size=EVENTS_PAGE, needs="the realm-management role view-events", **query
         )
 
-    # The reads and writes below turn python-keycloak's own failures into KeycloakAdminError
-    # too (_client_errors), so that a caller handles one exception type.
-
     def settings(self) -> dict[str, Any]:
         """The realm's representation (GET admin/realms/{realm}): its events' settings
         (eventsExpiration, attributes.adminEventsExpiration) among the others."""
         what = f"read the settings of realm {self.realm}"
-        with _client_errors(what, self.again):
-            found = self.call(what, "GET", "", needs="the realm-management role view-realm")
+        found = self.call(what, "GET", "", needs="the realm-management role view-realm")
         if not isinstance(found, dict):
             raise KeycloakAdminError(f"{what}: Keycloak answered no realm representation")
         return found
@@ -187,50 +189,25 @@ class RealmAdmin:
         `query` (dateTo, first, max...): the listing Keycloak answered, or KeycloakAdminError
         when it answered anything else."""
         what = f"read the {kind} of realm {self.realm}"
-        with _client_errors(what, self.again):
-            found = self.call(
-                what, "GET", kind, needs="the realm-management role view-events", **query
-            )
+        found = self.call(what, "GET", kind, needs="the realm-management role view-events", **query)
         if not isinstance(found, list):
             raise KeycloakAdminError(f"{what}: Keycloak answered no listing")
         return found
 
     def users(self, what: str, **query: Any) -> Iterator[dict[str, Any]]:
         """Every user matching `query` (enabled, username, exact, briefRepresentation...)."""
-        with _client_errors(what, self.again):
-            yield from self.paged(
-                what, "users", needs="the realm-management role manage-users", **query
-            )
+        return self.paged(what, "users", needs="the realm-management role manage-users", **query)
 
     def delete_user(self, user_id: str, what: str) -> bool:
         """Delete a user by id; False when Keycloak has no such user (deleted already)."""
         try:
-            with _client_errors(what, self.again):
-                needs = "the realm-management role manage-users"
-                self.call(what, "DELETE", f"users/{user_id}", needs=needs)
+            needs = "the realm-management role manage-users"
+            self.call(what, "DELETE", f"users/{user_id}", needs=needs)
         except KeycloakAdminError as exc:
             if exc.status == 404:
                 return False
             raise
         return True
-
-
-@contextmanager
-def _client_errors(what: str, again: str) -> Iterator[None]:
-    """python-keycloak's failures under the raw calls, as KeycloakAdminError: it wraps an
-    unreachable server in KeycloakConnectionError (never requests' own exceptions), and
-    raises its errors when it cannot renew the service account's token."""
-    try:
-        yield
-    except KeycloakConnectionError as exc:
-        raise KeycloakAdminError(
-            f"{what}: Keycloak unreachable ({type(exc).__name__}); {again}"
-        ) from None
-    except KeycloakError as exc:
-        raise KeycloakAdminError(
-            f"{what}: the service account's session could not be renewed "
-            f"(HTTP {exc.response_code}): {_reason(exc)}"
-        ) from None
 
 
 def _reason(exc: KeycloakError) -> str:
