@@ -67,6 +67,8 @@ def run_playbook(
         env={
             "ANSIBLE_ROLES_PATH": str(repo_root() / "roles"),
             "ANSIBLE_FILTER_PLUGINS": str(repo_root() / "ansible" / "filter_plugins"),
+            # The filter plugin imports educloud: this checkout's, not whichever is installed.
+            "PYTHONPATH": str(repo_root() / "python_tools"),
             "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
             "ANSIBLE_LOCALHOST_WARNING": "false",
             "ANSIBLE_NOCOLOR": "1",

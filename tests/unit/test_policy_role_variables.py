@@ -126,6 +126,8 @@ def test_ansible_templates_the_same_values(tmp_path: Path) -> None:
         env={
             "PATH": "/usr/bin:/bin",
             "ANSIBLE_FILTER_PLUGINS": str(ansible_dir() / "filter_plugins"),
+            # The filter plugin imports educloud: this checkout's, not whichever is installed.
+            "PYTHONPATH": str(repo_root() / "python_tools"),
             "ANSIBLE_LOCALHOST_WARNING": "0",
             "HOME": str(tmp_path),
         },
