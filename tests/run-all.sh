@@ -138,7 +138,7 @@ breaks_pid=$!
 # serialises their creation), and most of a scenario's time is spent waiting on apt, SSH
 # and service starts, so two share the 2 cores of CI well (about 25 min -> 15 min).
 # Longest first, so that the two lanes end together; a scenario not listed runs last.
-molecule_order=(data_rights keycloak backup nextcloud redis etcd load_balancer reverse_proxy postgresql common)
+molecule_order=(retention keycloak backup nextcloud redis etcd load_balancer reverse_proxy postgresql common)
 molecule_roles=()
 for role in "${molecule_order[@]}"; do
   [ -d "roles/$role/molecule/default" ] && molecule_roles+=("$role")

@@ -289,7 +289,7 @@ def role_variables(retention: Mapping[str, Any], hosting: Mapping[str, Any]) -> 
         "nextcloud_activity_expire_days": days("activity"),
         "nextcloud_log_retention_days": days("system_logs"),
         "nextcloud_objectstore_hosting_countries": countries,
-        "data_rights_reports_retention_days": days("illicit_content_reports"),
+        "reporting_retention_days": days("illicit_content_reports"),
         # C1, C7, C10: backups (restic forget --keep-within-*, in days).
         "backup_retention_days": days("backups"),
         "backup_keep_daily_days": keep["daily"],

@@ -32,9 +32,9 @@ def test_exports_ready_before_erase(
     problems = []
     for host in hosts:
         target = connect(host.name)
-        venv = str(host.variables.get("data_rights_tool_venv", "/opt/educloud/venv"))
-        exports = str(host.variables.get("data_rights_exports_dir", "/var/lib/educloud/exports"))
-        config = str(host.variables.get("data_rights_config_dir", "/etc/educloud"))
+        venv = str(host.variables.get("educloud_tool_venv", "/opt/educloud/venv"))
+        exports = str(host.variables.get("retention_exports_dir", "/var/lib/educloud/exports"))
+        config = str(host.variables.get("retention_config_dir", "/etc/educloud"))
         tool = target.run("%s/bin/educloud export --help", venv)
         folder = target.file(exports)
         copy = target.file(f"{config}/policies/retention.yml")

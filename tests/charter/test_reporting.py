@@ -32,9 +32,7 @@ def _request(method: str, url: str, **options: Any) -> requests.Response:
 
 def _reporting_path(deployment: Deployment) -> str:
     if deployment.reporting_path is None:
-        pytest.fail(
-            "no reporting form: reverse_proxy_reporting_upstream is empty (data_rights role)"
-        )
+        pytest.fail("no reporting form: reverse_proxy_reporting_upstream is empty (reporting role)")
     return deployment.reporting_path
 
 

@@ -123,7 +123,7 @@ def test_retention_applied_daily_and_journaled(
     connect: Callable[[str], Any],
     evidence: Callable[[str], None],
 ) -> None:
-    """The data_rights role's timer applies retention.yml every day; its last run did not
+    """The retention role's timer applies retention.yml every day; its last run did not
     fail, and its hash-chained journal verifies (`educloud retention journal verify`)."""
     hosts = deployment.in_group("data_rights")
     if not hosts:
@@ -131,8 +131,8 @@ def test_retention_applied_daily_and_journaled(
     problems = []
     for host in hosts:
         target = connect(host.name)
-        config = str(host.variables.get("data_rights_config_dir", "/etc/educloud"))
-        venv = str(host.variables.get("data_rights_tool_venv", "/opt/educloud/venv"))
+        config = str(host.variables.get("retention_config_dir", "/etc/educloud"))
+        venv = str(host.variables.get("retention_tool_venv", "/opt/educloud/venv"))
         timer = target.service("educloud-retention.timer")
         # Observed in the system journal (systemd forgets a finished oneshot unit's
         # timestamps once it unloads it): the runs of the last day, their outcome.

@@ -49,7 +49,7 @@ FORM = f"https://{SITE}/signalement"
 API = f"https://{ADMIN_SITE}/moderation/api"
 OWN_ORIGIN = f"https://{SITE}"
 SERVICE_HOST = "edu1"
-TOKEN_MIN_AGE = 3  # data_rights_reports_form_token_min_age_seconds (the role's default)
+TOKEN_MIN_AGE = 3  # reporting_form_token_min_age_seconds (the role's default)
 DESCRIPTION = "Test d'attaque (issue 29) : à classer sans suite."
 MARKUP_LINK = f"https://{SITE}/s/AttackTest29?[/]&[link=https://evil]x[/link]&[bold]gras"
 ESCAPE_LINKS = {

@@ -4,7 +4,7 @@ sink and the WSGI app served on 127.0.0.1. Nothing leaves this machine.
 PostgreSQL: Debian's binaries (/usr/lib/postgresql/<version>/bin), a cluster in a temporary
 directory listening only on a unix socket there, run as `nobody` when the tests run as root
 (postgres refuses root). Each test gets its own database owned by `educloud_reports`, as the
-data_rights role creates it on the servers.
+reporting role creates it on the servers.
 """
 
 from __future__ import annotations

@@ -329,7 +329,7 @@ def test_contract_end_run_is_marked_for_its_retention_category(
     assert policy[category]["retention_days"] >= 90  # "3 mois" after the contract ends
     assert (policy[category]["at_expiry"], policy[category]["enforced_by"]) == (
         "erase",
-        "data_rights",
+        "retention",
     )
 
 

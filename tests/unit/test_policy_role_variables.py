@@ -20,7 +20,7 @@ from educloud.errors import EducloudError
 from educloud.paths import ansible_dir, repo_root
 
 POLICIES_YML = ansible_dir() / "group_vars" / "all" / "policies.yml"
-ROLES = ("common", "keycloak", "nextcloud", "data_rights", "backup", "reverse_proxy")
+ROLES = ("common", "keycloak", "nextcloud", "reporting", "retention", "backup", "reverse_proxy")
 
 
 def _values() -> dict[str, Any]:
@@ -81,7 +81,7 @@ def test_charter_names_each_retention_variable_as_a_control_of_c7() -> None:
         for v in _values()
         if "hosting" not in v
         and not v.startswith("reverse_proxy_")
-        and v != "data_rights_reports_retention_days"
+        and v != "reporting_retention_days"
     }
     assert retention_derived <= controls, sorted(retention_derived - controls)
 

@@ -44,8 +44,9 @@ def expected_services(groups: Iterable[str], variables: Mapping[str, Any]) -> li
         nextcloud_user = str(variables.get("nextcloud_user", "nextcloud"))
         services.append(ExpectedService(f"php{version}-fpm", nextcloud_user, workers=True))
     if "data_rights" in groups:
-        # gunicorn's master and workers all run as the service's account (User= in the unit).
-        reports_user = str(variables.get("data_rights_reports_user", "educloud-reports"))
+        # The reporting role's service: gunicorn's master and workers all run as its account
+        # (User= in the unit).
+        reports_user = str(variables.get("reporting_user", "educloud-reports"))
         services.append(ExpectedService("educloud-reports", reports_user))
     return services
 

@@ -40,7 +40,7 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option(
         "--config",
-        help="Settings file (the data_rights role's /etc/educloud/retention.yml); "
+        help="Settings file (the retention role's /etc/educloud/retention.yml); "
         "replaces --inventory.",
     ),
 ]

@@ -26,7 +26,7 @@ from educloud.init.questions import (
     Question,
 )
 
-# The roles' pattern of a plain e-mail address (backup and data_rights validate.yml).
+# The roles' pattern of a plain e-mail address (backup and reporting validate.yml).
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@([A-Za-z0-9-]+\.)+[A-Za-z][A-Za-z0-9-]*$")
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # An inventory name that also makes a valid account name on the backup target

@@ -198,7 +198,7 @@ def reverse_proxy_vars(answers: Answers, places: Places) -> str:
     )
     where = "this same host" if not answers.regional else "the first load balancer"
     text += (
-        f"# Reporting illicit content (C9): the data_rights role's service on {where},\n"
+        f"# Reporting illicit content (C9): the reporting role's service on {where},\n"
         "# served on every site at /signalement; its moderation API on the admin site only.\n"
         "reverse_proxy_reporting_upstream: http://127.0.0.1:8090\n"
         f"reverse_proxy_reporting_admin_site: {admin}\n"
@@ -382,7 +382,7 @@ def postgresql_vars(answers: Answers) -> str:
         "    owner: keycloak\n"
         "  - name: nextcloud\n"
         "    owner: nextcloud\n"
-        "  # The illicit-content report service (data_rights role, C9).\n"
+        "  # The illicit-content report service (reporting role, C9).\n"
         "  - name: educloud_reports\n"
         "    owner: educloud_reports\n"
     )
@@ -401,35 +401,41 @@ def _mail(answers: Answers, prefix: str) -> str:
 
 def data_rights_vars(answers: Answers) -> str:
     auth, admin, cloud = answers.sites
-    text = _header("Data rights: the report form (C9) and the daily retention run (C7).")
+    text = _header(
+        "Data rights, the roles reporting (the report form, C9), educloud_tool and\n"
+        "# retention (the daily retention run, C7)."
+    )
     text += (
-        'data_rights_reports_db_password: "{{ vault_reports_db_password }}"\n'
-        'data_rights_reports_form_secret: "{{ vault_reports_form_secret }}"\n'
-        'data_rights_reports_moderation_token: "{{ vault_reports_moderation_token }}"\n'
+        'reporting_db_password: "{{ vault_reports_db_password }}"\n'
+        'reporting_form_secret: "{{ vault_reports_form_secret }}"\n'
+        'reporting_moderation_token: "{{ vault_reports_moderation_token }}"\n'
     )
     if answers.regional:
         text += (
             "# The report service's database: the Patroni leader's, through HAProxy.\n"
-            'data_rights_reports_db_host: "{{ regional_load_balancer_address }}"\n'
+            'reporting_db_host: "{{ regional_load_balancer_address }}"\n'
         )
     text += (
         "# Each report alerts the moderators through the mail relay (policies' egress.yml).\n"
-        + _mail(answers, "data_rights_reports_smtp")
-        + "data_rights_reports_moderators:\n"
+        + _mail(answers, "reporting_smtp")
+        + "reporting_moderators:\n"
         + _list([answers.reporting_email])
-        + f"data_rights_reports_platform_name: {q(answers.organisation)}\n"
-        + "data_rights_reports_platform_hosts:\n"
+        + f"reporting_platform_name: {q(answers.organisation)}\n"
+        + "reporting_platform_hosts:\n"
         + _list([cloud, auth])
         + "# The retention run signs in to Keycloak through the admin site of the proxy on this\n"
-        "# same host.\n"
-        f"data_rights_keycloak_url: https://{admin}\n"
-        f"data_rights_keycloak_realm: {answers.realm}\n"
-        'data_rights_keycloak_client_secret: "{{ vault_data_rights_client_secret }}"\n'
-        "data_rights_static_hosts:\n"
-        f"  {admin}: 127.0.0.1\n"
+        "# same host, and archives expired reports through the report service (same token).\n"
+        f"retention_keycloak_url: https://{admin}\n"
+        f"retention_keycloak_realm: {answers.realm}\n"
+        'retention_keycloak_client_secret: "{{ vault_data_rights_client_secret }}"\n'
     )
     if answers.certificates == "internal":
-        text += "data_rights_keycloak_ca_file: /etc/educloud/ca/ca.crt\n"
+        text += "retention_keycloak_ca_file: /etc/educloud/ca/ca.crt\n"
+    text += (
+        "retention_static_hosts:\n"
+        f"  {admin}: 127.0.0.1\n"
+        'retention_reports_token: "{{ vault_reports_moderation_token }}"\n'
+    )
     return text
 
 

@@ -1,6 +1,6 @@
 """Moderating the illicit-content reports (C9): the moderation API's client and takedowns.
 
-The report service (educloud.reporting.service, deployed by the data_rights role) keeps
+The report service (educloud.reporting.service, deployed by the reporting role) keeps
 the reports; its moderation API is served on the admin vhost only, behind a bearer token.
 A takedown disables the reported public link through educloud.clients.nextcloud, then records
 the decision (who, what, when, which shares) in the service, append-only.

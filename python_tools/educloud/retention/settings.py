@@ -1,7 +1,7 @@
 """Where the data-rights commands work: from a deployment's inventory (an operator's
 machine, the lab) or from a settings file (the retention timer on a server).
 
-The settings file (written by the data_rights role, /etc/educloud/retention.yml):
+The settings file (written by the retention role, /etc/educloud/retention.yml):
 
     policies_dir: /etc/educloud/policies
     exports_dir: /var/lib/educloud/exports

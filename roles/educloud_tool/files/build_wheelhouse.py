@@ -1,6 +1,6 @@
-"""Build (once) the wheelhouse the data_rights role installs the educloud tool from.
+"""Build (once) the wheelhouse the educloud_tool role installs the educloud tool from.
 
-Run on the controller by tasks/tool_wheelhouse.yml with the controller's own Python (the
+Run on the controller by tasks/wheelhouse.yml with the controller's own Python (the
 venv that runs Ansible): the wheels are the repository's package plus its dependencies at
 the versions installed here (`pip freeze`, minus the editable educloud line), so the host
 runs what was tested. The hosts reach no package index: they install with --no-index.

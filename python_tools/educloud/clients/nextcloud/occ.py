@@ -161,8 +161,8 @@ class LocalOcc(SshOcc):
         raise OccError(
             f"occ must run as {self.system_user}, the owner of Nextcloud's config.php, and "
             f"this process runs as {current}: run it as {self.system_user} or as root (the "
-            "data_rights role runs the retention unit as Nextcloud's account when "
-            "data_rights_nextcloud_url is set)"
+            "retention role runs the retention unit as Nextcloud's account when "
+            "retention_nextcloud_url is set)"
         )
 
 

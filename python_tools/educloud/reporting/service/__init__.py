@@ -1,7 +1,7 @@
 """The illicit-content report service (charter C9): a public form and a moderation API.
 
 Self-contained: the standard library, psycopg2 and PyYAML only, relative imports only.
-The `data_rights` role copies this directory to /opt/educloud-reports/educloud_reports/
+The `reporting` role copies this directory to /opt/educloud-reports/educloud_reports/
 and runs it with Debian 12's python3, python3-psycopg2, python3-yaml and gunicorn:
 
     EDUCLOUD_REPORTS_CONFIG=/etc/educloud/reports.yml \\

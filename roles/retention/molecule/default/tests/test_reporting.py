@@ -1,7 +1,9 @@
-"""Behaviour of the data_rights role on a converged host (testinfra; charter C7, C9).
+"""Behaviour of the reporting role on a converged host (testinfra; charter C9): the report
+service, its form through the reverse proxy, the moderation API.
 
-Run by molecule on its temporary host and against an inventory (tests/run-all.sh: the lab's
-edu1). Requests are made on the host itself with curl through the reverse proxy, each test
+Run by the retention role's molecule scenario on its temporary host and against an inventory
+(tests/run-all.sh: the lab's edu1); conftest.py keeps them to the hosts of the group
+data_rights. Requests are made on the host itself with curl through the reverse proxy, each test
 from its own random loopback address (127.x.y.z): nginx and the service limit reports per
 client address, so repeated runs never share a quota.
 """
@@ -16,6 +18,7 @@ import re
 import shlex
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -23,38 +26,15 @@ from typing import Any
 
 import pytest
 
-from educloud.hostscope import skip_unless_in_group
 from educloud.lab.settings import BRIDGE_ADDRESS, SMTP_SINK_PORT, LabPaths
 
-GROUP = "data_rights"
 SERVICE = "educloud-reports"
 # Exposure score of `systemd-analyze security` (0 = fully sandboxed, 10 = nothing); the unit
 # scores 1.3 on Debian 12. A unit losing its sandboxing crosses this.
 MAX_EXPOSURE = 2.5
 # The form's token must be this old before a post is accepted (reports/form.py TOKEN_MIN_AGE).
 TOKEN_MIN_AGE = 3
-
-
-@pytest.fixture(autouse=True)
-def _data_rights_hosts_only(host: Any) -> None:
-    skip_unless_in_group(host.ansible.get_variables(), GROUP)
-
-
-_RENDERED: dict[tuple[str, str], Any] = {}
-
-
-def _setting(host: Any, name: str, default: Any) -> Any:
-    """A variable as the play sees it: inventory values may be templates ("{{ vault_x }}")
-    that get_variables() leaves unrendered; a role default the inventory does not set is
-    `default`."""
-    key = (str(host.ansible.get_variables().get("inventory_hostname")), name)
-    if key not in _RENDERED:
-        value = host.ansible("ansible.builtin.debug", f"var={name}", check=False).get(name, default)
-        undefined = isinstance(value, str) and (
-            value == "VARIABLE IS NOT DEFINED!" or value.startswith("<< error")
-        )
-        _RENDERED[key] = default if undefined else value
-    return _RENDERED[key]
+Setting = Callable[[str, Any], Any]
 
 
 @dataclass(frozen=True)
@@ -117,36 +97,36 @@ def _fresh_source() -> str:
 
 
 @pytest.fixture
-def proxy(host: Any) -> Proxy:
+def proxy(host: Any, setting: Setting) -> Proxy:
     variables = host.ansible.get_variables()
     if "reverse_proxy" not in variables.get("group_names", []) and not str(
         variables.get("inventory_hostname", "")
     ).startswith("mol-"):
         pytest.skip("the reverse proxy is on another host: reporting is checked there")
-    if not _setting(host, "reverse_proxy_reporting_upstream", ""):
+    if not setting("reverse_proxy_reporting_upstream", ""):
         pytest.skip("reverse_proxy_reporting_upstream is off on this host")
-    sites = list(_setting(host, "reverse_proxy_sites", []))
+    sites = list(setting("reverse_proxy_sites", []))
     public = [s["name"] for s in sites if not s.get("allow_networks")]
-    admin_name = str(_setting(host, "reverse_proxy_reporting_admin_site", ""))
+    admin_name = str(setting("reverse_proxy_reporting_admin_site", ""))
     admin = [s for s in sites if s["name"] == admin_name]
     if not public:
         pytest.skip("no public site")
-    ca_dir = str(_setting(host, "reverse_proxy_ca_dir", "/etc/educloud/ca"))
-    internal = _setting(host, "reverse_proxy_certificate_source", "internal_ca") == "internal_ca"
+    ca_dir = str(setting("reverse_proxy_ca_dir", "/etc/educloud/ca"))
+    internal = setting("reverse_proxy_certificate_source", "internal_ca") == "internal_ca"
     return Proxy(
         host=host,
         ca=f"{ca_dir}/ca.crt" if internal else "/etc/ssl/certs/ca-certificates.crt",
         public_site=public[0],
         admin_site=admin_name,
         admin_networks=list(admin[0].get("allow_networks", [])) if admin else [],
-        path=str(_setting(host, "reverse_proxy_reporting_path", "/signalement")),
+        path=str(setting("reverse_proxy_reporting_path", "/signalement")),
     )
 
 
 @pytest.fixture
-def moderation_token(host: Any) -> str:
-    token = str(_setting(host, "data_rights_reports_moderation_token", ""))
-    assert token, "data_rights_reports_moderation_token is not set for this host"
+def moderation_token(setting: Setting) -> str:
+    token = str(setting("reporting_moderation_token", ""))
+    assert token, "reporting_moderation_token is not set for this host"
     return token
 
 
@@ -211,16 +191,16 @@ def test_service_enabled_and_running(host):
     assert service.is_running
 
 
-def test_service_runs_as_its_own_account(host):
-    user = _setting(host, "data_rights_reports_user", "educloud-reports")
+def test_service_runs_as_its_own_account(host, setting: Setting):
+    user = setting("reporting_user", "educloud-reports")
     pid = host.check_output(f"systemctl show -p MainPID --value {SERVICE}")
     owners = host.check_output(f"ps -o user= --ppid {pid} -p {pid}").split()
     assert owners, f"no process for {SERVICE}"
     assert set(owners) == {user}, owners
 
 
-def test_service_listens_on_loopback_only(host):
-    port = int(_setting(host, "data_rights_reports_port", 8090))
+def test_service_listens_on_loopback_only(host, setting: Setting):
+    port = int(setting("reporting_port", 8090))
     assert host.socket(f"tcp://127.0.0.1:{port}").is_listening
     assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening
 
@@ -233,9 +213,9 @@ def test_unit_is_sandboxed(host):
     assert float(match.group(1)) <= MAX_EXPOSURE, output[-2000:]
 
 
-def test_configuration_holds_no_secret(host, moderation_token):
+def test_configuration_holds_no_secret(host, setting: Setting, moderation_token):
     config = host.file("/etc/educloud/reports.yml")
-    group = _setting(host, "data_rights_reports_group", "educloud-reports")
+    group = setting("reporting_group", "educloud-reports")
     assert (config.user, config.group, config.mode) == ("root", group, 0o640)
     content = config.content_string
     assert moderation_token not in content
@@ -244,9 +224,9 @@ def test_configuration_holds_no_secret(host, moderation_token):
 
 
 @pytest.mark.parametrize("name", ["db-password", "form-secret"])
-def test_secret_files_readable_by_the_service_only(host, name):
-    directory = _setting(host, "data_rights_reports_secrets_dir", "/etc/educloud/reports-secrets")
-    user = _setting(host, "data_rights_reports_user", "educloud-reports")
+def test_secret_files_readable_by_the_service_only(host, setting: Setting, name):
+    directory = setting("reporting_secrets_dir", "/etc/educloud/reports-secrets")
+    user = setting("reporting_user", "educloud-reports")
     secret = host.file(f"{directory}/{name}")
     assert (secret.user, secret.mode) == (user, 0o600)
 
@@ -278,8 +258,8 @@ def test_form_loads_nothing_from_elsewhere(proxy):
     assert page.headers.get("strict-transport-security"), page.headers
 
 
-def test_privacy_notice_links_to_the_form(proxy):
-    notice_path = str(_setting(proxy.host, "reverse_proxy_privacy_notice_path", "/confidentialite"))
+def test_privacy_notice_links_to_the_form(proxy, setting: Setting):
+    notice_path = str(setting("reverse_proxy_privacy_notice_path", "/confidentialite"))
     page = proxy.request(proxy.public_site, notice_path)
     assert page.status == 200
     section = page.body.split('id="signalement"', 1)[1].split("</section>", 1)[0]
@@ -287,7 +267,7 @@ def test_privacy_notice_links_to_the_form(proxy):
     assert 'href="mailto:' in section
 
 
-def test_valid_report_is_stored_and_mailed(host, proxy, moderation_token):
+def test_valid_report_is_stored_and_mailed(host, setting: Setting, proxy, moderation_token):
     marker = f"test-{uuid.uuid4().hex}"
     answer = _post_report(proxy, _fresh_source(), f"Contenu de test signalé ({marker}).")
     assert answer.status == 200, answer.body[:1000]
@@ -299,8 +279,8 @@ def test_valid_report_is_stored_and_mailed(host, proxy, moderation_token):
     assert stored.status == 200, stored.body
     assert marker in json.dumps(json.loads(stored.body), ensure_ascii=False)
 
-    relay = str(_setting(host, "data_rights_reports_smtp_host", ""))
-    port = int(_setting(host, "data_rights_reports_smtp_port", 25))
+    relay = str(setting("reporting_smtp_host", ""))
+    port = int(setting("reporting_smtp_port", 25))
     maildir = LabPaths.default().mail / "new"
     if (relay, port) == (str(BRIDGE_ADDRESS), SMTP_SINK_PORT) and maildir.is_dir():
         assert _wait_for_mail(maildir, reference), f"no mail for {reference} in {maildir}"
@@ -329,9 +309,9 @@ def test_oversized_report_gets_413(proxy):
     assert answer.status == 413, answer.headers
 
 
-def test_form_is_rate_limited_per_address(proxy):
+def test_form_is_rate_limited_per_address(proxy, setting: Setting):
     source = _fresh_source()
-    burst = int(_setting(proxy.host, "reverse_proxy_reporting_burst", 5))
+    burst = int(setting("reverse_proxy_reporting_burst", 5))
     urls = [f"https://{proxy.public_site}{proxy.path}"] * (burst + 4)
     argv = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}\\n", "--max-time", "30"]
     argv += ["--resolve", f"{proxy.public_site}:443:127.0.0.1", "--cacert", proxy.ca]
@@ -377,80 +357,3 @@ def test_moderation_api_not_on_public_sites(proxy, moderation_token):
         f"Authorization: Bearer {moderation_token}",
     )
     assert answer.status != 200 or '"reports"' not in answer.body
-
-
-# --- The retention run (C7) -------------------------------------------------------------
-
-
-def test_retention_timer_enabled_and_waiting(host):
-    timer = host.service("educloud-retention.timer")
-    assert timer.is_enabled
-    assert timer.is_running  # "active (waiting)"
-
-
-def test_retention_units_verify(host):
-    result = host.run(
-        "systemd-analyze verify /etc/systemd/system/educloud-retention.timer "
-        "/etc/systemd/system/educloud-retention.service"
-    )
-    assert result.rc == 0, result.stderr
-
-
-def test_retention_timer_is_daily_and_persistent(host):
-    timer = host.file("/etc/systemd/system/educloud-retention.timer").content_string
-    calendar = _setting(host, "data_rights_retention_on_calendar", "daily")
-    assert f"OnCalendar={calendar}" in timer
-    assert "Persistent=true" in timer
-    assert "RandomizedDelaySec=" in timer
-
-
-def test_retention_service_applies_the_config(host):
-    venv = _setting(host, "data_rights_tool_venv", "/opt/educloud/venv")
-    unit = host.file("/etc/systemd/system/educloud-retention.service").content_string
-    assert (
-        f"ExecStart={venv}/bin/educloud retention apply --config /etc/educloud/retention.yml"
-        in unit
-    )
-    assert "Type=oneshot" in unit
-
-
-def test_tool_installed_from_the_wheelhouse(host):
-    venv = _setting(host, "data_rights_tool_venv", "/opt/educloud/venv")
-    result = host.run(f"{venv}/bin/educloud retention apply --help")
-    assert result.rc == 0, result.stdout + result.stderr
-
-
-def _run_user(host: Any) -> str:
-    """The account the retention run executes as: Nextcloud's when Nextcloud is in it (occ
-    runs as the owner of config.php), else the retention account."""
-    if _setting(host, "data_rights_nextcloud_url", ""):
-        return str(_setting(host, "data_rights_nextcloud_system_user", "nextcloud"))
-    return str(_setting(host, "data_rights_retention_user", "educloud-data-rights"))
-
-
-def test_retention_runs_as_the_account_that_owns_its_journal(host):
-    user = _run_user(host)
-    unit = host.file("/etc/systemd/system/educloud-retention.service").content_string
-    assert f"User={user}\n" in unit
-    assert "NoNewPrivileges=yes" in unit
-    journal = _setting(host, "data_rights_journal", "/var/lib/educloud/retention/journal.jsonl")
-    assert host.file(str(Path(journal).parent)).user == user
-
-
-def test_retention_config_keeps_secrets_in_files(host):
-    user = _run_user(host)
-    directory = _setting(
-        host, "data_rights_retention_secrets_dir", "/etc/educloud/data-rights-secrets"
-    )
-    config = host.file("/etc/educloud/retention.yml")
-    assert config.mode == 0o640
-    secret = host.file(f"{directory}/keycloak-client-secret")
-    assert (secret.user, secret.mode) == (user, 0o600)
-    client_secret = str(_setting(host, "data_rights_keycloak_client_secret", ""))
-    assert client_secret, "data_rights_keycloak_client_secret is not set"
-    assert client_secret not in config.content_string
-
-
-def test_policies_copied_for_the_retention_run(host):
-    policies = _setting(host, "data_rights_policies_dir", "/etc/educloud/policies")
-    assert host.file(f"{policies}/retention.yml").contains("illicit_content_reports")
