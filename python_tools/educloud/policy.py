@@ -194,7 +194,12 @@ def _cross_check(policies: Policies, problems: list[Problem]) -> None:
                 )
                 continue
             for variable in control.variables:
-                if not variable.startswith("educloud_") and variable not in known:
+                # educloud_* are the deployment's own settings, not a role's; the educloud_tool
+                # role's variables share that prefix and are checked like any role's.
+                shared = variable.startswith("educloud_") and not variable.startswith(
+                    f"{control.role}_"
+                )
+                if not shared and variable not in known:
                     problems.append(
                         Problem(
                             charter,

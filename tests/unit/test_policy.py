@@ -62,6 +62,31 @@ def test_declaration_must_be_one_of_the_checks(copy: Path) -> None:
     ]
 
 
+def _add_control(role: str, variables: list[str]) -> object:
+    def change(data: dict[str, list[dict[str, list[dict[str, object]]]]]) -> None:
+        c8 = next(g for g in data["guarantees"] if g["id"] == "C8")
+        c8["controls"].append({"role": role, "variables": variables})
+
+    return change
+
+
+def test_control_naming_a_variable_its_role_lacks_is_refused(copy: Path) -> None:
+    """Also for the educloud_tool role, whose prefix a deployment-wide educloud_* setting
+    shares (those, such as educloud_hosting, are no role's)."""
+    _edit(copy / "charter.yml", _add_control("educloud_tool", ["educloud_tool_venvs"]))
+    _edit(
+        copy / "charter.yml", _add_control("retention", ["retention_exports", "educloud_hosting"])
+    )
+    assert _problems(copy) == [
+        f"policies/charter.yml: guarantees[7].controls[{n}].variables: {variable} is not "
+        f"defined in roles/{role}/defaults/main.yml"
+        for n, role, variable in (
+            (3, "educloud_tool", "educloud_tool_venvs"),
+            (4, "retention", "retention_exports"),
+        )
+    ]
+
+
 def test_contractual_guarantee_without_check_is_accepted(copy: Path) -> None:
     assert policy.load(copy).guarantee("C11").checks == ()
 
