@@ -120,3 +120,22 @@ def policy_values(variables: dict[str, Any]) -> dict[str, Any]:
     """The role variables the host's policies decide (educloud.policy.role_variables), as
     ansible/group_vars/all/policies.yml sets them."""
     return policy.policy_role_variables(policies(variables))
+
+
+_settings: dict[tuple[str, str], Any] = {}
+
+
+def setting(host: Any, name: str, default: Any) -> Any:
+    """A variable as the play sees it on a testinfra `host`: inventory values may be
+    templates ("{{ vault_x }}") that get_variables() leaves unrendered, so Ansible renders
+    it; a role default the inventory does not set is `default`. Read once per host."""
+    key = (str(host.ansible.get_variables().get("inventory_hostname")), name)
+    if key not in _settings:
+        answer = host.ansible("ansible.builtin.debug", f"var={name}", check=False)
+        value = answer.get(name, default)
+        # Undefined: older and newer ansible-core spell it differently.
+        undefined = isinstance(value, str) and (
+            value == "VARIABLE IS NOT DEFINED!" or value.startswith("<< error")
+        )
+        _settings[key] = default if undefined else value
+    return _settings[key]

@@ -9,12 +9,11 @@ from typing import Any
 
 import pytest
 
+from educloud.hostscope import setting as rendered_setting
 from educloud.hostscope import skip_unless_in_group
 
 # The three roles play on this inventory group (ansible/site.yml).
 GROUP = "data_rights"
-
-_RENDERED: dict[tuple[str, str], Any] = {}
 
 
 @pytest.fixture(autouse=True)
@@ -29,14 +28,6 @@ def setting(host: Any) -> Callable[[str, Any], Any]:
     `default`."""
 
     def read(name: str, default: Any) -> Any:
-        key = (str(host.ansible.get_variables().get("inventory_hostname")), name)
-        if key not in _RENDERED:
-            answer = host.ansible("ansible.builtin.debug", f"var={name}", check=False)
-            value = answer.get(name, default)
-            undefined = isinstance(value, str) and (
-                value == "VARIABLE IS NOT DEFINED!" or value.startswith("<< error")
-            )
-            _RENDERED[key] = default if undefined else value
-        return _RENDERED[key]
+        return rendered_setting(host, name, default)
 
     return read

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from educloud.hostscope import policies, skip_unless_in_group
+from educloud.hostscope import policies, setting, skip_unless_in_group
 
 GROUP = "reverse_proxy"
 DEFAULT_CSP = (
@@ -62,23 +62,9 @@ def _variables(host: Any) -> dict[str, Any]:
     return host.ansible.get_variables()
 
 
-_RENDERED: dict[tuple[str, str], Any] = {}
-
-
 def _setting(host: Any, name: str, default: Any) -> Any:
-    """A role variable as the play sees it: inventory values may be templates
-    ("{{ educloud_admin_networks }}"), which get_variables() leaves unrendered."""
-    key = (str(_variables(host).get("inventory_hostname")), name)
-    if key not in _RENDERED:
-        result = host.ansible("ansible.builtin.debug", f"var={name}", check=False)
-        value = result.get(name, default)
-        # Undefined (a role default the inventory does not set): older and newer
-        # ansible-core spell it differently.
-        undefined = isinstance(value, str) and (
-            value == "VARIABLE IS NOT DEFINED!" or value.startswith("<< error")
-        )
-        _RENDERED[key] = default if undefined else value
-    return _RENDERED[key]
+    """A role variable as the play sees it ("{{ educloud_admin_networks }}" rendered)."""
+    return setting(host, name, default)
 
 
 @pytest.fixture(autouse=True)
