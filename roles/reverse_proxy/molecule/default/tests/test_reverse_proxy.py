@@ -211,6 +211,43 @@ def test_tls12_refuses_ciphers_without_forward_secrecy_or_aead(host, sites, ca_f
         assert result.rc != 0, f"{site['name']} accepted a weak cipher: {result.stdout}"
 
 
+def _chosen_suite(output: str) -> str:
+    match = re.search(r"New, TLSv1\.[23], Cipher is (\S+)", output)
+    assert match, output
+    return match.group(1)
+
+
+@pytest.mark.parametrize(
+    ("version", "option", "first", "second"),
+    [
+        (
+            "tls1_2",
+            "-cipher",
+            "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256",
+            "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384",
+        ),
+        ("tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384"),
+    ],
+)
+def test_server_imposes_its_suite_order(host, sites, ca_file, version, option, first, second):
+    """Decision 0017 (ANSSI): the same two suites offered in both orders, the same choice."""
+    for site in sites:
+        chosen = set()
+        for offered in (f"{first}:{second}", f"{second}:{first}"):
+            result = _openssl(host, ca_file, site["name"], f"-{version}", option, offered)
+            assert result.rc == 0, f"{site['name']} refused {offered}: {result.stdout}"
+            chosen.add(_chosen_suite(result.stdout))
+        assert len(chosen) == 1, f"{site['name']} followed the client's order: {chosen}"
+
+
+def test_tls13_refuses_suites_outside_the_decision(host, sites, ca_file):
+    for site in sites:
+        result = _openssl(
+            host, ca_file, site["name"], "-tls1_3", "-ciphersuites", "TLS_AES_128_CCM_SHA256"
+        )
+        assert result.rc != 0, f"{site['name']} accepted TLS_AES_128_CCM_SHA256: {result.stdout}"
+
+
 def test_unknown_name_gets_no_certificate(host, ca_file):
     result = _openssl(host, ca_file, "not-a-site.invalid", "-tls1_3")
     assert result.rc != 0, result.stdout
