@@ -526,3 +526,27 @@ def load_statistics(directory: Path | None = None) -> StatisticsPolicy:
     return StatisticsPolicy(
         small_count_threshold=data["small_count_threshold"], active_days=data["active_days"]
     )
+
+
+SECURITY_FILE = "security"
+DEFAULT_MAX_PENDING_DAYS = 7
+
+
+@dataclass(frozen=True)
+class SecurityUpdatesPolicy:
+    """policies/security.yml (C10): how long a security update may wait on a server."""
+
+    max_pending_days: int = DEFAULT_MAX_PENDING_DAYS
+
+
+def load_security(directory: Path | None = None) -> SecurityUpdatesPolicy:
+    """Read and validate security.yml; a policy copy without the file gets the defaults
+    (kept apart from `load`, like statistics.yml, so that an older copy stays valid)."""
+    directory = (directory or policies_dir()).resolve()
+    if not (directory / f"{SECURITY_FILE}.yml").is_file():
+        return SecurityUpdatesPolicy()
+    problems: list[Problem] = []
+    data = _read(directory, SECURITY_FILE, problems)
+    if problems:
+        raise PolicyError(problems)
+    return SecurityUpdatesPolicy(max_pending_days=data["security_updates"]["max_pending_days"])

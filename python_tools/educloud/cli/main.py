@@ -366,6 +366,9 @@ def policy_check(
     from educloud import policy
 
     loaded = policy.load(directory)
+    # The files kept apart from `load` (an older copy may lack them) are checked here too.
+    policy.load_statistics(directory)
+    policy.load_security(directory)
     console.print(
         f"{loaded.directory}: {len(loaded.guarantees)} guarantees, "
         f"{len(loaded.retention)} retention categories, {len(loaded.destinations)} egress "
