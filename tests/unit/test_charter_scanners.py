@@ -9,32 +9,15 @@ requests to other origins and maps every other name to nowhere.
 from __future__ import annotations
 
 import http.server
-import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.unit.port_support import free_port, wait_for_port
 
 from educloud.charter import browser, tls
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
 @pytest.fixture
@@ -45,14 +28,14 @@ def old_tls_server(tmp_path: Path) -> Iterator[int]:
          "-subj", "/CN=old.test", "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True,
     )  # fmt: skip
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(cert), "-key",
          str(key), "-no_tls1_2", "-no_tls1_3", "-cipher", "ALL:@SECLEVEL=0", "-www", "-quiet"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        _wait_for_port(port)
+        wait_for_port(port)
         yield port
     finally:
         server.terminate()

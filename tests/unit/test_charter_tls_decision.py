@@ -6,15 +6,14 @@ openssl servers (no lab needed) that follow or break the decision."""
 from __future__ import annotations
 
 import dataclasses
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from tests.unit.port_support import free_port, wait_for_port
 from tests.unit.role_validation import render_role_template, validate_role
 
 from educloud import policy
@@ -234,22 +233,6 @@ def test_validation_refuses_a_server_without_tls13() -> None:
 # --- the scanner against real servers -----------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
-
-
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     directory = tmp_path_factory.mktemp("tls")
@@ -269,11 +252,11 @@ def server(certificate: tuple[Path, Path]) -> Iterator[Any]:
 
     def start(*options: str) -> int:
         key, cert = certificate
-        port = _free_port()
+        port = free_port()
         argv = ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(cert),
                 "-key", str(key), "-www", "-quiet", *options]  # fmt: skip
         started.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        _wait_for_port(port)
+        wait_for_port(port)
         return port
 
     yield start

@@ -36,9 +36,7 @@ removed hook, lists no longer refreshed.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,7 +44,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from educloud.paths import repo_root
+from educloud import hostscripts
 
 TOOL_MODULE = "educloud_security_updates"
 # An entry dated later than the host's clock by more than this cannot date anything.
@@ -55,7 +53,7 @@ CLOCK_TOLERANCE = timedelta(minutes=10)
 
 def tool_path() -> Path:
     """The host script, as this checkout has it."""
-    return repo_root() / "roles" / "common" / "files" / f"{TOOL_MODULE}.py"
+    return hostscripts.path("common", TOOL_MODULE)
 
 
 def tool_source() -> str:
@@ -65,15 +63,7 @@ def tool_source() -> str:
 
 def load_tool() -> ModuleType:
     """The host script as a module (it imports python3-apt only inside `observe`)."""
-    if TOOL_MODULE in sys.modules:
-        return sys.modules[TOOL_MODULE]
-    spec = importlib.util.spec_from_file_location(TOOL_MODULE, tool_path())
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load the security updates tool from {tool_path()}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[TOOL_MODULE] = module
-    spec.loader.exec_module(module)
-    return module
+    return hostscripts.load("common", TOOL_MODULE)
 
 
 def record_path() -> str:
