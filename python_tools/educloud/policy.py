@@ -511,18 +511,27 @@ class StatisticsPolicy:
     active_days: int = DEFAULT_ACTIVE_DAYS
 
 
+def _read_optional(directory: Path | None, name: str) -> Any:
+    """A policy file kept apart from `load` (an operator's older copy may lack it): None
+    when absent, its validated data otherwise; invalid, a PolicyError naming what."""
+    directory = (directory or policies_dir()).resolve()
+    if not (directory / f"{name}.yml").is_file():
+        return None
+    problems: list[Problem] = []
+    data = _read(directory, name, problems)
+    if problems:
+        raise PolicyError(problems)
+    return data
+
+
 def load_statistics(directory: Path | None = None) -> StatisticsPolicy:
     """Read and validate statistics.yml; a policy copy without the file gets the defaults.
 
     Kept apart from `load` so that an operator's older copy of policies/ stays valid.
     """
-    directory = (directory or policies_dir()).resolve()
-    if not (directory / f"{STATISTICS_FILE}.yml").is_file():
+    data = _read_optional(directory, STATISTICS_FILE)
+    if data is None:
         return StatisticsPolicy()
-    problems: list[Problem] = []
-    data = _read(directory, STATISTICS_FILE, problems)
-    if problems:
-        raise PolicyError(problems)
     return StatisticsPolicy(
         small_count_threshold=data["small_count_threshold"], active_days=data["active_days"]
     )
@@ -542,11 +551,7 @@ class SecurityUpdatesPolicy:
 def load_security(directory: Path | None = None) -> SecurityUpdatesPolicy:
     """Read and validate security.yml; a policy copy without the file gets the defaults
     (kept apart from `load`, like statistics.yml, so that an older copy stays valid)."""
-    directory = (directory or policies_dir()).resolve()
-    if not (directory / f"{SECURITY_FILE}.yml").is_file():
+    data = _read_optional(directory, SECURITY_FILE)
+    if data is None:
         return SecurityUpdatesPolicy()
-    problems: list[Problem] = []
-    data = _read(directory, SECURITY_FILE, problems)
-    if problems:
-        raise PolicyError(problems)
     return SecurityUpdatesPolicy(max_pending_days=data["security_updates"]["max_pending_days"])
