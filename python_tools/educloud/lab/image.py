@@ -33,8 +33,8 @@ class ImageRecipe:
     variant: str
     packages: tuple[str, ...]
     mirror: str
-    # Bump when the customisation in `_customise` changes.
-    layout: int = 2
+    # Bump when the customisation in `_customise` or `_upgrade` changes.
+    layout: int = 3
 
     def digest(self) -> str:
         blob = json.dumps(asdict(self), sort_keys=True).encode()
@@ -84,6 +84,30 @@ def _customise(root: Path, recipe: ImageRecipe) -> None:
     (root / "etc/systemd/network").mkdir(parents=True, exist_ok=True)
 
 
+def _upgrade(root: Path, env: dict[str, str]) -> None:
+    """Install the updates published since the release (debootstrap takes the release's own
+    packages) once, in the image, rather than in every host booted from it: the deploy's own
+    security-update run (roles/common, C10) then finds nothing to do on a fresh host, in the
+    lab and in each molecule scenario alike. Through the apt proxy written by `_customise`;
+    services are not started in a chroot (invoke-rc.d sees it); maintainer scripts get /proc."""
+    proc = root / "proc"
+    run(["mount", "-t", "proc", "proc", str(proc)], what="mounting /proc in the lab image")
+    try:
+        for argv in (
+            ["apt-get", "-q", "update"],
+            ["apt-get", "-q", "-y", "-o", "Dpkg::Options::=--force-confold", "dist-upgrade"],
+            ["apt-get", "clean"],
+        ):
+            run(
+                ["chroot", str(root), *argv],
+                what=f"updating the lab image ({' '.join(argv[:3])})",
+                env=env,
+                timeout=1800,
+            )
+    finally:
+        run(["umount", str(proc)], what="unmounting /proc in the lab image", check=False)
+
+
 def build(paths: LabPaths, recipe: ImageRecipe) -> Path:
     """Build the image if this recipe has none yet; atomic (built aside, then renamed)."""
     target = image_path(paths, recipe)
@@ -112,6 +136,7 @@ def build(paths: LabPaths, recipe: ImageRecipe) -> Path:
         timeout=1800,
     )
     _customise(staging, recipe)
+    _upgrade(staging, env)
     (staging / ".educloud-image").write_text(json.dumps(asdict(recipe), indent=2) + "\n")
     if target.exists():
         shutil.rmtree(target)
