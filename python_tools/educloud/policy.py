@@ -22,6 +22,15 @@ from jsonschema import Draft202012Validator
 from educloud.errors import EducloudError
 from educloud.paths import policies_dir, repo_root
 
+# libyaml's loader when PyYAML has it (its wheels do): the policies and every role's
+# defaults are read at each verification's start, in the parent and in its pytest run.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _safe_load(text: str) -> Any:
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader, C or Python
+
+
 POLICY_FILES = ("charter", "retention", "egress", "hosting")
 TECHNICAL = "technical"
 
@@ -125,7 +134,7 @@ def _read(directory: Path, name: str, problems: list[Problem]) -> Any:
         problems.append(Problem(label, "", "file is missing"))
         return None
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         problems.append(Problem(label, "", f"not valid YAML: {exc}".replace("\n", " ")))
         return None
@@ -141,7 +150,7 @@ def _role_variables(role: str) -> set[str] | None:
     defaults = repo_root() / "roles" / role / "defaults" / "main.yml"
     if not defaults.is_file():
         return None
-    data = yaml.safe_load(defaults.read_text(encoding="utf-8")) or {}
+    data = _safe_load(defaults.read_text(encoding="utf-8")) or {}
     return set(data)
 
 
