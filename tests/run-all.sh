@@ -27,6 +27,9 @@ pytest_to() {  # pytest_to REPORT ARGS...: pytest with a JUnit report
   local report="$1"; shift
   pytest -p no:cacheprovider -o junit_family=xunit2 --junit-xml="$REPORTS/$report.xml" "$@"
 }
+# Hypothesis's pytest plugin takes seconds to load in each run and worker (2.4 s measured);
+# only the unit and integration tests use it.
+NO_HYPOTHESIS=(-p no:hypothesispytest)
 
 # The regional topology (issue #9) on its own lab hosts, in a lane beside the single server's
 # integration tests and the molecule scenarios (or alone: EDUCLOUD_TEST_REGIONAL=only): boot,
@@ -109,8 +112,8 @@ lab_was_running=$(educloud lab status --json 2>/dev/null | python3 -c \
 step "lab up" educloud lab up
 use_lab_vault
 step "site.yml converge" educloud deploy --inventory inventories/lab
-step "lab tests (idempotence, check mode, lab safety)" pytest_to lab -m lab tests/lab \
-  --ignore=tests/lab/test_break_catalogue.py
+step "lab tests (idempotence, check mode, lab safety)" pytest_to lab "${NO_HYPOTHESIS[@]}" -m lab \
+  tests/lab --ignore=tests/lab/test_break_catalogue.py
 # Opt-in: beside everything else the lane pushes CI past its 60 minutes on 2 cores (about
 # 25 min of converge, idempotence, verification and drills). Run it with
 # EDUCLOUD_TEST_REGIONAL=1 ./run.sh test.
@@ -122,16 +125,16 @@ fi
 step "integration tests (live Keycloak through nginx)" pytest_to integration -m lab tests/integration
 # The product's own verification, as a tester runs it; its JUnit joins the tally.
 step "charter verification of the lab (educloud verify)" educloud verify --inventory inventories/lab --output "$REPORTS"
-for tests_dir in roles/*/molecule/default/tests; do
-  role=$(basename "$(dirname "$(dirname "$(dirname "$tests_dir")")")")
-  step "host checks: $role on the lab" pytest_to "hosts-$role" "$tests_dir" \
-    --hosts='ansible://all' --ansible-inventory=inventories/lab/hosts.yml
-done
+# Every role's host checks in one run on two workers (their files have distinct names):
+# one start-up instead of one per role, and the waits on SSH and Ansible overlap.
+step "host checks of every role on the lab" pytest_to hosts "${NO_HYPOTHESIS[@]}" -n 2 \
+  roles/*/molecule/default/tests \
+  --hosts='ansible://all' --ansible-inventory=inventories/lab/hosts.yml
 # The break catalogue (issue #22): every deliberate break of a control on the live lab must
 # make `educloud verify` fail its guarantee, then pass once restored. It runs beside the
 # molecule scenarios (they boot hosts of their own; nothing else touches edu1 and bak1 by
 # then), one break after the other; its output is replayed after them.
-pytest_to breaks -m lab tests/lab/test_break_catalogue.py -p no:warnings \
+pytest_to breaks "${NO_HYPOTHESIS[@]}" -m lab tests/lab/test_break_catalogue.py -p no:warnings \
   > "$REPORTS/breaks.log" 2>&1 &
 breaks_pid=$!
 # Molecule scenarios two at a time: each boots its own temporary lab hosts (the lab's lock
@@ -149,7 +152,8 @@ for scenario in roles/*/molecule/default; do
 done
 molecule_one() {  # molecule_one ROLE: one scenario, its output and status kept for the report
   local start=$SECONDS
-  (cd "roles/$1" && molecule test) > "$REPORTS/molecule-$1.log" 2>&1
+  (cd "roles/$1" && PYTEST_ADDOPTS="-p no:hypothesispytest" molecule test) \
+    > "$REPORTS/molecule-$1.log" 2>&1
   echo "$? $((SECONDS - start))" > "$REPORTS/molecule-$1.status"
 }
 export -f molecule_one; export REPORTS
