@@ -7,7 +7,9 @@ administrator, or a command on the controller), and a regular expression that a 
 check of that guarantee must print: a break is caught only when `educloud verify` says
 "échec" for its guarantee and names what is broken. Verification is limited to the hosts
 the steps run on, unless the break names others (`hosts:`): a break on one host whose
-check runs for another (the backup target, seen by its client's check).
+check runs for another (the backup target, seen by its client's check), and to the checks
+the break names (`checks:`, the test functions of tests/charter whose failure names it):
+every one of them must fail with the break in force and pass once it is restored.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from educloud.paths import inventories_dir, repo_root
 
 CATALOGUE = Path(__file__).parent / "breaks"
 STEP_KINDS = ("ssh", "keycloak", "local")
+CHECK_NAME = re.compile(r"test_\w+")
 
 
 @dataclass(frozen=True)
@@ -42,11 +45,18 @@ class Break:
     apply: tuple[dict[str, Any], ...]
     restore: tuple[dict[str, Any], ...]
     expect: str
+    # The checks of tests/charter (function names) whose failure names the break.
+    checks: tuple[str, ...] = ()
     snapshot: tuple[str, ...] = ()
     hosts: tuple[str, ...] = field(default=())
 
     def matches(self, message: str) -> bool:
         return re.search(self.expect, message) is not None
+
+    @property
+    def selection(self) -> str:
+        """Its checks as a pytest -k expression."""
+        return " or ".join(self.checks)
 
 
 def _hosts(steps: tuple[dict[str, Any], ...]) -> tuple[str, ...]:
@@ -85,10 +95,19 @@ def load(directory: Path = CATALOGUE) -> list[Break]:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         for index, raw in enumerate(data.get("breaks", [])):
             where = f"{path.name}[{index}]"
-            missing = {"id", "guarantee", "what", "apply", "restore", "expect"} - set(raw)
+            missing = {"id", "guarantee", "what", "apply", "restore", "expect", "checks"} - set(raw)
             if missing:
                 raise ValueError(f"{where}: missing {', '.join(sorted(missing))}")
             re.compile(raw["expect"])
+            checks = raw["checks"]
+            if (
+                not isinstance(checks, list)
+                or not checks
+                or not all(isinstance(c, str) and CHECK_NAME.fullmatch(c) for c in checks)
+            ):
+                raise ValueError(
+                    f"{where}: checks is a non-empty list of check names (test_...): {checks!r}"
+                )
             apply = _check_steps(f"{where}.apply", raw["apply"])
             breaks.append(
                 Break(
@@ -101,6 +120,7 @@ def load(directory: Path = CATALOGUE) -> list[Break]:
                         f"{where}.restore", raw["restore"], may_be_empty=bool(raw.get("snapshot"))
                     ),
                     expect=str(raw["expect"]),
+                    checks=tuple(checks),
                     snapshot=tuple(raw.get("snapshot", [])),
                     # The hosts whose checks see the break: those its steps run on, or the
                     # ones it names (a break on the backup target shows in its client's check).
