@@ -74,8 +74,9 @@ def pytest_argv(
         "-p",
         "no:warnings",  # library deprecation notices are not the tester's concern
         # Hypothesis (installed for the unit tests) loads its pytest plugin in every run:
-        # 2.4 s of the 4.9 s a charter run takes to start, measured on the lab's 2 cores,
-        # paid twice per break of the catalogue. No charter check uses it.
+        # an empty charter run starts in 2.6 s with it, 1.8 s without on a quiet 2-core
+        # machine (2.4 s more under load; benchmarks/break_verdicts.py), paid twice per
+        # break of the catalogue. No charter check uses it.
         "-p",
         "no:hypothesispytest",
     ]
