@@ -27,6 +27,9 @@ def run(
             timeout=timeout,
             check=False,
             input=input_text,
+            # Never the caller's stdin: Ansible refuses a non-blocking one (CI's, when a
+            # process beside it made the shared file description non-blocking).
+            stdin=subprocess.DEVNULL if input_text is None else None,
         )
     except FileNotFoundError as exc:
         raise EducloudError(f"{what}: command {argv[0]!r} not found") from exc

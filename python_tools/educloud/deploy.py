@@ -118,6 +118,7 @@ def run_playbook(
         argv,
         cwd=ansible_dir(),
         env=env,
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

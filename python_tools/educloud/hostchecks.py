@@ -66,7 +66,14 @@ def run_host_checks(inventory: Path, roles: list[str] | None = None) -> dict[str
         argv = host_checks_argv(hosts_file, list(selected.values()), report)
         env = ansible_env(hosts_file)
         env.setdefault("PY_COLORS", "0")
-        subprocess.run(argv, cwd=repo_root(), env=env, capture_output=True, check=False)
+        subprocess.run(
+            argv,
+            cwd=repo_root(),
+            env=env,
+            capture_output=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
         if not report.exists():
             raise EducloudError("the host checks did not run (pytest wrote no report)")
         cases = read_cases(report)

@@ -212,7 +212,13 @@ class LabActions:
 def _checked(where: str, command: str, argv: list[str]) -> None:
     """Run a break's step; a step that fails stops the break with what it said."""
     done = subprocess.run(
-        argv, cwd=repo_root(), capture_output=True, text=True, timeout=300, check=False
+        argv,
+        cwd=repo_root(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        stdin=subprocess.DEVNULL,
     )
     if done.returncode != 0:
         said = done.stderr.strip()[-300:]

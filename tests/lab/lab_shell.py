@@ -19,6 +19,7 @@ def lab_ssh(host: str, command: str) -> str:
         capture_output=True,
         text=True,
         check=True,
+        stdin=subprocess.DEVNULL,
     )
     return result.stdout
 
@@ -44,4 +45,5 @@ def lab_playbook(
         check=False,
         timeout=600,
         env=ansible_env(inventories_dir() / "lab"),
+        stdin=subprocess.DEVNULL,
     )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
 from educloud.errors import EducloudError
+from educloud.lab import image
 from educloud.lab.settings import load_topology
+from educloud.paths import repo_root
 
 
 def _topology(tmp_path: Path, text: str) -> Path:
@@ -51,3 +55,15 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 def test_repository_topology_is_valid():
     assert load_topology()
+
+
+def test_lab_image_holds_the_packages_roles_common_installs() -> None:
+    """The image is rebuilt when roles/common's package list changes (it is in the digest),
+    and the role's packages are installed with apt-get, Recommends included."""
+    recipe = image.default_recipe("http://mirror.invalid/debian")
+    defaults = yaml.safe_load(
+        (repo_root() / "roles/common/defaults/main.yml").read_text(encoding="utf-8")
+    )
+    assert recipe.preinstalled == tuple(defaults["common_packages"])
+    other = dataclasses.replace(recipe, preinstalled=(*recipe.preinstalled, "netbase"))
+    assert other.digest() != recipe.digest()

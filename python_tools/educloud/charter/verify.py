@@ -185,7 +185,13 @@ def verify(
     env[inventory_vars.CACHE_ENV] = str(listing)
     # pytest prints its progress to the terminal: the tester sees each check go by.
     completed = subprocess.run(
-        argv, cwd=repo_root(), env=env, check=False, capture_output=quiet, text=quiet
+        argv,
+        cwd=repo_root(),
+        env=env,
+        check=False,
+        capture_output=quiet,
+        text=quiet,
+        stdin=subprocess.DEVNULL,
     )
     seconds = time.monotonic() - clock
     listing.unlink(missing_ok=True)

@@ -148,7 +148,13 @@ def template(inventory: Path, host: str, expression: str) -> Any:
         f"msg={{{{ {expression} }}}}",
     ]
     result = subprocess.run(
-        argv, capture_output=True, text=True, env=env, cwd=ansible_dir(), check=False
+        argv,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ansible_dir(),
+        check=False,
+        stdin=subprocess.DEVNULL,
     )
     try:
         # The JSON document, after what other callbacks (profile_tasks) printed first.

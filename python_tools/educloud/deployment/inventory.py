@@ -141,6 +141,7 @@ def _ansible_inventory(inventory: Path) -> dict[str, Any]:
         env=ansible_env(inventory),
         cwd=ansible_dir(),
         check=False,
+        stdin=subprocess.DEVNULL,
     )
     if result.returncode != 0:
         raise EducloudError(

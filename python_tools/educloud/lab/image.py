@@ -8,8 +8,12 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import yaml
+
 from educloud.commands import run
+from educloud.errors import EducloudError
 from educloud.lab.settings import APT_PROXY_PORT, BRIDGE_ADDRESS, SUITE, LabPaths
+from educloud.paths import repo_root
 
 # What a lab host needs before Ansible can run on it: systemd as PID 1, sshd, Python
 # with apt bindings (ansible.builtin.apt needs python3-apt).
@@ -33,6 +37,9 @@ class ImageRecipe:
     variant: str
     packages: tuple[str, ...]
     mirror: str
+    # Installed with apt-get, as the role's apt task would (Recommends included: debootstrap's
+    # --include leaves them out, and the firewall's rules need netbase's /etc/protocols).
+    preinstalled: tuple[str, ...] = ()
     # Bump when the customisation in `_customise` or `_upgrade` changes.
     layout: int = 3
 
@@ -41,8 +48,21 @@ class ImageRecipe:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def common_role_packages() -> tuple[str, ...]:
+    """The packages roles/common installs on every host (`common_packages`): in the image,
+    so that each of the fifteen or so hosts a test run boots (the lab's and every molecule
+    scenario's) does not download and install them again (30 to 50 s each under CI's load).
+    The role's task still runs on every host and finds them there, as on a provider's
+    Debian image that ships them; its check and idempotence runs are unchanged."""
+    defaults = repo_root() / "roles" / "common" / "defaults" / "main.yml"
+    packages = yaml.safe_load(defaults.read_text(encoding="utf-8")).get("common_packages", [])
+    if not isinstance(packages, list) or not all(isinstance(p, str) for p in packages):
+        raise EducloudError(f"{defaults}: common_packages is not a list of package names")
+    return tuple(packages)
+
+
 def default_recipe(mirror: str) -> ImageRecipe:
-    return ImageRecipe(SUITE, "minbase", IMAGE_PACKAGES, mirror)
+    return ImageRecipe(SUITE, "minbase", IMAGE_PACKAGES, mirror, common_role_packages())
 
 
 def image_path(paths: LabPaths, recipe: ImageRecipe) -> Path:
@@ -84,11 +104,12 @@ def _customise(root: Path, recipe: ImageRecipe) -> None:
     (root / "etc/systemd/network").mkdir(parents=True, exist_ok=True)
 
 
-def _upgrade(root: Path, env: dict[str, str]) -> None:
+def _upgrade(root: Path, env: dict[str, str], preinstalled: tuple[str, ...] = ()) -> None:
     """Install the updates published since the release (debootstrap takes the release's own
     packages) once, in the image, rather than in every host booted from it: the deploy's own
     security-update run (roles/common, C10) then finds nothing to do on a fresh host, in the
-    lab and in each molecule scenario alike. Through the apt proxy written by `_customise`;
+    lab and in each molecule scenario alike; then `preinstalled` (common_role_packages).
+    Through the apt proxy written by `_customise`;
     services are not started in a chroot (invoke-rc.d sees it); maintainer scripts get /proc."""
     proc = root / "proc"
     run(["mount", "-t", "proc", "proc", str(proc)], what="mounting /proc in the lab image")
@@ -96,11 +117,12 @@ def _upgrade(root: Path, env: dict[str, str]) -> None:
         for argv in (
             ["apt-get", "-q", "update"],
             ["apt-get", "-q", "-y", "-o", "Dpkg::Options::=--force-confold", "dist-upgrade"],
+            *([["apt-get", "-q", "-y", "install", *preinstalled]] if preinstalled else []),
             ["apt-get", "clean"],
         ):
             run(
                 ["chroot", str(root), *argv],
-                what=f"updating the lab image ({' '.join(argv[:3])})",
+                what=f"updating the lab image ({' '.join(argv[:4])})",
                 env=env,
                 timeout=1800,
             )
@@ -136,7 +158,7 @@ def build(paths: LabPaths, recipe: ImageRecipe) -> Path:
         timeout=1800,
     )
     _customise(staging, recipe)
-    _upgrade(staging, env)
+    _upgrade(staging, env, recipe.preinstalled)
     (staging / ".educloud-image").write_text(json.dumps(asdict(recipe), indent=2) + "\n")
     if target.exists():
         shutil.rmtree(target)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -24,6 +25,11 @@ SSH_OPTIONS = (
     "-o",
     "StrictHostKeyChecking=yes",
 )
+
+
+# A host root taken out of the lab, waiting to be deleted (never a host's name: those are
+# hostnames, without a dot).
+DISCARDED_PREFIX = ".discarded-"
 
 
 def machine_root(paths: LabPaths, name: str) -> Path:
@@ -231,8 +237,19 @@ def power_cut(pid: int | None, timeout: float = 30.0) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def destroy(paths: LabPaths, name: str) -> None:
+def discard(paths: LabPaths, name: str) -> None:
+    """Take the host's root (and an interrupted copy of it) out of the lab at once: a rename
+    to a name no host has, so that the lab's lock is held for a moment, not for the deletion
+    of a whole Debian tree; `purge_discarded` deletes it afterwards."""
     root = machine_root(paths, name)
     for path in (root, root.with_name(root.name + ".partial")):
         if path.exists():
-            shutil.rmtree(path)
+            path.rename(paths.machines / f"{DISCARDED_PREFIX}{name}-{secrets.token_hex(4)}")
+
+
+def purge_discarded(paths: LabPaths) -> None:
+    """Delete the roots `discard` took out (any process's: a second purge racing this one,
+    or a host created meanwhile, is left alone)."""
+    if paths.machines.is_dir():
+        for path in paths.machines.glob(f"{DISCARDED_PREFIX}*"):
+            shutil.rmtree(path, ignore_errors=True)
