@@ -124,6 +124,44 @@ step "lab up (ran beside the static checks and unit tests)" bash -c 'cat "$1"; e
   _ "$REPORTS/lab-up.log" "$lab_up_rc"
 use_lab_vault
 step "site.yml converge" educloud deploy --inventory inventories/lab
+
+# Molecule scenarios, two at a time at most: each boots its own temporary lab hosts (the
+# lab's lock serialises their creation; nothing else touches edu1 and bak1), and most of a
+# scenario's time is spent waiting on apt, SSH and service starts. A first worker starts
+# once the lab is converged, beside the lab's own tests (one Ansible or pytest process at a
+# time, which leave a core mostly idle); a second joins it beside the break catalogue. They
+# take scenarios off one queue, longest first, so that they end together; a scenario not
+# listed runs last.
+molecule_order=(retention keycloak backup nextcloud redis etcd load_balancer reverse_proxy postgresql hardening common)
+molecule_roles=()
+for role in "${molecule_order[@]}"; do
+  [ -d "roles/$role/molecule/default" ] && molecule_roles+=("$role")
+done
+for scenario in roles/*/molecule/default; do
+  role=$(basename "$(dirname "$(dirname "$scenario")")")
+  [[ " ${molecule_roles[*]} " == *" $role "* ]] || molecule_roles+=("$role")
+done
+molecule_one() {  # molecule_one ROLE: one scenario, its output and status kept for the report
+  local start=$SECONDS
+  (cd "roles/$1" && PYTEST_ADDOPTS="-p no:hypothesispytest" molecule test) \
+    > "$REPORTS/molecule-$1.log" 2>&1
+  echo "$? $((SECONDS - start))" > "$REPORTS/molecule-$1.status"
+}
+MOLECULE_QUEUE="$REPORTS/molecule.queue"
+printf '%s\n' "${molecule_roles[@]}" > "$MOLECULE_QUEUE"
+molecule_worker() {  # takes scenarios off the queue until it is empty
+  local role
+  while true; do
+    # shellcheck disable=SC2016
+    role=$(flock "$MOLECULE_QUEUE.lock" bash -c \
+      'head -n 1 "$1"; sed -i 1d "$1"' _ "$MOLECULE_QUEUE")
+    [ -n "$role" ] || return 0
+    molecule_one "$role"
+  done
+}
+molecule_worker > /dev/null 2>&1 &
+molecule_first=$!
+
 step "lab tests (idempotence, check mode, lab safety)" pytest_to lab "${NO_HYPOTHESIS[@]}" -m lab \
   tests/lab --ignore=tests/lab/test_break_catalogue.py
 # Opt-in: beside everything else the lane pushes CI past its 60 minutes on 2 cores (about
@@ -149,32 +187,15 @@ step "host checks of every role on the lab" pytest_to hosts "${NO_HYPOTHESIS[@]}
 pytest_to breaks "${NO_HYPOTHESIS[@]}" -m lab tests/lab/test_break_catalogue.py -p no:warnings \
   > "$REPORTS/breaks.log" 2>&1 &
 breaks_pid=$!
-# Molecule scenarios two at a time: each boots its own temporary lab hosts (the lab's lock
-# serialises their creation), and most of a scenario's time is spent waiting on apt, SSH
-# and service starts, so two share the 2 cores of CI well (about 25 min -> 15 min).
-# Longest first, so that the two lanes end together; a scenario not listed runs last.
-molecule_order=(retention keycloak backup nextcloud redis etcd load_balancer reverse_proxy postgresql common)
-molecule_roles=()
-for role in "${molecule_order[@]}"; do
-  [ -d "roles/$role/molecule/default" ] && molecule_roles+=("$role")
-done
-for scenario in roles/*/molecule/default; do
-  role=$(basename "$(dirname "$(dirname "$scenario")")")
-  [[ " ${molecule_roles[*]} " == *" $role "* ]] || molecule_roles+=("$role")
-done
-molecule_one() {  # molecule_one ROLE: one scenario, its output and status kept for the report
-  local start=$SECONDS
-  (cd "roles/$1" && PYTEST_ADDOPTS="-p no:hypothesispytest" molecule test) \
-    > "$REPORTS/molecule-$1.log" 2>&1
-  echo "$? $((SECONDS - start))" > "$REPORTS/molecule-$1.status"
-}
-export -f molecule_one; export REPORTS
-printf '\n\033[1m== molecule scenarios, two at a time: %s\033[0m\n' "${molecule_roles[*]}"
-printf '%s\n' "${molecule_roles[@]}" | xargs -P 2 -I{} bash -c 'molecule_one "$1"' _ {}
+printf '\n\033[1m== molecule scenarios, two at a time at most: %s\033[0m\n' "${molecule_roles[*]}"
+molecule_worker > /dev/null 2>&1 &
+molecule_second=$!
+wait "$molecule_first" "$molecule_second"
 for role in "${molecule_roles[@]}"; do
   # shellcheck disable=SC2016
   step "molecule test: $role" bash -c \
-    'cat "$1"; read -r rc took < "$2"; echo "(scenario took $took s, beside another)"; exit "$rc"' \
+    '[ -s "$2" ] || { echo "the scenario did not run"; exit 1; }; cat "$1"
+     read -r rc took < "$2"; echo "(scenario took $took s, beside other work)"; exit "$rc"' \
     _ "$REPORTS/molecule-$role.log" "$REPORTS/molecule-$role.status"
 done
 breaks_rc=0

@@ -10,6 +10,12 @@ the steps run on, unless the break names others (`hosts:`): a break on one host 
 check runs for another (the backup target, seen by its client's check), and to the checks
 the break names (`checks:`, the test functions of tests/charter whose failure names it):
 every one of them must fail with the break in force and pass once it is restored.
+
+A break the system itself may undo before its checks run (an event older than the policy,
+which Keycloak's own expiry task deletes every 15 minutes) says how to see that it is still
+in force (`holds:`, steps that fail once it is not): when its checks pass, the test looks,
+and if the system undid it, applies it once more and judges again. Only the system's own
+repair is retried, never a check that missed a break still in force.
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ class Break:
     checks: tuple[str, ...] = ()
     snapshot: tuple[str, ...] = ()
     hosts: tuple[str, ...] = field(default=())
+    # Steps that succeed only while the break is in force (see the module's docstring).
+    holds: tuple[dict[str, Any], ...] = ()
 
     def matches(self, message: str) -> bool:
         return re.search(self.expect, message) is not None
@@ -125,6 +133,7 @@ def load(directory: Path = CATALOGUE) -> list[Break]:
                     # The hosts whose checks see the break: those its steps run on, or the
                     # ones it names (a break on the backup target shows in its client's check).
                     hosts=tuple(raw.get("hosts") or _hosts(apply)),
+                    holds=_check_steps(f"{where}.holds", raw.get("holds", []), may_be_empty=True),
                 )
             )
     ids = [b.id for b in breaks]
@@ -186,6 +195,19 @@ class LabActions:
         else:
             call = step["keycloak"]
             self.call(call["method"], call["path"], call.get("json"))
+
+    def still_in_force(self, broken: Break) -> bool:
+        """Whether every `holds` step of the break succeeds (True when it has none)."""
+        try:
+            for step in broken.holds:
+                self.run(step)
+        except RuntimeError:
+            return False
+        return True
+
+    def apply_again(self, broken: Break) -> None:
+        for step in broken.apply:
+            self.run(step)
 
     @contextmanager
     def applied(self, broken: Break) -> Iterator[None]:

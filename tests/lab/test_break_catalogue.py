@@ -72,6 +72,11 @@ def test_break_is_caught(
     record_property("break_guarantee", broken.guarantee)
     with actions.applied(broken):
         entry = _verdict(broken.guarantee, broken.hosts, broken.selection)
+        if entry.status != "failed" and not actions.still_in_force(broken):
+            # The system undid the break before its checks ran (breaks.py): once more.
+            record_property("break_applied_again", "the system had undone it")
+            actions.apply_again(broken)
+            entry = _verdict(broken.guarantee, broken.hosts, broken.selection)
     failures = _failures(entry)
     assert entry.status == "failed", (
         f"{broken.what}: {broken.guarantee} is {entry.status!r} with the break in force"
