@@ -9,8 +9,10 @@ but ciphertext. The restore itself is proved by `educloud backup drill`.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import re
+import shlex
 import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -40,6 +42,31 @@ FORCED_COMMAND = re.compile(
 SEARCHED = ("/etc", "/home", "/opt", "/root", "/srv", "/tmp", "/usr/local", "/var")  # noqa: S108
 
 
+# How the report names each kind of destination (roles/backup, backup_destination).
+KIND_FR = {
+    "target": "serveur de sauvegarde de l'inventaire, ajout seul",
+    "sftp": "compte SFTP chez un hébergeur",
+    "s3": "stockage objet S3 chez un hébergeur",
+}
+
+
+def _resolved(host: Any, found: compliance.Endpoint | None) -> list[str]:
+    """The addresses the backed-up host itself finds for an S3 endpoint given by name (its
+    /etc/hosts pin or its resolver): where its connections go."""
+    if found is None or found.kind != "s3" or _is_address(found.host):
+        return []
+    answer = host.run("getent ahosts %s", found.host)
+    return sorted({line.split()[0] for line in answer.stdout.splitlines() if line.split()})
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _config(connect: Callable[[str], Any], name: str) -> dict[str, Any]:
     found = connect(name).file(CONFIG)
     if not found.exists:
@@ -57,18 +84,24 @@ def test_backups_stored_in_france_on_another_host(
     evidence: Callable[[str], None],
 ) -> None:
     config = _config(connect, backup_host_name)
-    own = set(connect(backup_host_name).check_output("hostname -I").split())
+    host = connect(backup_host_name)
+    own = set(host.check_output("hostname -I").split())
     own.add(deployment.host(backup_host_name).address)
-    found, problems = compliance.target_destinations(config, policies)
-    problems += compliance.not_on_itself(config, own)
-    target = config.get("target") or {}
+    found_endpoint, _ = compliance.endpoint(config)
+    resolved = _resolved(host, found_endpoint)
+    found, problems = compliance.target_destinations(config, policies, resolved)
+    problems += compliance.not_on_itself(config, own, resolved)
     evidence(
-        f"{backup_host_name} : dépôt {config.get('repository')} ; destination "
+        f"{backup_host_name} : dépôt {config.get('repository')} ("
+        + (KIND_FR.get(found_endpoint.kind, found_endpoint.kind) if found_endpoint else "?")
+        + ") ; destination "
         + (
             ", ".join(f"{d.name} ({d.purpose}, {d.country})" for d in found)
             or "non déclarée dans policies/egress.yml"
         )
-        + f" ; adresses de l'hôte : {', '.join(sorted(own))} ; cible {target.get('address')}"
+        + f" ; adresses de l'hôte : {', '.join(sorted(own))} ; destination jointe "
+        + (f"{found_endpoint.host}:{found_endpoint.port}" if found_endpoint else "?")
+        + (f" ({', '.join(resolved)})" if resolved else "")
     )
     assert not problems, "; ".join(problems)
 
@@ -174,6 +207,75 @@ def test_backup_repositories_hold_only_ciphertext(
         elif hits.rc != 1:
             problems.append(f"cannot search {repository}: {hits.stderr.strip()[-200:]}")
     assert not problems, "; ".join(problems)
+
+
+# What the scan looks for on the backup host, fed to `educloud-backup scan` on its stdin
+# (one pattern a line, from files read there: no secret crosses the network or a command
+# line): the known plaintext, then the repository password, the S3 secret key and the body
+# of the SSH private key (its lines after the format's header, as private_key_material).
+SCAN_PATTERNS = (
+    "{{ printf '%s\\n' {known}; cat {password}; "
+    "[ ! -f {keys} ] || sed -n 's/^AWS_SECRET_ACCESS_KEY=//p' {keys}; "
+    "[ ! -f {ssh_key} ] || grep -v -- '-----' {ssh_key} | sed -n '2,$p' | "
+    "awk 'length($0) >= 16'; }}"
+)
+
+
+# Packs read per host: each is one restic command (the repository's key derived again, and
+# for a target or an SFTP account one SSH session), about 3 s through the target's forced
+# command in the lab. At a provider, this scan is the only view of the storage: up to
+# SCAN_PACKS. On the inventory's target, test_backup_repositories_hold_only_ciphertext
+# searches every file of every repository on its disk: a sample confirms the protocol's view.
+SCAN_PACKS = 40
+SCAN_TARGET_PACKS = 3
+
+
+@pytest.mark.charter("C10")
+def test_backup_packs_hold_only_ciphertext_as_the_destination_serves_them(
+    backup_host_name: str,
+    connect: Callable[[str], Any],
+    evidence: Callable[[str], None],
+) -> None:
+    """Whatever the destination (the inventory's target, a provider's SFTP account or its
+    object storage), the packs it serves, read raw through the host's own access, hold
+    neither known plaintext of the data nor a backup secret. For a provider, the only
+    view of the storage there is: its disks are out of reach. The evidence says how many
+    packs were read of how many (SCAN_PACKS)."""
+    config = _config(connect, backup_host_name)
+    found, _ = compliance.endpoint(config)
+    s3 = config.get("s3") or {}
+    patterns = SCAN_PATTERNS.format(
+        known=" ".join(shlex.quote(text) for text in compliance.KNOWN_PLAINTEXT),
+        password=shlex.quote(str(config.get("password_file"))),
+        keys=shlex.quote(str(s3.get("credentials_file") or "/nonexistent")),
+        ssh_key=shlex.quote(str(config.get("ssh_key") or "/nonexistent")),
+    )
+    host = connect(backup_host_name)
+    with host.sudo():
+        # No arguments to host.run: it would %-format the command, printf's '%s' included.
+        limit = SCAN_TARGET_PACKS if found is not None and found.kind == "target" else SCAN_PACKS
+        answer = host.run(
+            f"{patterns} | educloud-backup --config {CONFIG} scan --max-packs {limit}"
+        )
+    if answer.rc != 0:
+        pytest.fail(f"{backup_host_name}: the scan of the packs failed: {answer.stderr[-300:]}")
+    report = json.loads(answer.stdout)
+    known = len(compliance.KNOWN_PLAINTEXT)
+    hits = [
+        f"{hit['pack'][:12]} ("
+        + (compliance.KNOWN_PLAINTEXT[hit["pattern"]] if hit["pattern"] < known else "un secret")
+        + ")"
+        for hit in report["hits"]
+    ]
+    evidence(
+        f"{backup_host_name} : {KIND_FR.get(found.kind, found.kind) if found else '?'} ; "
+        f"{report['scanned']} paquets lus bruts sur {report['packs']} "
+        f"({report['bytes'] // 1024} Kio) ; texte en clair recherché "
+        f"({', '.join(compliance.KNOWN_PLAINTEXT)}) et secrets de la sauvegarde : "
+        + (f"trouvés dans {', '.join(hits[:5])}" if hits else "absents")
+    )
+    assert report["packs"] > 0, f"{backup_host_name}: the repository has no pack"
+    assert not hits, f"plaintext or a secret in {backup_host_name}'s packs: {', '.join(hits)}"
 
 
 def private_key_material(key_lines: list[str]) -> list[str]:
@@ -335,6 +437,18 @@ def test_backup_clients_cannot_delete_or_rewrite_their_backups(
     config of its repository, and reading another client's, are all refused, and the
     repository is unchanged afterwards."""
     config = _config(connect, backup_host_name)
+    found, _ = compliance.endpoint(config)
+    if found is not None and found.kind != "target":
+        evidence(
+            f"{backup_host_name} : {KIND_FR[found.kind]} : l'hôte peut effacer ses "
+            "sauvegardes, l'ajout seul ne s'impose pas depuis le déploiement"
+        )
+        pytest.skip(
+            f"{backup_host_name} sauvegarde vers un {KIND_FR[found.kind]} : l'ajout seul "
+            "(protection contre un rançongiciel sur le serveur) n'y est pas vérifiable "
+            "depuis le déploiement ; à obtenir du fournisseur (verrouillage des objets, "
+            "instantanés de son côté) et à attester"
+        )
     account = str((config.get("target") or {}).get("user") or "")
     target_name = _target_of(deployment, config)
     target = connect(target_name)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from tests.lab import breaks
+from tests.lab.lab_shell import lab_verdict
 
 from educloud.charter import verify as verify_mod
 from educloud.charter.report import GuaranteeResult
@@ -41,21 +42,7 @@ def actions() -> Iterator[breaks.LabActions]:
 
 
 def _verdict(guarantee: str, hosts: tuple[str, ...], selection: str) -> GuaranteeResult:
-    """The verification of `guarantee` on `hosts`, its checks narrowed by `selection`: one
-    pytest worker (a break's few checks gain nothing from a second one)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        result = verify_mod.verify(
-            inventories_dir() / "lab",
-            Path(tmp),
-            limit=",".join(hosts),
-            workers=1,
-            guarantees=[guarantee],
-            quiet=True,
-            selection=selection,
-        )
-    assert not result.interrupted, result.interrupted
-    (entry,) = result.report
-    return entry
+    return lab_verdict(guarantee, hosts, selection)
 
 
 def _failures(entry: GuaranteeResult) -> list[str]:

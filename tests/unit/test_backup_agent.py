@@ -8,6 +8,7 @@ line is checked without restic. SMTP: the in-process sink. Nothing leaves this m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -202,6 +203,58 @@ def test_rclone_program_is_ssh_to_the_append_only_account_without_arguments(
     assert PASSWORD not in json.dumps([call.argv, call.env])
 
 
+def test_s3_keys_come_from_their_file_into_the_environment_only(tmp_path: Path) -> None:
+    """Object storage at a provider: restic's s3 backend over TLS, the endpoint's CA
+    pinned with --cacert, the keys read from a 0600 file into restic's environment; none
+    inherited from the caller's."""
+    keys = tmp_path / "s3-credentials"
+    keys.write_text("AWS_ACCESS_KEY_ID=AKIDLAB\nAWS_SECRET_ACCESS_KEY=s3cr3t-value\n")
+    path = write_config(
+        tmp_path,
+        None,
+        repository="s3:https://198.18.0.1:9443/educloud/edu1",
+        s3={"credentials_file": str(keys), "cacert": "/etc/educloud/backup/s3-ca.pem"},
+    )
+    config = agent.load_config(path)
+    assert config.object_storage and not config.over_ssh and not config.append_only
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_SESSION_TOKEN", "from-the-caller")
+        call = agent.restic_invocation(config, "snapshots")
+
+    assert call.argv == ["restic", "--cacert", "/etc/educloud/backup/s3-ca.pem", "snapshots"]
+    assert call.env["RESTIC_REPOSITORY"] == "s3:https://198.18.0.1:9443/educloud/edu1"
+    assert call.env["AWS_ACCESS_KEY_ID"] == "AKIDLAB"
+    assert call.env["AWS_SECRET_ACCESS_KEY"] == "s3cr3t-value"  # noqa: S105
+    assert "AWS_SESSION_TOKEN" not in call.env
+    assert "s3cr3t-value" not in json.dumps(call.argv)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("AWS_ACCESS_KEY_ID=AKIDLAB\n", "missing AWS_SECRET_ACCESS_KEY"),
+        ("AWS_ACCESS_KEY_ID=AKIDLAB\nsecret-without-a-key\n", "line 2 is not"),
+        ("AWS_ACCESS_KEY_ID=AKIDLAB\nAWS_SECRET_ACCESS_KEY=\n", "line 2 is not"),
+    ],
+)
+def test_a_malformed_s3_credentials_file_is_named_without_its_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    keys = tmp_path / "s3-credentials"
+    keys.write_text(content)
+    path = write_config(
+        tmp_path,
+        None,
+        repository="s3:https://198.18.0.1:9443/educloud/edu1",
+        s3={"credentials_file": str(keys)},
+    )
+    assert cli(path, "snapshots") == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "AKIDLAB" not in err and "secret-without-a-key" not in err
+
+
 def test_a_local_repository_gets_no_sftp_command(tmp_path: Path) -> None:
     config = agent.load_config(write_config(tmp_path, None))
     assert agent.restic_invocation(config, "check").argv == ["restic", "check"]
@@ -228,6 +281,11 @@ def test_retention_and_backup_arguments(tmp_path: Path) -> None:
          "exceed retention_days"),
         ({"repository": "sftp:u@h:/r"}, "required for an sftp: or rclone: repository"),
         ({"repository": "rclone:"}, "required for an sftp: or rclone: repository"),
+        ({"repository": "s3:https://198.18.0.1/b"}, "required for an s3: repository"),
+        ({"repository": "s3:http://198.18.0.1/b", "s3": {"credentials_file": "/k"}},
+         "TLS only"),
+        ({"repository": "s3:https://198.18.0.1/b", "s3": {"credentials_file": "k"}},
+         "absolute path"),
         ({"staging_dir": "var/backups"}, "absolute path"),
         ({"staging_dir": "/var"}, "too close to /"),
         ({"postgresql": {"enabled": True, "connect": {"password": "x"}}}, "peer authentication"),
@@ -632,3 +690,32 @@ def test_an_append_only_run_leaves_retention_to_the_operators(
     assert "retention left to the operators" in out
     assert "forget" not in out
     assert len(snapshot_ids(config)) == 2  # the 2020 snapshot is the operators' to forget
+
+
+def test_scan_reads_the_packs_as_stored_and_names_patterns_by_index(tmp_path: Path) -> None:
+    """restic's packs are ciphertext: the data's own text is not in them. A plaintext
+    file slipped into the repository's data directory under its own hash is listed and
+    read like a pack, and found; the patterns are reported by index, never quoted."""
+    path = write_config(tmp_path, None)
+    config = agent.load_config(path)
+    (tmp_path / "data/dump.sql").write_text("CREATE TABLE user_entity (id text);\n")
+    assert cli(path, "init") == 0
+    assert cli(path, "run") == 0
+    patterns = [b"CREATE TABLE", b"", PASSWORD.encode()]
+
+    clean = agent.scan_packs(config, patterns, limit=500)
+
+    assert clean["packs"] >= 1 and clean["scanned"] == clean["packs"]
+    assert clean["bytes"] > 0 and clean["hits"] == []
+
+    plaintext = b"-- pg_dump\nCREATE TABLE user_entity (id text);\n"
+    name = hashlib.sha256(plaintext).hexdigest()
+    (tmp_path / "repo/data" / name[:2]).mkdir(exist_ok=True)
+    (tmp_path / "repo/data" / name[:2] / name).write_bytes(plaintext)
+
+    found = agent.scan_packs(config, patterns, limit=500)
+
+    assert found["packs"] == clean["packs"] + 1
+    assert found["hits"] == [{"pack": name, "pattern": 0}]
+    assert PASSWORD not in json.dumps(found)
+    assert agent.scan_packs(config, patterns, limit=1)["scanned"] == 1

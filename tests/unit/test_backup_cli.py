@@ -553,6 +553,51 @@ def test_repository_on_the_host_itself_is_refused() -> None:
     assert any("does not go to target" in p for p in problems)
 
 
+S3_CONFIG = {
+    "repository": "s3:https://198.18.0.1:9443/educloud-lab/edu1",
+    "s3": {"credentials_file": "/etc/educloud/backup/s3-credentials"},
+}
+
+
+def test_object_storage_is_judged_by_its_url_and_what_its_name_resolves_to() -> None:
+    found, problems = compliance.target_destinations(S3_CONFIG, POLICIES)
+    assert problems == []
+    assert [d.name for d in found] == ["backup-s3-provider"]
+    assert compliance.endpoint(S3_CONFIG)[0] == compliance.Endpoint("s3", "198.18.0.1", 9443)
+    named = {"repository": "s3:https://s3.example.fr:9443/educloud-lab/edu1"}
+    assert compliance.target_destinations(named, POLICIES, ["198.18.0.1"])[1] == []
+    _, problems = compliance.target_destinations(named, POLICIES, ["203.0.113.7"])
+    assert problems == [
+        "203.0.113.7:9443 is not a backup_target destination of policies/egress.yml"
+    ]
+    _, problems = compliance.target_destinations(named, POLICIES)
+    assert problems == ["s3.example.fr resolves to no address on the host"]
+    assert compliance.not_on_itself(named, {"10.0.0.5"}, ["10.0.0.5"])
+
+
+@pytest.mark.parametrize(
+    ("repository", "message"),
+    [
+        ("s3:http://198.18.0.1:9443/b/edu1", "is not s3:https://"),
+        ("s3:https://198.18.0.1:443/b/edu1", "198.18.0.1:443 is not a backup_target"),
+        ("s3:https://198.18.0.1:99999/b/edu1", "not a valid port"),
+    ],
+)
+def test_object_storage_elsewhere_is_refused(repository: str, message: str) -> None:
+    _, problems = compliance.target_destinations({"repository": repository}, POLICIES)
+    assert any(message in p for p in problems), problems
+
+
+def test_an_sftp_provider_is_an_endpoint_of_its_own() -> None:
+    config = {
+        "repository": "sftp:educloud-lab-sftp@198.18.0.1:educloud/edu1",
+        "target": {"address": "198.18.0.1", "port": 2222, "user": "educloud-lab-sftp"},
+    }
+    found, problems = compliance.target_destinations(config, POLICIES)
+    assert problems == [] and [d.name for d in found] == ["backup-sftp-provider"]
+    assert compliance.endpoint(config)[0] == compliance.Endpoint("sftp", "198.18.0.1", 2222)
+
+
 def test_forget_horizons_follow_the_policy() -> None:
     category = POLICIES.retention["backups"]
     assert compliance.keep_problems(CONFIG, category) == []
@@ -579,6 +624,14 @@ def _maintenance_hosts() -> list[InventoryHost]:
         InventoryHost("edu1", ("backup",), {**common, "ansible_host": "198.18.0.11"}),
         InventoryHost("bak1", ("backup_target",), {**common, "ansible_host": "198.18.0.12"}),
     ]
+
+
+def test_a_provider_destination_is_left_to_the_hosts_own_retention() -> None:
+    edu1, bak1 = _maintenance_hosts()
+    assert maintenance.destination_kind(edu1, [edu1, bak1]) == "target"
+    assert maintenance.destination_kind(edu1, [edu1]) == ""
+    at_provider = InventoryHost("edu1", ("backup",), edu1.variables | {"backup_destination": "s3"})
+    assert maintenance.destination_kind(at_provider, [at_provider]) == "s3"
 
 
 def test_maintenance_reaches_the_repository_as_the_administrators() -> None:

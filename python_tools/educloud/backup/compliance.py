@@ -8,7 +8,9 @@ import codecs
 import ipaddress
 import json
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from educloud import policy
 from educloud.policy import Destination
@@ -27,39 +29,81 @@ KNOWN_PLAINTEXT = (
 )
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a backup host's agent connects to, read from its backup.json as the agent
+    builds its connection (roles/backup/files/educloud_backup_agent.py)."""
+
+    kind: str
+    """target (the inventory's append-only target), sftp or s3 (a provider's storage)."""
+    host: str
+    """The address, or for s3 the name or address the repository's URL gives."""
+    port: int
+
+
+def endpoint(config: Mapping[str, Any]) -> tuple[Endpoint | None, list[str]]:
+    """The destination of a backup host's repository, and what makes it unclear."""
+    target = config.get("target") or {}
+    repository = str(config.get("repository") or "")
+    if repository.startswith("s3:"):
+        url = urlsplit(repository[3:])
+        try:
+            port = url.port or 443
+        except ValueError:
+            return None, [f"repository {repository!r}: not a valid port"]
+        if url.scheme != "https" or not url.hostname:
+            return None, [f"repository {repository!r} is not s3:https://host[:port]/bucket"]
+        return Endpoint("s3", url.hostname, port), []
+    address = str(target.get("address") or "")
+    port = int(target.get("port") or 22)
+    # rclone: the agent reaches the target's append-only server over SSH, built from
+    # `target` (address, port, account); sftp: ssh reaches `target` too, and the repository
+    # names the same account and address.
+    if repository == "rclone:" and target.get("user"):
+        return Endpoint("target", address, port), []
+    if repository.startswith("sftp:") and f"@{address}:" in repository:
+        return Endpoint("sftp", address, port), []
+    return None, [f"repository {repository!r} does not go to target {address!r}"]
+
+
 def target_destinations(
-    config: Mapping[str, Any], policies: policy.Policies
+    config: Mapping[str, Any],
+    policies: policy.Policies,
+    resolved: Collection[str] = (),
 ) -> tuple[list[Destination], list[str]]:
     """The egress destinations a backup host's agent settings (backup.json) send to, and
     the problems: not a declared backup_target destination, or outside the allowed
-    countries (C1)."""
-    target = config.get("target") or {}
-    address = str(target.get("address") or "")
-    port = target.get("port", 22)
-    repository = str(config.get("repository") or "")
-    problems = []
-    # rclone: the agent reaches the target's append-only server over SSH, built from
-    # `target` (address, port, account); sftp: the address is in the repository itself.
-    over_rclone = repository == "rclone:" and bool(target.get("user"))
-    over_sftp = repository.startswith("sftp:") and f"@{address}:" in repository
-    if not (over_rclone or over_sftp):
-        problems.append(f"repository {repository!r} does not go to target {address!r}")
+    countries (C1). `resolved`: the addresses the backed-up host finds for an S3
+    endpoint given by name (its /etc/hosts pin); each must be a declared destination."""
+    found_endpoint, problems = endpoint(config)
+    if found_endpoint is None:
+        return [], problems
+    addresses = [found_endpoint.host]
     try:
-        ip = ipaddress.ip_address(address)
+        ipaddress.ip_address(found_endpoint.host)
     except ValueError:
-        return [], [*problems, f"target {address!r} is not an IP address"]
-    found = [
-        d
-        for d in policies.destinations
-        if d.purpose == BACKUP_TARGET
-        and d.protocol == "tcp"
-        and d.port == port
-        and ip in ipaddress.ip_network(d.address, strict=False)
-    ]
-    if not found:
-        problems.append(
-            f"{address}:{port} is not a {BACKUP_TARGET} destination of policies/egress.yml"
-        )
+        if found_endpoint.kind != "s3":
+            return [], [f"target {found_endpoint.host!r} is not an IP address"]
+        addresses = list(resolved)
+        if not addresses:
+            return [], [f"{found_endpoint.host} resolves to no address on the host"]
+    found: list[Destination] = []
+    for address in addresses:
+        ip = ipaddress.ip_address(address)
+        matching = [
+            d
+            for d in policies.destinations
+            if d.purpose == BACKUP_TARGET
+            and d.protocol == "tcp"
+            and d.port == found_endpoint.port
+            and ip in ipaddress.ip_network(d.address, strict=False)
+        ]
+        if not matching:
+            problems.append(
+                f"{address}:{found_endpoint.port} is not a {BACKUP_TARGET} destination of "
+                "policies/egress.yml"
+            )
+        found += [d for d in matching if d not in found]
     for destination in found:
         if destination.country not in policies.countries_allowed:
             problems.append(
@@ -69,12 +113,19 @@ def target_destinations(
     return found, problems
 
 
-def not_on_itself(config: Mapping[str, Any], own_addresses: Collection[str]) -> list[str]:
+def not_on_itself(
+    config: Mapping[str, Any], own_addresses: Collection[str], resolved: Collection[str] = ()
+) -> list[str]:
     """A backup kept on the host it protects is lost with it."""
-    address = str((config.get("target") or {}).get("address") or "")
-    if address in own_addresses or address.startswith("127.") or address == "::1":
-        return [f"the repository is on the host itself ({address})"]
-    return []
+    found, _ = endpoint(config)
+    # ssh goes to `target` whatever the repository string says.
+    addresses = {str((config.get("target") or {}).get("address") or ""), *resolved}
+    addresses = {a for a in addresses | ({found.host} if found else set()) if a}
+    return [
+        f"the repository is on the host itself ({address})"
+        for address in sorted(addresses)
+        if address in own_addresses or address.startswith("127.") or address in ("::1", "localhost")
+    ]
 
 
 def keep_problems(config: Mapping[str, Any], category: Mapping[str, Any]) -> list[str]:

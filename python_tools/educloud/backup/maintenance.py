@@ -78,6 +78,16 @@ def _text(value: Any, default: str) -> str:
     return value if isinstance(value, str) and value and "{{" not in value else default
 
 
+def destination_kind(client: InventoryHost, hosts: Sequence[InventoryHost]) -> str:
+    """The client's backup_destination (roles/backup): target, sftp or s3. Its default, as
+    the role's: target when backup_target_host names a host (by default the first of the
+    backup_target group)."""
+    has_target = bool(_text(client.variables.get("backup_target_host"), "")) or any(
+        TARGET_GROUP in h.groups for h in hosts
+    )
+    return _text(client.variables.get("backup_destination"), "target" if has_target else "")
+
+
 def storage_of(client: InventoryHost, hosts: Sequence[InventoryHost]) -> Storage:
     """The client's target (backup_target_host, or the first backup_target host), its
     account and repository directory, from the inventory: never from the client's files."""

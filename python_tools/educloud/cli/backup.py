@@ -176,6 +176,15 @@ def forget_command(
     now = datetime.now(UTC)
     refused = []
     for client in remote.backup_hosts(inventory, host or ()):
+        kind = maintenance.destination_kind(client, hosts)
+        if kind != "target":
+            console.print(
+                f"{client.name} : sauvegardes chez un hébergeur ({kind}) ; l'hôte peut y "
+                "effacer, son passage nocturne applique donc lui-même la conservation "
+                "(restic forget --prune) : rien à faire d'ici",
+                markup=False,
+            )
+            continue
         restic = maintenance.Restic(maintenance.storage_of(client, hosts))
         try:
             done = (maintenance.apply if apply else maintenance.plan)(restic, keep, now)

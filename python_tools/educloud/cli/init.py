@@ -60,7 +60,9 @@ def _profile(given: str | None, saved: str | None) -> str:
 def _complete(raw: Raw, profile: str) -> Raw:
     missing = answers_mod.missing(raw, profile)
     if missing and not _interactive():
-        flags = ", ".join(q.flag for q in missing)
+        flags = ", ".join(
+            f"{q.flag} or --backup-provider" if q.key == "backup_host" else q.flag for q in missing
+        )
         raise EducloudError(f"missing answers (no terminal to ask on): give {flags}")
     for question in missing:
         raw[question.key] = _ask(question)
@@ -131,6 +133,29 @@ def init(
     backup_host: Annotated[
         Text, typer.Option(help="The backup server (another Debian 12), NAME=ADDRESS.")
     ] = None,
+    backup_provider: Annotated[
+        Text,
+        typer.Option(
+            help="Backups at a provider instead of --backup-host: "
+            "sftp://USER@ADDRESS[:PORT]/PATH or s3://ADDRESS[:PORT]/BUCKET[/PREFIX]."
+        ),
+    ] = None,
+    backup_provider_host_key: Annotated[
+        Text, typer.Option(help="sftp: the provider's server host key, 'ssh-ed25519 AAAA...'.")
+    ] = None,
+    backup_provider_name: Annotated[
+        Text, typer.Option(help="s3: the name the endpoint's certificate gives.")
+    ] = None,
+    backup_provider_ca: Annotated[
+        Text, typer.Option(help="s3: PEM file of the endpoint's CA (default: Debian's CAs).")
+    ] = None,
+    backup_provider_credentials: Annotated[
+        Path | None,
+        typer.Option(
+            help="s3: file with AWS_ACCESS_KEY_ID=... and AWS_SECRET_ACCESS_KEY=... lines "
+            "(into the vault, once)."
+        ),
+    ] = None,
     floating_address: Annotated[
         Text, typer.Option(help="Regional: the load balancers' floating address.")
     ] = None,
@@ -199,7 +224,8 @@ def init(
     secrets, copy of the policies, README (French). Idempotent; --check writes nothing.
 
     The credentials of the regional object storage are read from EDUCLOUD_NEXTCLOUD_S3_KEY
-    and EDUCLOUD_NEXTCLOUD_S3_SECRET (or asked, not echoed)."""
+    and EDUCLOUD_NEXTCLOUD_S3_SECRET (or asked, not echoed); an s3 backup provider's from
+    --backup-provider-credentials."""
     directory = directory.expanduser().resolve()
     saved_profile, saved = write.read_saved(directory)
     chosen = _profile(profile, saved_profile)
@@ -209,6 +235,10 @@ def init(
         "postal_address": postal_address,
         "hosts": host,
         "backup_host": backup_host,
+        "backup_provider": backup_provider,
+        "backup_provider_host_key": backup_provider_host_key,
+        "backup_provider_name": backup_provider_name,
+        "backup_provider_ca": backup_provider_ca,
         "floating_address": floating_address,
         "provider": provider,
         "country": country,
@@ -239,11 +269,25 @@ def init(
         "vrrp_interface": vrrp_interface,
     }
     given = {key: value for key, value in flags.items() if value is not None and value != []}
-    raw = _complete(answers_mod.normalize({**saved, **given}, chosen), chosen)
+    raw = _complete(answers_mod.normalize(answers_mod.merged(saved, given), chosen), chosen)
     regional = chosen == "regional"
-    plan = write.plan(directory, chosen, raw, policies, _provided(vault_secrets.provided(regional)))
+    provided = _provided(vault_secrets.provided(regional))
+    if backup_provider_credentials is not None:
+        if not str(raw.get("backup_provider", "")).startswith("s3://"):
+            raise answers_mod.AnswerError(
+                ["--backup-provider-credentials is for an s3 --backup-provider"]
+            )
+        provided |= answers_mod.read_credentials(backup_provider_credentials)
+    plan = write.plan(directory, chosen, raw, policies, provided)
     _print_plan(plan, everything=check)
     if plan.missing_provided and not check:
+        backup = [n for n in plan.missing_provided if n in vault_secrets.PROVIDED_BACKUP_S3]
+        if backup:
+            raise EducloudError(
+                "--backup-provider-credentials is missing, nothing written: the vault has no "
+                f"keys for the s3 provider ({', '.join(backup)}); give a file with "
+                "AWS_ACCESS_KEY_ID=... and AWS_SECRET_ACCESS_KEY=... lines"
+            )
         names = ", ".join(vault_secrets.provided_env(n) for n in plan.missing_provided)
         raise EducloudError(f"the vault needs secrets only you have: set {names}")
     if check:

@@ -60,6 +60,9 @@ BACKUP_PUBLIC_KEYS = "vault_backup_ssh_public_keys"
 # Secrets nobody can generate here: credentials a provider gives (the regional topology's
 # S3 object storage). The operator hands them in once (environment or a hidden prompt).
 PROVIDED_REGIONAL = ("vault_nextcloud_s3_key", "vault_nextcloud_s3_secret")
+# The keys of an S3 backup provider (`educloud init --backup-provider s3://...`), handed in
+# once with --backup-provider-credentials.
+PROVIDED_BACKUP_S3 = ("vault_backup_s3_access_key_id", "vault_backup_s3_secret_access_key")
 
 
 def passwords(regional: bool) -> tuple[str, ...]:

@@ -9,6 +9,8 @@ when the policies copy is known (educloud.init.policies).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -39,6 +41,22 @@ _REGION = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _INTERFACE = re.compile(r"^[A-Za-z0-9._-]{1,15}$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _ACME = re.compile(r"^https://[^/\s]+/\S*$")
+# The backup role's patterns (roles/backup/tasks/validate.yml).
+_SFTP_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+_S3_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+_HOST_KEY_TYPES = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "ssh-rsa",
+)
+_PROVIDER_FORMS = "sftp://USER@ADDRESS[:PORT]/PATH or s3://ADDRESS[:PORT]/BUCKET[/PREFIX]"
+# The provider's keys for s3, from --backup-provider-credentials: into the vault only.
+CREDENTIAL_LINES = {
+    "AWS_ACCESS_KEY_ID": "vault_backup_s3_access_key_id",
+    "AWS_SECRET_ACCESS_KEY": "vault_backup_s3_secret_access_key",
+}
 
 RawValue = str | list[str] | bool
 Raw = dict[str, RawValue]
@@ -88,6 +106,23 @@ class ObjectStorage:
 
 
 @dataclass(frozen=True)
+class BackupProvider:
+    """Where backups go when not to a backup server of the inventory (--backup-provider)."""
+
+    kind: str  # sftp or s3
+    url: str  # normalized
+    address: str
+    port: int
+    user: str = ""  # sftp: the account
+    path: str = ""  # sftp: the base directory (relative to the account's home, or absolute)
+    host_key: str = ""  # sftp: the server's public host key, pinned
+    bucket: str = ""  # s3
+    prefix: str = ""  # s3: "" = each host's inventory name
+    endpoint: str = ""  # s3: the name its certificate gives ("" = the address)
+    ca_certificate: str = ""  # s3: PEM of its CA ("" = the system's)
+
+
+@dataclass(frozen=True)
 class Answers:
     profile: str
     public_domain: str
@@ -98,7 +133,7 @@ class Answers:
     postal_address: tuple[str, ...]
     realm: str
     hosts: tuple[Host, ...]
-    backup_host: Host
+    backup_host: Host | None  # None: backups at a provider (backup_provider)
     floating_address: str  # "" on a single server
     provider: str
     country: str  # "" until the provider's country is known (educloud.init.policies)
@@ -121,6 +156,7 @@ class Answers:
     ssh_key: str
     object_storage: ObjectStorage | None
     vrrp_interface: str
+    backup_provider: BackupProvider | None = None
 
     @property
     def regional(self) -> bool:
@@ -268,6 +304,115 @@ def _mirror(value: str, what: str) -> str:
     return f"{parts.scheme}://{shown}:{port}{parts.path.rstrip('/')}"
 
 
+def _provider_url(value: str) -> str:
+    """--backup-provider: sftp://USER@ADDRESS[:PORT]/PATH or s3://ADDRESS[:PORT]/BUCKET[/PREFIX],
+    normalized (a relative sftp path as /PATH, an absolute one as //PATH)."""
+    raw = value.strip()
+    parts = urlsplit(raw)
+    if parts.scheme not in {"sftp", "s3"}:
+        raise ValueError(f"{raw!r} is not {_PROVIDER_FORMS}")
+    if parts.query or parts.fragment or parts.password is not None:
+        raise ValueError(f"{raw!r}: no query, fragment or password in the URL")
+    try:
+        host = parts.hostname or ""
+        port = parts.port or (22 if parts.scheme == "sftp" else 443)
+    except ValueError:
+        raise ValueError(f"{raw!r}: not a valid port ({_PROVIDER_FORMS})") from None
+    try:
+        address = _address(host, "the backup provider")
+    except ValueError:
+        raise ValueError(
+            f"{raw!r}: give the provider by IP address, the servers' firewall allows addresses "
+            "only (policies/egress.yml)"
+        ) from None
+    shown = f"[{address}]" if ":" in address else address
+    if parts.scheme == "sftp":
+        user = parts.username or ""
+        if not _SFTP_USER.match(user):
+            raise ValueError(f"{raw!r}: give the provider's account, sftp://USER@ADDRESS/PATH")
+        absolute = parts.path.startswith("//")
+        path = parts.path.strip("/")
+        if not path or "//" in path or any(c.isspace() or c == ":" for c in path):
+            raise ValueError(
+                f"{raw!r}: give the directory on the account (relative to its home, or "
+                "//absolute/path), without space nor colon"
+            )
+        return f"sftp://{user}@{shown}:{port}/{'/' if absolute else ''}{path}"
+    if parts.username is not None:
+        raise ValueError(f"{raw!r}: no user in an s3 URL (the keys: --backup-provider-credentials)")
+    bucket, _, prefix = parts.path.strip("/").partition("/")
+    if not _BUCKET.match(bucket):
+        raise ValueError(f"{raw!r}: {bucket!r} is not an S3 bucket name")
+    if prefix and (not _S3_PREFIX.match(prefix) or "//" in prefix):
+        raise ValueError(f"{raw!r}: {prefix!r} is not a prefix (letters, digits, . _ - /)")
+    return f"s3://{shown}:{port}/{bucket}" + (f"/{prefix}" if prefix else "")
+
+
+def _host_key(value: str) -> str:
+    fields = value.split()
+    if len(fields) < 2 or fields[0] not in _HOST_KEY_TYPES:
+        raise ValueError(
+            f'{value.strip()!r} is not a public host key, e.g. "ssh-ed25519 AAAA..." (types: '
+            f"{', '.join(_HOST_KEY_TYPES)})"
+        )
+    kind, blob = fields[0], fields[1]
+    try:
+        data = base64.b64decode(blob, validate=True)
+    except binascii.Error:
+        raise ValueError(f"{blob[:20]!r}...: the key is not base64") from None
+    length = int.from_bytes(data[:4], "big") if len(data) > 4 else 0
+    if len(blob) < 40 or data[4 : 4 + length].decode("ascii", "replace") != kind:
+        raise ValueError(f"the key's data is not a {kind} key")
+    return f"{kind} {blob}"
+
+
+def _pem_file(value: str) -> str:
+    path = Path(value.strip()).expanduser()
+    if not path.is_file():
+        raise ValueError(f"{value!r}: no such file")
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError):
+        raise ValueError(f"{value!r}: not a PEM file") from None
+    if "-----BEGIN CERTIFICATE-----" not in text or "-----END CERTIFICATE-----" not in text:
+        raise ValueError(f"{value!r}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)")
+    return str(path.resolve())
+
+
+def read_credentials(path: Path) -> dict[str, str]:
+    """--backup-provider-credentials: the vault's S3 keys from a file of AWS_ACCESS_KEY_ID=...
+    and AWS_SECRET_ACCESS_KEY=... lines. Problems never show a value."""
+    flag = "--backup-provider-credentials"
+    try:
+        lines = path.expanduser().read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        raise AnswerError([f"{flag}: {str(path)!r}: no such readable file"]) from None
+    found: dict[str, str] = {}
+    for line in lines:
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        key, sep, value = text.removeprefix("export ").partition("=")
+        value = value.strip().strip("'\"")
+        if sep and key.strip() in CREDENTIAL_LINES:
+            found[CREDENTIAL_LINES[key.strip()]] = value
+    problems = []
+    for line, name in CREDENTIAL_LINES.items():
+        if name not in found:
+            problems.append(f"{flag}: {path} has no {line}=... line")
+    key_id = found.get(CREDENTIAL_LINES["AWS_ACCESS_KEY_ID"])
+    if key_id is not None and not re.match(r"^[^\s=]+$", key_id):
+        problems.append(f"{flag}: {path}: AWS_ACCESS_KEY_ID is empty or has a space or '='")
+    secret = found.get(CREDENTIAL_LINES["AWS_SECRET_ACCESS_KEY"])
+    if secret is not None and not re.match(r"^\S{8,}$", secret):
+        problems.append(
+            f"{flag}: {path}: AWS_SECRET_ACCESS_KEY is shorter than 8 characters or has a space"
+        )
+    if problems:
+        raise AnswerError(problems)
+    return found
+
+
 def _email(value: str) -> str:
     raw = value.strip()
     if not _EMAIL.match(raw):
@@ -302,6 +447,14 @@ def _one(key: str, value: str) -> str:
             return _host(value)
         case "floating_address":
             return _address(value, "the floating address")
+        case "backup_provider":
+            return _provider_url(value)
+        case "backup_provider_host_key":
+            return _host_key(value)
+        case "backup_provider_name":
+            return _name(value, flag)
+        case "backup_provider_ca":
+            return _pem_file(value)
         case "provider":
             return _matching(_PROVIDER, value, "a provider id of hosting.yml")
         case "country":
@@ -398,9 +551,43 @@ def normalize(raw: Mapping[str, RawValue], profile: str) -> Raw:
     return normalized
 
 
+_PROVIDER_KEYS = (
+    "backup_provider",
+    "backup_provider_host_key",
+    "backup_provider_name",
+    "backup_provider_ca",
+)
+
+
+def merged(saved: Mapping[str, RawValue], given: Mapping[str, RawValue]) -> Raw:
+    """The saved answers with the given ones over them; a given --backup-host replaces a
+    saved provider and its answers, a given --backup-provider a saved backup server."""
+    base = dict(saved)
+    if given.get("backup_host"):
+        for key in _PROVIDER_KEYS:
+            base.pop(key, None)
+    if given.get("backup_provider"):
+        base.pop("backup_host", None)
+        if (
+            str(given["backup_provider"]).split(":", 1)[0]
+            != str(base.get("backup_provider", "")).split(":", 1)[0]
+        ):
+            for key in _PROVIDER_KEYS[1:]:
+                base.pop(key, None)  # another kind of provider: its answers do not carry
+    return {**base, **given}
+
+
 def missing(raw: Mapping[str, RawValue], profile: str) -> list[Question]:
     """The questions still to answer (to ask on a terminal, or to refuse without one)."""
-    wanted = [q for q in QUESTIONS if q.required and applies(q, profile)]
+    provider = raw.get("backup_provider")
+    # Exactly one of --backup-host and --backup-provider: a terminal asks for a backup server.
+    wanted = [
+        q
+        for q in QUESTIONS
+        if (q.required or (q.key == "backup_host" and not provider)) and applies(q, profile)
+    ]
+    if isinstance(provider, str) and provider.startswith("sftp://"):
+        wanted.append(BY_KEY["backup_provider_host_key"])
     if raw.get("certificates") == "acme":
         wanted += [BY_KEY["acme_directory"], BY_KEY["acme_address"]]
     return [q for q in wanted if raw.get(q.key) in (None, "", [])]
@@ -414,10 +601,17 @@ def _hosts(values: list[str]) -> tuple[Host, ...]:
 
 
 def _check_hosts(answers: Answers, problems: list[str]) -> None:
-    names = [h.name for h in answers.hosts] + [answers.backup_host.name]
-    addresses = [h.address for h in answers.hosts] + [answers.backup_host.address]
+    backup = (answers.backup_host,) if answers.backup_host else ()
+    names = [h.name for h in (*answers.hosts, *backup)]
+    addresses = [h.address for h in (*answers.hosts, *backup)]
     if answers.floating_address:
         addresses.append(answers.floating_address)
+    provider = answers.backup_provider
+    if provider is not None and provider.address in addresses:
+        problems.append(
+            f"--backup-provider: {provider.address} is an address of this deployment: backups "
+            "go to another machine than the data, at the provider"
+        )
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"--host/--backup-host: {name} is named twice")
     for address in sorted({a for a in addresses if addresses.count(a) > 1}):
@@ -494,7 +688,7 @@ def build(raw: Mapping[str, RawValue], profile: str) -> Answers:
         postal_address=tuple(text("postal_address").split("; ")),
         realm=realm,
         hosts=_hosts(list(many("hosts"))),
-        backup_host=_hosts([text("backup_host")])[0],
+        backup_host=_hosts([text("backup_host")])[0] if text("backup_host") else None,
         floating_address=text("floating_address"),
         provider=text("provider"),
         country=text("country"),
@@ -517,8 +711,10 @@ def build(raw: Mapping[str, RawValue], profile: str) -> Answers:
         ssh_key=text("ssh_key"),
         object_storage=storage,
         vrrp_interface=text("vrrp_interface", "eth0"),
+        backup_provider=_backup_provider(raw) if text("backup_provider") else None,
     )
     problems: list[str] = []
+    _check_backup_answers(raw, problems)
     _check_hosts(answers, problems)
     if not _REALM.match(answers.realm) or answers.realm == "master":
         problems.append(
@@ -532,6 +728,54 @@ def build(raw: Mapping[str, RawValue], profile: str) -> Answers:
     if problems:
         raise AnswerError(problems)
     return answers
+
+
+def _backup_provider(raw: Mapping[str, RawValue]) -> BackupProvider:
+    """The provider of a normalized --backup-provider URL and its other answers."""
+
+    def text(key: str) -> str:
+        value = raw.get(key)
+        return value if isinstance(value, str) else ""
+
+    url = text("backup_provider")
+    parts = urlsplit(url)
+    address, port = (parts.hostname or "").strip("[]"), parts.port or 0
+    if parts.scheme == "sftp":
+        path = parts.path.removeprefix("/")  # "rel" or "/abs"
+        return BackupProvider(
+            "sftp", url, address, port, user=parts.username or "", path=path,
+            host_key=text("backup_provider_host_key"),
+        )  # fmt: skip
+    bucket, _, prefix = parts.path.strip("/").partition("/")
+    ca = text("backup_provider_ca")
+    return BackupProvider(
+        "s3", url, address, port, bucket=bucket, prefix=prefix,
+        endpoint=text("backup_provider_name"),
+        ca_certificate=Path(ca).read_text(encoding="ascii").strip() + "\n" if ca else "",
+    )  # fmt: skip
+
+
+def _check_backup_answers(raw: Mapping[str, RawValue], problems: list[str]) -> None:
+    """Exactly one of --backup-host and --backup-provider, and only its kind's answers."""
+    url = raw.get("backup_provider")
+    if raw.get("backup_host") and url:
+        problems.append(
+            "--backup-host/--backup-provider: give one of the two, a backup server of this "
+            "deployment or a provider"
+        )
+    if not url:
+        for key in ("backup_provider_host_key", "backup_provider_name", "backup_provider_ca"):
+            if raw.get(key):
+                problems.append(f"{BY_KEY[key].flag} is for a --backup-provider")
+        return
+    kind = "sftp" if str(url).startswith("sftp://") else "s3"
+    others = {
+        "sftp": ("backup_provider_name", "backup_provider_ca"),
+        "s3": ("backup_provider_host_key",),
+    }[kind]
+    for key in others:
+        if raw.get(key):
+            problems.append(f"{BY_KEY[key].flag} is not for an {kind} provider")
 
 
 def _default_realm(domain: str) -> str:

@@ -3,6 +3,8 @@
 Single server (`single`): one server in every group but backup_target (its own Redis in
 the redis group, local mode), a second server keeping the encrypted backups; modelled on
 inventories/lab without what is the lab's.
+With --backup-provider, no backup server: the backup group's variables send the backups to
+the provider's SFTP account or S3 storage (roles/backup, backup_destination).
 Regional (`regional`): inventories/example-regional's topology (load balancers with a
 floating address, a Keycloak cluster, Nextcloud on S3, Patroni, etcd, Redis with Sentinel).
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from educloud.init import places as folder
-from educloud.init.answers import Answers
+from educloud.init.answers import Answers, BackupProvider
 from educloud.init.cluster import etcd_vars, load_balancer_vars, redis_vars
 from educloud.init.places import Places
 from educloud.init.yamltext import INIT, OPERATOR, File, _header, _list, _yaml, q
@@ -39,7 +41,7 @@ def _groups(answers: Answers) -> dict[str, list[str]]:
             "data_rights",
             "backup",
         )
-        return {group: [server] for group in groups} | {"backup_target": [answers.backup_host.name]}
+        return {group: [server] for group in groups} | _backup_target_group(answers)
 
     def names(prefix: str) -> list[str]:
         return [h.name for h in answers.tier(prefix)]
@@ -55,8 +57,12 @@ def _groups(answers: Answers) -> dict[str, list[str]]:
         "postgresql": names("db"),
         "redis": names("db"),
         "backup": list(answers.backup_clients),
-        "backup_target": [answers.backup_host.name],
-    }
+    } | _backup_target_group(answers)
+
+
+def _backup_target_group(answers: Answers) -> dict[str, list[str]]:
+    """The backup server's group; none when backups go to a provider."""
+    return {"backup_target": [answers.backup_host.name]} if answers.backup_host else {}
 
 
 def hosts_file(answers: Answers, places: Places) -> str:
@@ -68,7 +74,8 @@ def hosts_file(answers: Answers, places: Places) -> str:
         variables["ansible_ssh_private_key_file"] = answers.ssh_key
     variables["educloud_policies_dir"] = places.policies
     hosts: dict[str, dict[str, str]] = {}
-    for host in (*answers.hosts, answers.backup_host):
+    backup = (answers.backup_host,) if answers.backup_host else ()
+    for host in (*answers.hosts, *backup):
         hosts[host.name] = {"ansible_host": host.address}
         if answers.regional:
             # The address the other members of a cluster reach this host on.
@@ -77,11 +84,12 @@ def hosts_file(answers: Answers, places: Places) -> str:
         group: {"hosts": dict.fromkeys(members)} for group, members in _groups(answers).items()
     }
     body = {"all": {"vars": variables, "hosts": hosts, "children": children}}
+    backups = "a backup server" if answers.backup_host else "backups at a provider"
     what = (
-        "one server with the whole stack, and a backup server"
+        f"one server with the whole stack, and {backups}"
         if not answers.regional
         else "a regional deployment (docs/regional.md): load balancers, Keycloak cluster, "
-        "Nextcloud on S3, databases under Patroni, a backup server"
+        f"Nextcloud on S3, databases under Patroni, {backups}"
     )
     return (
         f"# {answers.organisation}: {what}.\n"
@@ -439,7 +447,65 @@ def data_rights_vars(answers: Answers) -> str:
     return text
 
 
+def _provider_backup_vars(answers: Answers, provider: BackupProvider) -> str:
+    text = _header("Backups: encrypted, at a provider outside this inventory (C1, C7, C10).")
+    text += (
+        "# The provider's address and port are a backup_target destination of the policies'\n"
+        "# egress.yml. Its account cannot be made append-only from here: docs/backup.md,\n"
+        '# "Backups at a provider", says what to ask the provider for.\n'
+        f"backup_destination: {provider.kind}\n"
+    )
+    if provider.kind == "sftp":
+        text += (
+            "# Each backed-up host has its own SSH key pair in the vault, keyed by inventory\n"
+            "# name; the provider installs every public key on the account (README.md). Each\n"
+            "# host's repository is a directory of its own, named after it.\n"
+            f"backup_sftp_address: {q(provider.address)}\n"
+            f"backup_sftp_port: {provider.port}\n"
+            f"backup_sftp_user: {q(provider.user)}\n"
+            f"backup_sftp_path: {q(provider.path + '/{{ inventory_hostname }}')}\n"
+            "# The server's host key, checked with the provider: ssh refuses any other.\n"
+            f"backup_sftp_host_key: {q(provider.host_key)}\n"
+            'backup_ssh_private_key: "{{ vault_backup_ssh_private_keys[inventory_hostname] }}"\n'
+        )
+    else:
+        text += (
+            "# S3 over HTTPS, path-style; one repository per host in the bucket.\n"
+            f"backup_s3_address: {q(provider.address)}\n"
+            f"backup_s3_port: {provider.port}\n"
+        )
+        if provider.endpoint:
+            text += (
+                "# The name the endpoint's certificate gives, pinned to the address.\n"
+                f"backup_s3_endpoint: {q(provider.endpoint)}\n"
+            )
+        text += f"backup_s3_bucket: {q(provider.bucket)}\n"
+        if provider.prefix:
+            text += f"backup_s3_prefix: {q(provider.prefix + '/{{ inventory_hostname }}')}\n"
+        text += (
+            "# The keys the provider gave, in the vault.\n"
+            'backup_s3_access_key_id: "{{ vault_backup_s3_access_key_id }}"\n'
+            'backup_s3_secret_access_key: "{{ vault_backup_s3_secret_access_key }}"\n'
+        )
+        if provider.ca_certificate:
+            text += "# The CA that signed the endpoint's certificate (--backup-provider-ca).\n"
+            text += "backup_s3_ca_certificate: |\n" + "".join(
+                f"  {line}\n" for line in provider.ca_certificate.splitlines()
+            )
+    text += (
+        'backup_repository_password: "{{ vault_backup_repository_password }}"\n'
+        "# A failed run mails the operators through the mail relay (policies' egress.yml).\n"
+        + _mail(answers, "backup_mail")
+        + "backup_operators:\n"
+        + _list([answers.operator_email])
+    )
+    return text
+
+
 def backup_vars(answers: Answers) -> str:
+    if answers.backup_provider is not None:
+        return _provider_backup_vars(answers, answers.backup_provider)
+    assert answers.backup_host is not None  # build() gives one of the two
     text = _header("Backups: encrypted, append-only, on the backup server (C1, C7, C10).")
     text += (
         "# Each backed-up host has its own SSH key pair in the vault, keyed by inventory name:\n"
@@ -501,8 +567,9 @@ def inventory_files(answers: Answers, places: Places) -> list[File]:
         File(f"{group}/redis/init.yml", redis_vars(answers)),
         File(f"{group}/data_rights/init.yml", data_rights_vars(answers)),
         File(f"{group}/backup/init.yml", backup_vars(answers)),
-        File(f"{group}/backup_target/init.yml", backup_target_vars(answers)),
     ]
+    if answers.backup_host is not None:
+        files.append(File(f"{group}/backup_target/init.yml", backup_target_vars(answers)))
     if answers.regional:
         files += [
             File(f"{group}/load_balancer/init.yml", load_balancer_vars(answers)),

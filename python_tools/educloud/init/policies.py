@@ -4,8 +4,8 @@ Every file is copied once from the source (the repository's policies/, or `--pol
 is then the deployment's: init never rewrites one, so an operator's edits (their provider
 approved in hosting.yml, their retention periods) stay. The exception is egress.yml, where
 init writes the destinations of the purposes it asks about (the package mirror, the artifact
-mirror, the mail relay, the backup server; name servers, time servers and the object storage
-when given) from the answers, and keeps every other destination found there.
+mirror, the mail relay, the backup server or provider; name servers, time servers and the
+object storage when given) from the answers, and keeps every other destination found there.
 
 The whole copy, as it will be, is validated (educloud.policy) and the answers' hosting
 declaration checked against it before anything is written.
@@ -90,16 +90,37 @@ def destinations(answers: Answers) -> list[dict[str, Any]]:
             "tcp",
             country,
         ),
-        _destination(
-            "backup-target",
-            "backup_target",
-            f"Stockage des sauvegardes chiffrées (serveur {answers.backup_host.name}, SSH)",
-            answers.backup_host.address,
-            22,
-            "tcp",
-            country,
-        ),
     ]
+    provider = answers.backup_provider
+    if provider is not None:
+        what = (
+            f"compte SFTP {provider.user}"
+            if provider.kind == "sftp"
+            else f"stockage objet S3, compartiment {provider.bucket}"
+        )
+        found.append(
+            _destination(
+                "backup-provider",
+                "backup_target",
+                f"Stockage des sauvegardes chiffrées chez un prestataire ({what})",
+                provider.address,
+                provider.port,
+                "tcp",
+                country,
+            )
+        )
+    elif answers.backup_host is not None:
+        found.append(
+            _destination(
+                "backup-target",
+                "backup_target",
+                f"Stockage des sauvegardes chiffrées (serveur {answers.backup_host.name}, SSH)",
+                answers.backup_host.address,
+                22,
+                "tcp",
+                country,
+            )
+        )
     if answers.object_storage is not None:
         found.append(
             _destination(

@@ -58,7 +58,24 @@ QUESTIONS = (
         "backup_host",
         "--backup-host",
         "The backup server, another Debian 12 machine, NAME=ADDRESS",
+        required=False,  # asked unless --backup-provider is given (answers.missing)
     ),
+    # Backups at a provider instead (flags only, never asked but the SFTP host key).
+    Question(
+        "backup_provider",
+        "--backup-provider",
+        "Backup provider",
+        required=False,
+    ),
+    Question(
+        "backup_provider_host_key",
+        "--backup-provider-host-key",
+        "The backup provider's SFTP server host key, checked with the provider "
+        '("ssh-ed25519 AAAA...")',
+        required=False,  # asked for an sftp provider
+    ),
+    Question("backup_provider_name", "--backup-provider-name", "S3 endpoint name", required=False),
+    Question("backup_provider_ca", "--backup-provider-ca", "S3 endpoint's CA", required=False),
     Question(
         "floating_address",
         "--floating-address",

@@ -4,6 +4,8 @@ do before the first deploy, and the next commands."""
 from __future__ import annotations
 
 import ipaddress
+import textwrap
+from collections.abc import Mapping
 
 from educloud.init import places as folder
 from educloud.init.answers import Answers
@@ -16,7 +18,8 @@ def next_commands(places: Places, answers: Answers) -> list[str]:
     a relative inventory path from the repository's root). Servers outside loopback and
     the lab's range need verify's --allow-public-targets (educloud.netpin)."""
     inventory = places.under_root(folder.INVENTORY)
-    addresses = [h.address for h in (*answers.hosts, answers.backup_host)]
+    backup = (answers.backup_host,) if answers.backup_host else ()
+    addresses = [h.address for h in (*answers.hosts, *backup)]
     public = any(
         not any(ipaddress.ip_address(a) in net for net in ALLOWED_TARGETS) for a in addresses
     )
@@ -62,6 +65,44 @@ def _certificates(answers: Answers, places: Places) -> str:
     )
 
 
+def _backups(answers: Answers) -> str:
+    """Where the backups go, in the introduction."""
+    if answers.backup_host is not None:
+        return f"sauvegardes sur `{answers.backup_host.name}` ({answers.backup_host.address})"
+    provider = answers.backup_provider
+    assert provider is not None  # build() gives one of the two
+    return f"sauvegardes chez un prestataire, `{provider.url}`"
+
+
+def _provider_todo(answers: Answers, public_keys: Mapping[str, str] | None) -> str:
+    """What the operator does at the backup provider before the first deploy."""
+    provider = answers.backup_provider
+    if provider is None:
+        return ""
+    text = "- **Sauvegardes chez le prestataire.** "
+    if provider.kind == "sftp":
+        keys = "\n".join(
+            str((public_keys or {}).get(name, f"(clé de {name} : relancez educloud init)"))
+            for name in answers.backup_clients
+        )
+        where = provider.path if provider.path.startswith("/") else f"~/{provider.path}"
+        return text + (
+            f"Installez sur le compte SFTP `{provider.user}` de\n"
+            f"  `{provider.address}` (port {provider.port}, fichier `~/.ssh/authorized_keys`)\n"
+            "  la clé publique de chaque serveur sauvegardé (chacun a son dépôt dans\n"
+            f"  `{where}/NOM`) :\n\n"
+            f"  ```\n{textwrap.indent(keys, '  ')}\n  ```\n\n"
+            "  Vérifiez avec le prestataire que sa clé d'hôte est bien celle donnée à\n"
+            "  `--backup-provider-host-key` : ssh refuse toute autre.\n"
+        )
+    return text + (
+        f"Le compartiment `{provider.bucket}` de `{provider.address}`\n"
+        f"  (port {provider.port}, HTTPS) reçoit un dépôt par serveur sauvegardé. Les clés\n"
+        "  d'accès sont dans le coffre (`vault_backup_s3_access_key_id`,\n"
+        "  `vault_backup_s3_secret_access_key`) : pour les changer, `ansible-vault edit`.\n"
+    )
+
+
 def _table() -> str:
     rows = [
         (f"{folder.INVENTORY}/hosts.yml", "les serveurs et leurs groupes"),
@@ -101,7 +142,8 @@ def _table() -> str:
     return "\n".join(lines)
 
 
-def render(answers: Answers, places: Places) -> str:
+def render(answers: Answers, places: Places, public_keys: Mapping[str, str] | None = None) -> str:
+    """`public_keys`: the vault's backup public keys (to install at an SFTP provider)."""
     root = places.root
     vault = places.under_root(folder.VAULT)
     password = places.under_root(folder.PASSWORD)
@@ -122,7 +164,7 @@ def render(answers: Answers, places: Places) -> str:
 
 Ce dossier a été écrit par `educloud init` (profil `{answers.profile}`) à partir de vos
 réponses. Il contient tout ce qu'il faut pour déployer educloud sur vos serveurs
-({servers}, sauvegardes sur `{answers.backup_host.name}` ({answers.backup_host.address}))
+({servers}, {_backups(answers)})
 puis vérifier la charte.
 
 ## Ce que contient ce dossier
@@ -148,7 +190,7 @@ puis vérifier la charte.
 - **Notice de confidentialité.** Relisez avec votre délégué à la protection des données
   `{folder.INVENTORY}/group_vars/reverse_proxy/privacy-notice.yml` (`reverse_proxy_privacy_notice` :
   responsable du traitement, adresse, finalités, personnes concernées, destinataires).
-{missing_network}
+{_provider_todo(answers, public_keys)}{missing_network}
 ### Certificats
 
 {_certificates(answers, places)}

@@ -124,7 +124,7 @@ def _check_folder(directory: Path) -> None:
 
 
 def _secrets(
-    directory: Path, answers: Answers, provided: Mapping[str, str]
+    directory: Path, answers: Answers, provided: Mapping[str, str], warnings: list[str]
 ) -> tuple[list[Change], dict[str, Any], list[str]]:
     password = directory / folder.PASSWORD
     vault = directory / folder.VAULT
@@ -140,15 +140,24 @@ def _secrets(
         if password.is_file()
         else {}
     )
+    s3 = answers.backup_provider is not None and answers.backup_provider.kind == "s3"
     added = vault_secrets.complete(
         current,
         vault_secrets.passwords(answers.regional),
-        answers.backup_clients,
+        () if s3 else answers.backup_clients,  # an S3 provider takes its keys, no SSH key
         comment="educloud-backup",
     )
     absent = []
-    for name in vault_secrets.provided(answers.regional):
+    needed = vault_secrets.provided(answers.regional)
+    if s3:
+        needed += vault_secrets.PROVIDED_BACKUP_S3
+    for name in needed:
         if name in current:
+            if provided.get(name) and provided[name] != current[name]:
+                warnings.append(
+                    f"the vault's {name} is kept, not replaced by the value given: change it "
+                    "with ansible-vault edit if the provider gave new keys"
+                )
             continue
         if provided.get(name):
             current[name] = provided[name]
@@ -207,7 +216,7 @@ def plan(
     files = policies_mod.copy(source, copy_dir, answers)  # the destinations carry the country
     warnings = policies_mod.validate(files, answers, copy_dir, _provider_hint(directory, source))
 
-    changes, vault, absent = _secrets(directory, answers, provided or {})
+    changes, vault, absent = _secrets(directory, answers, provided or {}, warnings)
     for item in files:
         owner = layout.INIT if item.managed else layout.OPERATOR
         changes.append(
@@ -227,7 +236,9 @@ def plan(
         _compare(
             directory,
             folder.README,
-            readme.render(answers, places).encode("utf-8"),
+            readme.render(answers, places, vault.get(vault_secrets.BACKUP_PUBLIC_KEYS)).encode(
+                "utf-8"
+            ),
             layout.INIT,
             0o644,
         )

@@ -48,26 +48,17 @@ def ssh_base(paths: LabPaths, address: str) -> list[str]:
     ]
 
 
+def new_ed25519_key(path: Path, comment: str, what: str) -> None:
+    """A new ed25519 key pair without a passphrase at `path` (and `path`.pub)."""
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], what=what)
+
+
 def ensure_lab_key(paths: LabPaths) -> None:
     """The lab-only SSH key; never used outside the lab."""
     paths.ssh_dir.mkdir(parents=True, exist_ok=True)
     paths.ssh_dir.chmod(0o700)
     if not paths.ssh_key.exists():
-        run(
-            [
-                "ssh-keygen",
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "educloud-lab",
-                "-f",
-                str(paths.ssh_key),
-            ],
-            what="creating the lab SSH key",
-        )
+        new_ed25519_key(paths.ssh_key, "educloud-lab", "creating the lab SSH key")
     paths.known_hosts.touch(mode=0o600, exist_ok=True)
 
 

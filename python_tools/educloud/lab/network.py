@@ -3,8 +3,8 @@
 Each lab host gets its own veth link (created by systemd-nspawn) attached to the bridge.
 Safety: lab hosts have no default route, and the host drops every forwarded packet
 that comes from or goes to the lab bridge, so no lab traffic can leave this machine.
-The host accepts from lab links only the apt proxy, the artifact server, the SMTP sink
-and the decoy.
+The host accepts from lab links only the apt proxy, the artifact server, the SMTP sink,
+the backup provider's SFTP and S3 storage, and the decoy.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from educloud.lab.settings import (
     DECOY_PORT,
     LAB_NETWORK,
     NFT_TABLE,
+    S3_PORT,
+    SFTP_PORT,
     SMTP_SINK_PORT,
 )
 
@@ -32,7 +34,7 @@ def _link_exists(name: str) -> bool:
     return run(["ip", "link", "show", name], what="reading links", check=False).returncode == 0
 
 
-LAB_SERVICE_PORTS = f"{APT_PROXY_PORT}, {ARTIFACT_PORT}, {SMTP_SINK_PORT}"
+LAB_SERVICE_PORTS = f"{APT_PROXY_PORT}, {ARTIFACT_PORT}, {SMTP_SINK_PORT}, {SFTP_PORT}, {S3_PORT}"
 
 
 def nft_ruleset() -> str:

@@ -133,7 +133,7 @@ def _up(paths: LabPaths, names: Sequence[str] | None, progress: Progress, varian
     mirror = host_debian_mirror()
     progress("network: bridge and safety rules")
     network.up()
-    progress(f"services: apt proxy (to {mirror}), artifacts, SMTP sink, decoy")
+    progress(f"services: apt proxy (to {mirror}), artifacts, SMTP sink, decoy, backups (SFTP, S3)")
     services.start_all(paths, mirror)
     created_secrets = secrets.ensure(paths)
     if created_secrets:
@@ -269,6 +269,8 @@ def _destroy(
         shutil.rmtree(paths.machines, ignore_errors=True)
         if not keep_cache:
             shutil.rmtree(paths.root, ignore_errors=True)
+            # The backup provider's storage (its servers were stopped with the services).
+            shutil.rmtree(paths.provider, ignore_errors=True)
     inventory.write_all(paths, list(state.hosts.values()))
     return targets
 

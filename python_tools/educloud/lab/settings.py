@@ -28,6 +28,10 @@ ARTIFACT_PORT = 8088
 # every message in a maildir under the lab directory (LabPaths.mail), delivering nothing.
 SMTP_SINK_PORT = 2525
 DECOY_PORT = 8443
+# The backup provider's storage, which no role manages (issue #28, item 5): an SFTP-only
+# account and S3-compatible object storage (HTTPS only), both on the bridge address.
+SFTP_PORT = 2222
+S3_PORT = 9443
 # Hosts not in the topology (molecule platforms, drill hosts) get addresses from here.
 DYNAMIC_RANGE = (100, 199)
 NFT_TABLE = "educloud_lab"
@@ -83,6 +87,15 @@ class LabPaths:
     def mail(self) -> Path:
         """The SMTP sink's maildir: each message a file in new/."""
         return self.root / "mail"
+
+    @property
+    def provider(self) -> Path:
+        """The backup provider's storage (sftp/, s3/), beside the lab directory, not in it.
+
+        Its servers run as unprivileged accounts, which cannot traverse the lab directory
+        (0700: machines' roots, the vault, the CA key).
+        """
+        return self.root.with_name(f"{self.root.name}-provider")
 
     @property
     def state_file(self) -> Path:

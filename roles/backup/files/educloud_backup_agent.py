@@ -11,6 +11,9 @@ The repository is reached with restic's rclone backend over SSH (`rclone:`): the
 forced command serves this host's repository append-only (`rclone serve restic --stdio
 --append-only`), so this host adds snapshots and can delete none. With `append_only`, a run
 applies no retention: the operators' `educloud backup forget` does, under another identity.
+A destination outside the inventory (a provider's SFTP account, `sftp:`, or S3-compatible
+object storage, `s3:https://`, its keys in `s3.credentials_file`) cannot be made
+append-only from here: there the nightly run applies the retention itself.
 
 `run`: Nextcloud maintenance mode on (when configured) for the whole backup; PostgreSQL
 globals, then per database a `pg_dump -Fc` and the table manifest (rows and checksum of every
@@ -96,6 +99,15 @@ class Target:
 
 
 @dataclass(frozen=True)
+class S3Settings:
+    credentials_file: Path
+    """AWS_ACCESS_KEY_ID=... and AWS_SECRET_ACCESS_KEY=... lines (0600 root): the object
+    storage's keys, read into restic's environment, never into backup.json."""
+    cacert: Path | None
+    """PEM of the CA that signed the endpoint's certificate (--cacert); None: the system's."""
+
+
+@dataclass(frozen=True)
 class PostgresSettings:
     enabled: bool
     connect: dict[str, str | int]
@@ -152,10 +164,15 @@ class Config:
     restic: str
     append_only: bool = False
     """The target refuses deletions: retention is the operators' (educloud backup forget)."""
+    s3: S3Settings | None = None
 
     @property
     def sftp(self) -> bool:
         return self.repository.startswith("sftp:")
+
+    @property
+    def object_storage(self) -> bool:
+        return self.repository.startswith("s3:")
 
     @property
     def over_ssh(self) -> bool:
@@ -259,6 +276,18 @@ def _parse_target(data: dict[str, Any] | None) -> Target | None:
     )
 
 
+def _parse_s3(data: dict[str, Any] | None) -> S3Settings | None:
+    if data is None:
+        return None
+    cacert = _optional(data, "cacert", str, "s3.", "")
+    return S3Settings(
+        credentials_file=_absolute(
+            _field(data, "credentials_file", str, "s3."), "s3.credentials_file"
+        ),
+        cacert=_absolute(cacert, "s3.cacert") if cacert else None,
+    )
+
+
 def parse_config(data: Mapping[str, Any]) -> Config:
     repository = _field(data, "repository", str, "")
     target = _parse_target(_section(data, "target"))
@@ -268,6 +297,11 @@ def parse_config(data: Mapping[str, Any]) -> Config:
     if remote and (target is None or not ssh_key or not known_hosts):
         raise ConfigError(
             "target, ssh_key and known_hosts: required for an sftp: or rclone: repository"
+        )
+    s3 = _parse_s3(_section(data, "s3"))
+    if repository.startswith("s3:") and (s3 is None or not repository.startswith("s3:https://")):
+        raise ConfigError(
+            "s3: required for an s3: repository, which must be s3:https://... (TLS only)"
         )
     staging = _absolute(_field(data, "staging_dir", str, ""), "staging_dir")
     if len(staging.parts) < 3:
@@ -291,6 +325,7 @@ def parse_config(data: Mapping[str, Any]) -> Config:
         mail=_parse_mail(_section(data, "mail")),
         restic=_optional(data, "restic", str, "", "restic"),
         append_only=_optional(data, "append_only", bool, "", False),
+        s3=s3,
     )
 
 
@@ -402,6 +437,32 @@ def rclone_program(config: Config) -> str:
     return shlex.join([argv[0], "-T", *argv[1:]])
 
 
+S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def s3_credentials(path: Path) -> dict[str, str]:
+    """The object storage's keys from their file (KEY=value lines). The values never
+    reach a message: a malformed file is named by its line numbers only."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as error:
+        raise ConfigError(f"cannot read the S3 credentials {path}: {error.strerror}") from error
+    found: dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or key.strip() not in S3_KEYS or not value.strip():
+            raise ConfigError(
+                f"{path}: line {number} is not AWS_ACCESS_KEY_ID= or AWS_SECRET_ACCESS_KEY="
+            )
+        found[key.strip()] = value.strip()
+    missing = [key for key in S3_KEYS if key not in found]
+    if missing:
+        raise ConfigError(f"{path}: missing {', '.join(missing)}")
+    return found
+
+
 def restic_invocation(config: Config, *args: str) -> Invocation:
     """argv and environment of one restic command. The password stays in its file."""
     argv = [config.restic]
@@ -410,7 +471,11 @@ def restic_invocation(config: Config, *args: str) -> Invocation:
     elif config.over_ssh:
         # No arguments of ours reach the target: its forced command names the repository.
         argv += ["-o", f"rclone.program={rclone_program(config)}", "-o", "rclone.args="]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RESTIC_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RESTIC_", "AWS_"))}
+    if config.object_storage and config.s3 is not None:
+        env.update(s3_credentials(config.s3.credentials_file))
+        if config.s3.cacert is not None:
+            argv += ["--cacert", str(config.s3.cacert)]
     env.update(
         RESTIC_REPOSITORY=config.repository,
         RESTIC_PASSWORD_FILE=str(config.password_file),
@@ -507,6 +572,34 @@ def list_snapshots(config: Config) -> list[dict[str, Any]]:
 def check_repository(config: Config, read_data: bool) -> subprocess.CompletedProcess[str]:
     unlock_stale(config)
     return restic(config, "check", *(["--read-data"] if read_data else []))
+
+
+def scan_packs(config: Config, patterns: Sequence[bytes], limit: int) -> dict[str, Any]:
+    """Read the repository's packs as its storage holds them (`restic cat pack` prints a
+    pack's raw bytes, checking only its hash) and look for each pattern in them: what a
+    provider's staff or a thief of its disks would read. The patterns (known plaintext,
+    and the secrets the caller passes on stdin) are named by their index only. At most
+    `limit` packs, the first restic lists; the count of all is reported."""
+    listed = restic_checked(config, "list packs", "list", "packs").split()
+    report: dict[str, Any] = {"packs": len(listed), "scanned": 0, "bytes": 0, "hits": []}
+    wanted = [p for p in patterns if p]
+    for pack in listed[:limit]:
+        call = restic_invocation(config, "cat", "pack", pack)
+        try:
+            done = subprocess.run(call.argv, env=call.env, capture_output=True, check=False)
+        except OSError as error:
+            raise BackupError(f"cannot run {config.restic}: {error.strerror}") from error
+        if done.returncode != 0:
+            stderr = done.stderr.decode(errors="replace")
+            raise BackupError(f"restic cat pack {pack} failed: {tail(stderr)}")
+        report["scanned"] += 1
+        report["bytes"] += len(done.stdout)
+        report["hits"] += [
+            {"pack": pack, "pattern": index}
+            for index, pattern in enumerate(wanted)
+            if pattern in done.stdout
+        ]
+    return report
 
 
 def restore_snapshot(config: Config, target: Path, snapshot: str) -> str:
@@ -1115,6 +1208,10 @@ def parser() -> argparse.ArgumentParser:
     notify = commands.add_parser("notify-failure", help="mail the operators about a failure")
     notify.add_argument("unit")
     commands.add_parser("status", help="print the last run's status")
+    scan = commands.add_parser(
+        "scan", help="search the raw packs for the patterns on stdin (one a line; JSON out)"
+    )
+    scan.add_argument("--max-packs", type=int, default=500)
     return main_parser
 
 
@@ -1143,6 +1240,9 @@ def dispatch(args: argparse.Namespace, config: Config) -> int:
         print(f"educloud-backup: {notify_failure(config, args.unit)}", file=sys.stderr)
     elif command == "status":
         print_json(read_json(config.state_dir / "status.json"))
+    elif command == "scan":
+        patterns = sys.stdin.buffer.read().splitlines()
+        print_json(scan_packs(config, patterns, args.max_packs))
     return 0
 
 
