@@ -12,7 +12,6 @@ import dataclasses
 import ipaddress
 import json
 import re
-import shlex
 import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -209,18 +208,6 @@ def test_backup_repositories_hold_only_ciphertext(
     assert not problems, "; ".join(problems)
 
 
-# What the scan looks for on the backup host, fed to `educloud-backup scan` on its stdin
-# (one pattern a line, from files read there: no secret crosses the network or a command
-# line): the known plaintext, then the repository password, the S3 secret key and the body
-# of the SSH private key (its lines after the format's header, as private_key_material).
-SCAN_PATTERNS = (
-    "{{ printf '%s\\n' {known}; cat {password}; "
-    "[ ! -f {keys} ] || sed -n 's/^AWS_SECRET_ACCESS_KEY=//p' {keys}; "
-    "[ ! -f {ssh_key} ] || grep -v -- '-----' {ssh_key} | sed -n '2,$p' | "
-    "awk 'length($0) >= 16'; }}"
-)
-
-
 # Packs read per host: each is one restic command (the repository's key derived again, and
 # for a target or an SFTP account one SSH session), about 3 s through the target's forced
 # command in the lab. At a provider, this scan is the only view of the storage: up to
@@ -244,11 +231,10 @@ def test_backup_packs_hold_only_ciphertext_as_the_destination_serves_them(
     config = _config(connect, backup_host_name)
     found, _ = compliance.endpoint(config)
     s3 = config.get("s3") or {}
-    patterns = SCAN_PATTERNS.format(
-        known=" ".join(shlex.quote(text) for text in compliance.KNOWN_PLAINTEXT),
-        password=shlex.quote(str(config.get("password_file"))),
-        keys=shlex.quote(str(s3.get("credentials_file") or "/nonexistent")),
-        ssh_key=shlex.quote(str(config.get("ssh_key") or "/nonexistent")),
+    patterns = compliance.scan_patterns_command(
+        str(config.get("password_file") or ""),
+        str(s3.get("credentials_file") or ""),
+        str(config.get("ssh_key") or ""),
     )
     host = connect(backup_host_name)
     with host.sudo():
@@ -297,8 +283,9 @@ def _search_target_for_secrets(
         config = _config(connect, client.name)
         host = connect(client.name)
         lines.append(host.check_output("cat %s", str(config["password_file"])).strip())
-        key = host.check_output("cat %s", str(config["ssh_key"])).splitlines()
-        lines += private_key_material(key)
+        if config.get("ssh_key"):  # none for object storage
+            key = host.check_output("cat %s", str(config["ssh_key"])).splitlines()
+            lines += private_key_material(key)
     return subprocess.run(
         [
             *deployment.host(target_name).ssh_argv(),
@@ -440,8 +427,9 @@ def test_backup_clients_cannot_delete_or_rewrite_their_backups(
     found, _ = compliance.endpoint(config)
     if found is not None and found.kind != "target":
         evidence(
-            f"{backup_host_name} : {KIND_FR[found.kind]} : l'hôte peut effacer ses "
-            "sauvegardes, l'ajout seul ne s'impose pas depuis le déploiement"
+            f"{backup_host_name} : {KIND_FR[found.kind]} : l'hôte peut y effacer ses "
+            "sauvegardes (et celles des hôtes qui partagent le compte ou les clés), l'ajout "
+            "seul ne s'impose pas depuis le déploiement"
         )
         pytest.skip(
             f"{backup_host_name} sauvegarde vers un {KIND_FR[found.kind]} : l'ajout seul "

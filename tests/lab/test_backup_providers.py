@@ -113,10 +113,9 @@ def _s3_variables(paths: LabPaths) -> dict[str, Any]:
     }
 
 
-def _slip_plaintext_pack(data_dir: Path) -> Path:
-    """A file of plaintext SQL named by its own hash under the repository's data/, as
-    restic names packs: restic lists it and reads it like one."""
-    plaintext = b"-- pg_dump\nCREATE TABLE user_entity (id text);\n"
+def _slip_plaintext_pack(data_dir: Path, plaintext: bytes) -> Path:
+    """A file of plaintext named by its own hash under the repository's data/, as restic
+    names packs: restic lists it and reads it like one."""
     name = hashlib.sha256(plaintext).hexdigest()
     pack = data_dir / name[:2] / name
     pack.parent.mkdir(parents=True, exist_ok=True)
@@ -148,13 +147,23 @@ def _proved_at_the_provider(kind: str, data_dir: Path) -> None:
             else:
                 assert outcome == "passed", f"{kind}: {name}: {outcome}: {message}"
         assert entry.status != "failed", (guarantee, outcomes)
-    pack = _slip_plaintext_pack(data_dir)
-    try:
-        outcome, message = _outcomes(_verdict("C10", CIPHERTEXT))[CIPHERTEXT]
-        assert outcome == "failed", message
-        assert pack.name[:12] in message and "user_entity" in message
-    finally:
-        pack.unlink()
+    # Known plaintext of the data, then a backup secret (the repository's password, read
+    # on edu1; for object storage, its secret key too): each named by the failure, the
+    # secret never quoted.
+    secrets = [lab_ssh(HOST, "cat /etc/educloud/backup/repository-password").strip()]
+    if kind == "s3":
+        secrets.append(services.s3_credentials(LabPaths.default())[1])
+    slipped = [(b"-- pg_dump\nCREATE TABLE user_entity (id text);\n", "user_entity")]
+    slipped += [(b"leaked: " + secret.encode() + b"\n", "un secret") for secret in secrets]
+    for plaintext, named in slipped:
+        pack = _slip_plaintext_pack(data_dir, plaintext)
+        try:
+            outcome, message = _outcomes(_verdict("C10", CIPHERTEXT))[CIPHERTEXT]
+            assert outcome == "failed", f"{kind}: {named}: {message}"
+            assert pack.name[:12] in message and f"({named})" in message, message
+            assert not any(secret in message for secret in secrets)
+        finally:
+            pack.unlink()
     outcome, message = _outcomes(_verdict("C10", CIPHERTEXT))[CIPHERTEXT]
     assert outcome == "passed", message
 

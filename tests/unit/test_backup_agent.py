@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,8 @@ def test_sftp_command_line_pins_the_host_key_and_keeps_the_password_in_its_file(
 
     assert call.argv[:2] == ["restic", "-o"]
     assert call.argv[2] == (
-        "sftp.command=ssh -i /etc/educloud/backup/ssh/id_ed25519 "
+        "sftp.command=ssh -F /dev/null -i /etc/educloud/backup/ssh/id_ed25519 "
+        "-o GlobalKnownHostsFile=/dev/null "
         "-o UserKnownHostsFile=/etc/educloud/backup/ssh/known_hosts "
         "-o StrictHostKeyChecking=yes -o BatchMode=yes -p 2222 "
         "educloud-backup@198.18.0.12 -s sftp"
@@ -192,7 +194,8 @@ def test_rclone_program_is_ssh_to_the_append_only_account_without_arguments(
     assert call.argv == [
         "restic",
         "-o",
-        "rclone.program=ssh -T -i /etc/educloud/backup/ssh/id_ed25519 "
+        "rclone.program=ssh -T -F /dev/null -i /etc/educloud/backup/ssh/id_ed25519 "
+        "-o GlobalKnownHostsFile=/dev/null "
         "-o UserKnownHostsFile=/etc/educloud/backup/ssh/known_hosts "
         "-o StrictHostKeyChecking=yes -o BatchMode=yes -p 22 backup-edu1@198.18.0.12",
         "-o",
@@ -228,6 +231,10 @@ def test_s3_keys_come_from_their_file_into_the_environment_only(tmp_path: Path) 
     assert call.env["AWS_SECRET_ACCESS_KEY"] == "s3cr3t-value"  # noqa: S105
     assert "AWS_SESSION_TOKEN" not in call.env
     assert "s3cr3t-value" not in json.dumps(call.argv)
+    # Its keys never go into its own snapshots, even with exclude emptied by an inventory.
+    assert agent.backup_argv(replace(config, exclude=()), [Path("/etc/educloud")])[-4:] == [
+        "--exclude", str(tmp_path / "repository-password"), "--exclude", str(keys),
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -268,9 +275,11 @@ def test_retention_and_backup_arguments(tmp_path: Path) -> None:
         "--keep-within-daily", "7d", "--keep-within-weekly", "28d",
         "--keep-within-monthly", "30d", "--prune", "--max-unused", "0",
     ]  # fmt: skip
+    # The repository password's file is always left out, whatever `exclude` says.
     assert agent.backup_argv(config, [Path("/a"), Path("/b")]) == [
         "backup", "--host", HOST, "--tag", "educloud", "--json", "--quiet", "/a", "/b",
         "--exclude", "*.tmp", "--exclude", "/srv/cache",
+        "--exclude", str(tmp_path / "repository-password"),
     ]  # fmt: skip
 
 

@@ -598,6 +598,32 @@ def test_an_sftp_provider_is_an_endpoint_of_its_own() -> None:
     assert compliance.endpoint(config)[0] == compliance.Endpoint("sftp", "198.18.0.1", 2222)
 
 
+def test_scan_patterns_keep_each_secret_on_its_own_line(tmp_path: Path) -> None:
+    """The repository password's file has no final newline (the role writes it so): it
+    must not run into the next pattern, or the scan would look for a string that cannot
+    be in any pack."""
+    password = tmp_path / "repository-password"
+    password.write_text("pw-0123456789abcdefghij")
+    keys = tmp_path / "s3-credentials"
+    keys.write_text("AWS_ACCESS_KEY_ID=AKID\nAWS_SECRET_ACCESS_KEY=secret-value-xyz")
+    ssh_key = tmp_path / "id_ed25519"
+    body = ["b3BlbnNzaC1rZXktdjEAAAAABG5vbmU=", "A" * 40, "B" * 40, "C" * 8]
+    ssh_key.write_text("\n".join(["-----BEGIN OPENSSH PRIVATE KEY-----", *body,
+                                  "-----END OPENSSH PRIVATE KEY-----"]))  # fmt: skip
+
+    command = compliance.scan_patterns_command(str(password), str(keys), str(ssh_key))
+    lines = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+
+    assert lines[: len(compliance.KNOWN_PLAINTEXT)] == list(compliance.KNOWN_PLAINTEXT)
+    assert [line for line in lines[len(compliance.KNOWN_PLAINTEXT) :] if line] == [
+        "pw-0123456789abcdefghij", "secret-value-xyz", "A" * 40, "B" * 40,
+    ]  # fmt: skip
+    only_password = compliance.scan_patterns_command(str(password), "", "")
+    assert "s3" not in only_password and "id_ed25519" not in only_password
+
+
 def test_forget_horizons_follow_the_policy() -> None:
     category = POLICIES.retention["backups"]
     assert compliance.keep_problems(CONFIG, category) == []

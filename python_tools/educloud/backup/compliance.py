@@ -7,6 +7,7 @@ from __future__ import annotations
 import codecs
 import ipaddress
 import json
+import shlex
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +62,9 @@ def endpoint(config: Mapping[str, Any]) -> tuple[Endpoint | None, list[str]]:
     # names the same account and address.
     if repository == "rclone:" and target.get("user"):
         return Endpoint("target", address, port), []
-    if repository.startswith("sftp:") and f"@{address}:" in repository:
+    if repository.startswith("sftp:") and (
+        f"@{address}:" in repository or f"@[{address}]:" in repository
+    ):
         return Endpoint("sftp", address, port), []
     return None, [f"repository {repository!r} does not go to target {address!r}"]
 
@@ -155,3 +158,24 @@ def plaintext_config(head: bytes) -> bool:
     except ValueError:
         return text.lstrip().startswith("{")
     return True
+
+
+def scan_patterns_command(password_file: str, credentials_file: str, ssh_key: str) -> str:
+    """A shell command, run as root on a backup host, printing what the pack scan looks for,
+    one pattern a line (`educloud-backup scan` reads them on its stdin: no secret crosses
+    the network or a command line): the known plaintext, then the repository password, the
+    S3 secret key and the body of the SSH private key (its lines after the format's
+    header, as the target's secret search takes them). Every file is read on the host;
+    one that does not end with a newline must not run into the next pattern, hence the
+    `echo` after each. "" for a file the host does not have."""
+    known = " ".join(shlex.quote(text) for text in KNOWN_PLAINTEXT)
+    parts = [f"printf '%s\\n' {known}"]
+    if password_file:
+        parts.append(f"cat {shlex.quote(password_file)}; echo")
+    if credentials_file:
+        quoted = shlex.quote(credentials_file)
+        parts.append(f"sed -n 's/^AWS_SECRET_ACCESS_KEY=//p' {quoted}; echo")
+    if ssh_key:
+        quoted = shlex.quote(ssh_key)
+        parts.append(f"grep -v -- '-----' {quoted} | sed -n '2,$p' | awk 'length($0) >= 16'")
+    return "{ " + "; ".join(parts) + "; }"

@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import pwd
+import random
 import shlex
 import shutil
 import smtplib
@@ -414,8 +415,11 @@ def ssh_argv(config: Config) -> list[str]:
     """ssh to the target with our key, the pinned host key, no prompt, no command."""
     assert config.target is not None
     target = config.target
+    # No ssh_config (-F /dev/null: no Host block, ProxyCommand nor ProxyJump can send the
+    # connection elsewhere) and no system-wide known hosts: our pinned key only.
     return [
-        "ssh", "-i", str(config.ssh_key),
+        "ssh", "-F", "/dev/null", "-i", str(config.ssh_key),
+        "-o", "GlobalKnownHostsFile=/dev/null",
         "-o", f"UserKnownHostsFile={config.known_hosts}",
         "-o", "StrictHostKeyChecking=yes",
         "-o", "BatchMode=yes",
@@ -540,10 +544,20 @@ def backup_summary(stdout: str) -> dict[str, Any]:
     raise BackupError("restic backup printed no summary")
 
 
+def secret_files(config: Config) -> list[str]:
+    """The files holding this host's backup secrets: never in its own snapshots, whatever
+    `exclude` says (an inventory may replace the role's list)."""
+    files = [config.password_file, config.ssh_key if config.over_ssh else None]
+    files.append(config.s3.credentials_file if config.s3 is not None else None)
+    return [str(f) for f in files if f is not None and str(f) not in ("", ".")]
+
+
 def backup_argv(config: Config, sources: Sequence[Path]) -> list[str]:
     argv = ["backup", *selection(config), "--json", "--quiet"]
     argv += [str(p) for p in sources]
-    for pattern in config.exclude:
+    patterns = list(config.exclude)
+    patterns += [f for f in secret_files(config) if f not in patterns]
+    for pattern in patterns:
         argv += ["--exclude", pattern]
     return argv
 
@@ -579,11 +593,13 @@ def scan_packs(config: Config, patterns: Sequence[bytes], limit: int) -> dict[st
     pack's raw bytes, checking only its hash) and look for each pattern in them: what a
     provider's staff or a thief of its disks would read. The patterns (known plaintext,
     and the secrets the caller passes on stdin) are named by their index only. At most
-    `limit` packs, the first restic lists; the count of all is reported."""
+    `limit` packs, drawn at random when there are more (a listing's order would read the
+    same ones every time); the count of all is reported."""
     listed = restic_checked(config, "list packs", "list", "packs").split()
     report: dict[str, Any] = {"packs": len(listed), "scanned": 0, "bytes": 0, "hits": []}
     wanted = [p for p in patterns if p]
-    for pack in listed[:limit]:
+    chosen = listed if len(listed) <= limit else random.SystemRandom().sample(listed, limit)
+    for pack in chosen:
         call = restic_invocation(config, "cat", "pack", pack)
         try:
             done = subprocess.run(call.argv, env=call.env, capture_output=True, check=False)
