@@ -238,7 +238,7 @@ def test_a_regional_deployment_at_an_sftp_provider(tmp_path: Path) -> None:
         (["--backup-provider", "sftp://u@203.0.113.7/x", "--backup-provider-host-key",
           "ssh-ed25519 notbase64!"], "--backup-provider-host-key: "),
         (["--backup-provider", "sftp://u@203.0.113.7/x", "--backup-provider-host-key",
-          HOST_KEY.replace("ssh-ed25519", "ssh-rsa", 1)], "is not a ssh-rsa key"),
+          HOST_KEY.replace("ssh-ed25519", "ssh-rsa", 1)], "public key ssh-rsa: its key is not of that type"),
         (["--backup-provider", "s3://203.0.113.8/bucket"],
          "--backup-provider-credentials is missing, nothing written"),
         (["--backup-provider", "s3://203.0.113.8/bucket", "--backup-provider-host-key",

@@ -9,8 +9,6 @@ when the policies copy is known (educloud.init.policies).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -18,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from educloud import sshkeys
 from educloud.errors import EducloudError
 from educloud.init.questions import (
     BY_KEY,
@@ -44,13 +43,7 @@ _ACME = re.compile(r"^https://[^/\s]+/\S*$")
 # The backup role's patterns (roles/backup/tasks/validate.yml).
 _SFTP_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 _S3_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
-_HOST_KEY_TYPES = (
-    "ssh-ed25519",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "ssh-rsa",
-)
+_HOST_KEY_TYPES = sshkeys.HOST_KEY_TYPES
 _PROVIDER_FORMS = "sftp://USER@ADDRESS[:PORT]/PATH or s3://ADDRESS[:PORT]/BUCKET[/PREFIX]"
 # The provider's keys for s3, from --backup-provider-credentials: into the vault only.
 CREDENTIAL_LINES = {
@@ -349,19 +342,8 @@ def _provider_url(value: str) -> str:
 
 
 def _host_key(value: str) -> str:
-    fields = value.split()
-    if len(fields) < 2 or fields[0] not in _HOST_KEY_TYPES:
-        raise ValueError(
-            f'{value.strip()!r} is not a public host key, e.g. "ssh-ed25519 AAAA..." (types: '
-            f"{', '.join(_HOST_KEY_TYPES)})"
-        )
-    kind, blob = fields[0], fields[1]
-    try:
-        data = base64.b64decode(blob, validate=True)
-    except binascii.Error:
-        raise ValueError(f"{blob[:20]!r}...: the key is not base64") from None
-    length = int.from_bytes(data[:4], "big") if len(data) > 4 else 0
-    if len(blob) < 40 or data[4 : 4 + length].decode("ascii", "replace") != kind:
+    kind, blob = sshkeys.parse_public_key(value, _HOST_KEY_TYPES)
+    if len(blob) < 40:
         raise ValueError(f"the key's data is not a {kind} key")
     return f"{kind} {blob}"
 

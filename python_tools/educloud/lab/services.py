@@ -15,8 +15,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime
 import ipaddress
 import os
@@ -38,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from educloud import sshkeys
 from educloud.commands import run
 from educloud.errors import EducloudError
 from educloud.lab import artifacts
@@ -400,25 +399,10 @@ def sshd_config_text(layout: SftpLayout, account: str = SFTP_ACCOUNT) -> str:
 
 def parse_public_key(line: str) -> tuple[str, str]:
     """(type, base64 blob) of an OpenSSH public key line "TYPE BASE64 [comment]"."""
-    text = line.strip()  # a .pub file's trailing newline
-    if "\n" in text or "\r" in text or "\0" in text:
-        raise EducloudError("a public key is one line")
-    fields = text.split()
-    if len(fields) < 2 or fields[0] not in KEY_TYPES:
-        raise EducloudError(
-            f"not an OpenSSH public key line ('TYPE BASE64 [comment]', TYPE one of "
-            f"{', '.join(sorted(KEY_TYPES))}): {text[:60]!r}"
-        )
-    key_type, blob = fields[0], fields[1]
     try:
-        raw = base64.b64decode(blob, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise EducloudError(f"public key {key_type}: its key is not base64") from exc
-    # The blob starts with its type, as an SSH string (4-byte length, then the name).
-    name = key_type.encode()
-    if raw[:4] != len(name).to_bytes(4, "big") or raw[4 : 4 + len(name)] != name:
-        raise EducloudError(f"public key {key_type}: its key is not of that type")
-    return key_type, blob
+        return sshkeys.parse_public_key(line, KEY_TYPES)
+    except ValueError as error:
+        raise EducloudError(str(error)) from error
 
 
 def add_authorized_key(path: Path, line: str) -> bool:
