@@ -8,8 +8,13 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner, Result
+
+from educloud.cli.main import app
 from educloud.deployment import ansible
 from educloud.deployment import inventory as inventory_vars
+from educloud.deployment import secrets as deployment_secrets
 from educloud.init import answers as answers_mod
 from educloud.init import layout, places
 from educloud.init import policies as init_policies
@@ -108,3 +113,20 @@ def example_files() -> dict[str, str]:
         for file in layout.inventory_files(answers, EXAMPLE_PLACES)
         if file.path != places.ANSIBLE_CFG
     }
+
+
+def clear_vault_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inventory's own ansible.cfg must be what opens its vault: nothing from ours."""
+    monkeypatch.delenv(ansible.VAULT_ENV, raising=False)
+    for name in deployment_secrets.PROVIDED_REGIONAL:
+        monkeypatch.delenv(deployment_secrets.provided_env(name), raising=False)
+
+
+def init(directory: Path, args: list[str], env: dict[str, str] | None = None) -> Result:
+    """`educloud init DIRECTORY ARGS...` through the CLI."""
+    return CliRunner().invoke(app, ["init", str(directory), *args], env=env)
+
+
+def ok(result: Result) -> Result:
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result

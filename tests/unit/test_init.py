@@ -14,6 +14,9 @@ import pytest
 import yaml
 from tests.unit.init_support import (
     EXAMPLE_FLAGS,
+    clear_vault_env,
+    init,
+    ok,
     raw_answers,
     template_vault_values,
     vault_names,
@@ -73,19 +76,7 @@ def flags(**changes: str) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def _no_vault_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The inventory's own ansible.cfg must be what opens its vault.
-    monkeypatch.delenv(ansible.VAULT_ENV, raising=False)
-    for name in deployment_secrets.PROVIDED_REGIONAL:
-        monkeypatch.delenv(deployment_secrets.provided_env(name), raising=False)
-
-
-def init(directory: Path, args: list[str], env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(app, ["init", str(directory), *args], env=env)
-
-
-def ok(result: Result) -> Result:
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
+    clear_vault_env(monkeypatch)
 
 
 def snapshot(directory: Path) -> dict[str, tuple[bytes, int, int]]:

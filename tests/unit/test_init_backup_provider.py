@@ -11,12 +11,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.unit.init_support import EXAMPLE_FLAGS, template_vault_values, vault_names
-from typer.testing import CliRunner, Result
+from tests.unit.init_support import (
+    EXAMPLE_FLAGS,
+    clear_vault_env,
+    init,
+    ok,
+    template_vault_values,
+    vault_names,
+)
 
 from educloud import policy
-from educloud.cli.main import app
-from educloud.deployment import ansible
 from educloud.deployment import inventory as inventory_vars
 from educloud.deployment import secrets as deployment_secrets
 from educloud.errors import EducloudError
@@ -40,18 +44,7 @@ S3_URL = "s3://203.0.113.8/ville-sauvegardes/ecoles"
 
 @pytest.fixture(autouse=True)
 def _no_vault_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(ansible.VAULT_ENV, raising=False)
-    for name in deployment_secrets.PROVIDED_REGIONAL:
-        monkeypatch.delenv(deployment_secrets.provided_env(name), raising=False)
-
-
-def init(directory: Path, args: list[str], env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(app, ["init", str(directory), *args], env=env)
-
-
-def ok(result: Result) -> Result:
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
+    clear_vault_env(monkeypatch)
 
 
 def vault(directory: Path) -> dict[str, object]:
@@ -238,7 +231,7 @@ def test_a_regional_deployment_at_an_sftp_provider(tmp_path: Path) -> None:
         (["--backup-provider", "sftp://u@203.0.113.7/x", "--backup-provider-host-key",
           "ssh-ed25519 notbase64!"], "--backup-provider-host-key: "),
         (["--backup-provider", "sftp://u@203.0.113.7/x", "--backup-provider-host-key",
-          HOST_KEY.replace("ssh-ed25519", "ssh-rsa", 1)], "public key ssh-rsa: its key is not of that type"),
+          HOST_KEY.replace("ssh-ed25519", "ssh-rsa", 1)], "ssh-rsa: its key is not of that type"),
         (["--backup-provider", "s3://203.0.113.8/bucket"],
          "--backup-provider-credentials is missing, nothing written"),
         (["--backup-provider", "s3://203.0.113.8/bucket", "--backup-provider-host-key",
