@@ -9,7 +9,6 @@ but ciphertext. The restore itself is proved by `educloud backup drill`.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import json
 import re
 import subprocess
@@ -52,18 +51,10 @@ KIND_FR = {
 def _resolved(host: Any, found: compliance.Endpoint | None) -> list[str]:
     """The addresses the backed-up host itself finds for an S3 endpoint given by name (its
     /etc/hosts pin or its resolver): where its connections go."""
-    if found is None or found.kind != "s3" or _is_address(found.host):
+    if found is None or found.kind != "s3" or not found.named:
         return []
     answer = host.run("getent ahosts %s", found.host)
     return sorted({line.split()[0] for line in answer.stdout.splitlines() if line.split()})
-
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _config(connect: Callable[[str], Any], name: str) -> dict[str, Any]:

@@ -41,6 +41,15 @@ class Endpoint:
     """The address, or for s3 the name or address the repository's URL gives."""
     port: int
 
+    @property
+    def named(self) -> bool:
+        """Given by a name (an S3 endpoint's certificate name), not an address."""
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return True
+        return False
+
 
 def endpoint(config: Mapping[str, Any]) -> tuple[Endpoint | None, list[str]]:
     """The destination of a backup host's repository, and what makes it unclear."""
@@ -82,9 +91,7 @@ def target_destinations(
     if found_endpoint is None:
         return [], problems
     addresses = [found_endpoint.host]
-    try:
-        ipaddress.ip_address(found_endpoint.host)
-    except ValueError:
+    if found_endpoint.named:
         if found_endpoint.kind != "s3":
             return [], [f"target {found_endpoint.host!r} is not an IP address"]
         addresses = list(resolved)

@@ -488,14 +488,25 @@ def restic_invocation(config: Config, *args: str) -> Invocation:
     return Invocation(argv=[*argv, *args], env=env)
 
 
-def restic(config: Config, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run restic, capturing its output (the caller decides what a failure means)."""
+def _run_restic(config: Config, args: Sequence[str], *, text: bool) -> Any:
     config.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     call = restic_invocation(config, *args)
     try:
-        return subprocess.run(call.argv, env=call.env, capture_output=True, text=True, check=False)
+        return subprocess.run(call.argv, env=call.env, capture_output=True, text=text, check=False)
     except OSError as error:
         raise BackupError(f"cannot run {config.restic}: {error.strerror}") from error
+
+
+def restic(config: Config, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run restic, capturing its output (the caller decides what a failure means)."""
+    done: subprocess.CompletedProcess[str] = _run_restic(config, args, text=True)
+    return done
+
+
+def restic_bytes(config: Config, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run restic, capturing its output as bytes (a pack's raw content)."""
+    done: subprocess.CompletedProcess[bytes] = _run_restic(config, args, text=False)
+    return done
 
 
 def restic_checked(config: Config, what: str, *args: str) -> str:
@@ -547,9 +558,10 @@ def backup_summary(stdout: str) -> dict[str, Any]:
 def secret_files(config: Config) -> list[str]:
     """The files holding this host's backup secrets: never in its own snapshots, whatever
     `exclude` says (an inventory may replace the role's list)."""
-    files = [config.password_file, config.ssh_key if config.over_ssh else None]
-    files.append(config.s3.credentials_file if config.s3 is not None else None)
-    return [str(f) for f in files if f is not None and str(f) not in ("", ".")]
+    files = [config.password_file]
+    files += [config.ssh_key] if config.over_ssh else []
+    files += [config.s3.credentials_file] if config.s3 is not None else []
+    return [str(f) for f in files]
 
 
 def backup_argv(config: Config, sources: Sequence[Path]) -> list[str]:
@@ -600,11 +612,7 @@ def scan_packs(config: Config, patterns: Sequence[bytes], limit: int) -> dict[st
     wanted = [p for p in patterns if p]
     chosen = listed if len(listed) <= limit else random.SystemRandom().sample(listed, limit)
     for pack in chosen:
-        call = restic_invocation(config, "cat", "pack", pack)
-        try:
-            done = subprocess.run(call.argv, env=call.env, capture_output=True, check=False)
-        except OSError as error:
-            raise BackupError(f"cannot run {config.restic}: {error.strerror}") from error
+        done = restic_bytes(config, "cat", "pack", pack)
         if done.returncode != 0:
             stderr = done.stderr.decode(errors="replace")
             raise BackupError(f"restic cat pack {pack} failed: {tail(stderr)}")
