@@ -90,3 +90,22 @@ def test_moderation_takedown_needs_nextclouds_app_password(
 
     assert done.exit_code == 2
     assert "EDUCLOUD_NEXTCLOUD_PASSWORD" in done.output
+
+
+def _command_paths(command: object, path: list[str]) -> list[list[str]]:
+    paths = [path]
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        paths += _command_paths(sub, [*path, name])
+    return paths
+
+
+@pytest.mark.parametrize(
+    "command", _command_paths(typer.main.get_command(app), []), ids=lambda p: " ".join(p) or "-"
+)
+def test_every_commands_help_is_shown(command: list[str]) -> None:
+    # Rich reads help texts as markup: a bracket in one ("[/PREFIX]") crashed `init --help`.
+    shown = CliRunner().invoke(app, [*command, "--help"], terminal_width=200)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", shown.output)
+
+    assert shown.exit_code == 0, f"{shown.exception!r} {text}"
+    assert "Usage:" in text

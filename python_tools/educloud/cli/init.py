@@ -136,8 +136,9 @@ def init(
     backup_provider: Annotated[
         Text,
         typer.Option(
+            # Rich reads the help as markup: "[/PREFIX]" would close a tag never opened.
             help="Backups at a provider instead of --backup-host: "
-            "sftp://USER@ADDRESS[:PORT]/PATH or s3://ADDRESS[:PORT]/BUCKET[/PREFIX]."
+            "sftp://USER@ADDRESS\\[:PORT]/PATH or s3://ADDRESS\\[:PORT]/BUCKET\\[/PREFIX]."
         ),
     ] = None,
     backup_provider_host_key: Annotated[
