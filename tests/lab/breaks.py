@@ -205,7 +205,8 @@ class LabActions:
             return False
         return True
 
-    def apply_again(self, broken: Break) -> None:
+    def apply(self, broken: Break) -> None:
+        """The break's apply steps (again, when the system undid it before its checks)."""
         for step in broken.apply:
             self.run(step)
 
@@ -215,8 +216,7 @@ class LabActions:
         whatever happens inside."""
         snapshots = [(path, self.call("GET", path)) for path in broken.snapshot]
         try:
-            for step in broken.apply:
-                self.run(step)
+            self.apply(broken)
             yield
         finally:
             errors = []

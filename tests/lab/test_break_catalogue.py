@@ -62,7 +62,7 @@ def test_break_is_caught(
         if entry.status != "failed" and not actions.still_in_force(broken):
             # The system undid the break before its checks ran (breaks.py): once more.
             record_property("break_applied_again", "the system had undone it")
-            actions.apply_again(broken)
+            actions.apply(broken)
             entry = _verdict(broken.guarantee, broken.hosts, broken.selection)
     failures = _failures(entry)
     assert entry.status == "failed", (

@@ -321,12 +321,9 @@ def live_problems(live: Mapping[Key, str], reference: Mapping[str, str]) -> list
     return problems + _interface_problems(live, reference, "now")
 
 
-def _sysctl_order(files: Mapping[str, str]) -> list[str]:
-    """The files systemd-sysctl applies, in its order (see SYSCTL_DIRS)."""
-    return _config_order(files, SYSCTL_DIRS)
-
-
 def _config_order(files: Mapping[str, str], folders: tuple[str, ...]) -> list[str]:
+    """The files a tool reading `folders` in their precedence applies, in its order: for each
+    name, the first folder's, then sorted by name (systemd's drop-in rule)."""
     chosen: dict[str, str] = {}
     for folder in folders:
         for path in sorted(p for p in files if str(PurePosixPath(p).parent) == folder):
@@ -359,7 +356,7 @@ def boot_values(files: Mapping[str, str]) -> BootSettings:
     line starting with "-" (error ignored) sets its value too."""
     explicit: dict[Key, tuple[str, str]] = {}
     globs: list[tuple[Key, str, str]] = []
-    for path in _sysctl_order(files):
+    for path in _config_order(files, SYSCTL_DIRS):
         for raw in files[path].splitlines():
             line = raw.strip()
             if not line or line[0] in "#;":
@@ -460,9 +457,9 @@ def core_line_problems(files: Mapping[str, str]) -> list[str]:
 
 
 def parse_unit_limits(output: str) -> dict[str, str]:
-    """`systemctl show '*' -p Id -p LimitCORE` output: {unit: LimitCORE}. One block per unit,
-    separated by an empty line; the properties come in systemd's order (a service's
-    LimitCORE before the unit's Id), and a unit without processes (a target) has none."""
+    """`systemctl show '*.service' -p Id -p LimitCORE` output: {unit: LimitCORE}. One block
+    per unit, separated by an empty line; the properties come in systemd's order (a
+    service's LimitCORE before the unit's Id), and a unit without processes has none."""
     units: dict[str, str] = {}
     for block in output.split("\n\n"):
         properties = dict(line.partition("=")[::2] for line in block.splitlines() if "=" in line)

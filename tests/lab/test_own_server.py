@@ -1,0 +1,239 @@
+"""A fresh lab host treated as a collectivité's own server (issue #28, acceptance): from
+nothing to a verified deployment, through `educloud init` and the commands it prints, as
+docs/production.md tells an operator, never through the lab's inventory.
+
+On a temporary lab host (`own1`, deleted at the end): `educloud init --profile single` with
+the flags of docs/production.md §2, backups at the lab's SFTP provider; the provider installs
+the public key the French README lists; the printed `educloud deploy`, a backup run, the
+printed `educloud verify`, which must report no failure, backups included. Then the same
+server moves its backups to the lab's S3 object storage by an init rerun (only the flags that
+change), a deploy, a backup run and the verification of the guarantees that read backups
+(C1, C7, C10); last, the restore drill from that storage onto another fresh lab host. The
+lab's own hosts are not touched; the providers' storage for `own1` is removed at the end.
+
+Its only settings of its own are those a lab needs and production does not (docs/lab.md):
+the lab's SSH known hosts and the address of the lab's decoy for the outbound check (C5),
+in `group_vars/all/local.yml`, the file the guide keeps for an operator's own settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from educloud.lab import services
+from educloud.lab.settings import (
+    APT_PROXY_PORT,
+    ARTIFACT_PORT,
+    BRIDGE_ADDRESS,
+    S3_PORT,
+    SFTP_PORT,
+    LabPaths,
+)
+
+pytestmark = pytest.mark.lab
+
+HOST = "own1"
+DRILL = "owndrill1"
+DOMAIN = "ecoles.ville-exemple.test"
+BUCKET = "educloud-lab"
+PREFIX = "ville-exemple"
+EDUCLOUD = str(Path(sys.executable).parent / "educloud")
+SMTP_PORT = 2525  # the lab's mail sink (inventories/lab/group_vars/backup.yml)
+# The backup checks of C1, C7 and C10 (tests/charter/test_backup.py).
+CIPHERTEXT = "test_backup_packs_hold_only_ciphertext_as_the_destination_serves_them"
+APPEND_ONLY = "test_backup_clients_cannot_delete_or_rewrite_their_backups"
+FAILED = {"failed", "interrupted"}
+
+
+def _run(argv: list[str], timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    """An operator's command; its output is kept for the assertion messages."""
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        # The operator's environment: neither the lab's vault nor its Ansible settings.
+        env={k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")},
+    )
+
+
+def _ok(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 0, (
+        f"{' '.join(done.args)} exited {done.returncode}:\n"
+        f"{done.stdout[-4000:]}\n{done.stderr[-3000:]}"
+    )
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def paths() -> LabPaths:
+    return LabPaths.default()
+
+
+@pytest.fixture(scope="module")
+def address(paths: LabPaths) -> Iterator[str]:
+    """own1 booted as a fresh lab host; deleted afterwards with its repositories at the
+    providers."""
+    up = json.loads(_ok(_run([EDUCLOUD, "lab", "up", "--json", "--host", HOST])))
+    (host,) = [h for h in up["hosts"] if h["name"] == HOST]
+    yield host["address"]
+    if os.environ.get("EDUCLOUD_KEEP_LAB") == "1":  # to look at it (as run-all.sh's lanes)
+        return
+    _run([EDUCLOUD, "lab", "destroy", "--host", HOST, "--host", DRILL])
+    shutil.rmtree(services.sftp_repository_path(paths, HOST), ignore_errors=True)
+    shutil.rmtree(services.s3_object_directory(paths, BUCKET, PREFIX), ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ville-exemple")
+
+
+def _init(folder: Path, *flags: str) -> str:
+    return _ok(_run([EDUCLOUD, "init", str(folder), *flags]))
+
+
+def _printed_commands(output: str) -> dict[str, list[str]]:
+    """The next commands init prints ("  educloud deploy --inventory …"), by subcommand."""
+    commands = [line.split() for line in output.splitlines() if line.startswith("  educloud ")]
+    return {argv[1]: [EDUCLOUD, *argv[1:]] for argv in commands}
+
+
+def _report(directory: Path) -> dict[str, dict[str, object]]:
+    report = json.loads((directory / "charter-report.json").read_text())
+    return {g["id"]: g for g in report["guarantees"]}
+
+
+def _checks(guarantee: dict[str, object]) -> dict[str, tuple[str, str]]:
+    checks = guarantee["checks"]
+    assert isinstance(checks, list)
+    return {c["check"].rsplit("::", 1)[-1]: (c["outcome"], c["message"]) for c in checks}
+
+
+class _State:
+    commands: dict[str, list[str]]
+
+
+STATE = _State()
+
+
+def test_init_writes_the_folder_from_the_guides_flags(
+    address: str, folder: Path, paths: LabPaths
+) -> None:
+    provider = f"sftp://{services.SFTP_ACCOUNT}@{BRIDGE_ADDRESS}:{SFTP_PORT}/"
+    provider += f"/{services.sftp_layout(paths).repos}"  # "//PATH": an absolute path
+    flags = [
+        "--profile", "single",
+        "--public-domain", DOMAIN,
+        "--organisation", "Ville d'Exemple",
+        "--postal-address", "Hôtel de ville; 1 place de la Mairie; 00000 Exemple",
+        "--host", f"{HOST}={address}",
+        "--backup-provider", provider,
+        "--backup-provider-host-key", services.sftp_host_key(paths),
+        "--provider", "educloud-lab", "--datacenter", "local",
+        "--admin-network", f"{BRIDGE_ADDRESS}/32",
+        "--apt-proxy", f"http://{BRIDGE_ADDRESS}:{APT_PROXY_PORT}",
+        "--artifact-mirror", f"http://{BRIDGE_ADDRESS}:{ARTIFACT_PORT}",
+        "--smtp-relay", f"{BRIDGE_ADDRESS}:{SMTP_PORT}", "--no-smtp-starttls",
+        "--operator-email", "exploitation@ville-exemple.test",
+        "--dpo-email", "dpo@ville-exemple.test",
+        "--certificates", "internal",
+        "--ssh-key", str(paths.ssh_key),
+    ]  # fmt: skip
+    planned = _init(folder, *flags, "--check")
+    assert "--check: nothing written" in planned
+    assert not (folder / "inventory").exists()
+
+    written = _init(folder, *flags)
+    assert "nothing to write" in _init(folder)
+    assert (folder / "vault-password").stat().st_mode & 0o777 == 0o600
+    STATE.commands = _printed_commands(written)
+    assert set(STATE.commands) == {"deploy", "verify"}, written
+    # The lab's settings that production does not need (module docstring).
+    (folder / "inventory" / "group_vars" / "all" / "local.yml").write_text(
+        yaml.safe_dump(
+            {
+                "ansible_ssh_common_args": f"-o UserKnownHostsFile={paths.known_hosts}",
+                "educloud_verify_egress_probe": "198.18.0.254:8443",
+            }
+        )
+    )
+
+
+def _public_key(folder: Path) -> str:
+    """own1's backup key as the French README lists it for the provider."""
+    readme = (folder / "README.md").read_text()
+    keys = re.findall(r"^\s*(ssh-ed25519 \S+)(?: \S+)?\s*$", readme, re.MULTILINE)
+    assert len(keys) == 1, readme
+    return keys[0]
+
+
+def _deploy_and_back_up(folder: Path) -> None:
+    _ok(_run(STATE.commands["deploy"], timeout=2400))
+    inventory = str(folder / "inventory")
+    _ok(_run([EDUCLOUD, "backup", "run", "--inventory", inventory], timeout=900))
+
+
+def test_deploy_then_verify_with_backups_at_the_sftp_provider(
+    folder: Path, paths: LabPaths, tmp_path: Path
+) -> None:
+    services.sftp_authorize(paths, _public_key(folder))
+    _deploy_and_back_up(folder)
+
+    verify = _run([*STATE.commands["verify"], "--output", str(tmp_path)], timeout=1800)
+    report = _report(tmp_path)
+    failed = {g: v["checks"] for g, v in report.items() if v["status"] in FAILED}
+    assert verify.returncode == 0 and not failed, (verify.stdout[-4000:], failed)
+    # The checks ran on the operator's server, not on nothing: the lab's edu1 passes 84.
+    outcomes = [c["outcome"] for g in report.values() for c in g["checks"] if c["host"] == HOST]
+    assert outcomes.count("passed") >= 60, outcomes
+    c10 = _checks(report["C10"])
+    assert c10[CIPHERTEXT][0] == "passed", c10[CIPHERTEXT]
+    # A provider's account cannot be append-only from here: said, never claimed.
+    assert c10[APPEND_ONLY][0] == "skipped", c10[APPEND_ONLY]
+    assert report["C10"]["status"] == "partial"
+
+
+def test_the_same_server_moves_its_backups_to_s3_storage(
+    folder: Path, paths: LabPaths, tmp_path: Path
+) -> None:
+    ca = tmp_path / "s3-ca.pem"
+    ca.write_text(services.s3_ca_certificate(paths))
+    _init(
+        folder,
+        "--backup-provider", f"s3://{BRIDGE_ADDRESS}:{S3_PORT}/{BUCKET}/{PREFIX}",
+        "--backup-provider-ca", str(ca),
+        "--backup-provider-credentials", str(services.s3_layout(paths).credentials),
+    )  # fmt: skip
+    _deploy_and_back_up(folder)
+
+    guarantees = ["--guarantee", "C1", "--guarantee", "C7", "--guarantee", "C10"]
+    output = tmp_path / "report"
+    verify = _run([*STATE.commands["verify"], *guarantees, "--output", str(output)])
+    report = _report(output)
+    assert verify.returncode == 0, verify.stdout[-4000:]
+    assert {g: v["status"] for g, v in report.items() if v["status"] in FAILED} == {}
+    c10 = _checks(report["C10"])
+    assert c10[CIPHERTEXT][0] == "passed", c10[CIPHERTEXT]
+    assert any((services.s3_object_directory(paths, BUCKET, PREFIX) / HOST).iterdir())
+
+
+def test_a_restore_drill_from_the_s3_storage(folder: Path) -> None:
+    """The newest backup restored from the provider onto a fresh lab host, its tables and
+    files proved, Keycloak started on it and logged into (`educloud backup drill`). The
+    drill host has a name of its own: the integration tests' drill may run beside."""
+    inventory = str(folder / "inventory")
+    argv = [EDUCLOUD, "backup", "drill", "-i", inventory, "--source", HOST, "--lab-host", DRILL]
+    _ok(_run(argv, timeout=1200))
