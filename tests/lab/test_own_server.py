@@ -8,8 +8,11 @@ the public key the French README lists; the printed `educloud deploy`, a backup 
 printed `educloud verify`, which must report no failure, backups included. Then the same
 server moves its backups to the lab's S3 object storage by an init rerun (only the flags that
 change), a deploy, a backup run and the verification of the guarantees that read backups
-(C1, C7, C10); last, the restore drill from that storage onto another fresh lab host. The
-lab's own hosts are not touched; the providers' storage for `own1` is removed at the end.
+(C1, C7, C10); last, the restore drill from that storage onto another fresh lab host. At
+each provider, known plaintext and each backup secret slipped into the storage as a pack
+must make the ciphertext check fail, naming the pack and never quoting the secret, and pass
+once removed. The lab's own hosts are not touched; the providers' storage for `own1` is
+removed at the end.
 
 Its only settings of its own are those a lab needs and production does not (docs/lab.md):
 the lab's SSH known hosts and the address of the lab's decoy for the outbound check (C5),
@@ -18,18 +21,23 @@ in `group_vars/all/local.yml`, the file the guide keeps for an operator's own se
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from tests.lab.lab_shell import lab_ssh
 
+from educloud.charter import verify as verify_mod
 from educloud.lab import services
 from educloud.lab.settings import (
     APT_PROXY_PORT,
@@ -52,7 +60,10 @@ SMTP_PORT = 2525  # the lab's mail sink (inventories/lab/group_vars/backup.yml)
 # The backup checks of C1, C7 and C10 (tests/charter/test_backup.py).
 CIPHERTEXT = "test_backup_packs_hold_only_ciphertext_as_the_destination_serves_them"
 APPEND_ONLY = "test_backup_clients_cannot_delete_or_rewrite_their_backups"
-FAILED = {"failed", "interrupted"}
+# The verdicts of a verification with no failure where every guarantee observed something
+# (or is contractual): python_tools/educloud/charter/report.py.
+CLAIMED = {"verified", "partial", "attest"}
+BACKUP_DIR = "/etc/educloud/backup"
 
 
 def _run(argv: list[str], timeout: float = 1800) -> subprocess.CompletedProcess[str]:
@@ -82,18 +93,27 @@ def paths() -> LabPaths:
     return LabPaths.default()
 
 
+def _forget_own_server(paths: LabPaths) -> None:
+    """own1 and the drill's host deleted, their repositories at the providers too."""
+    _run([EDUCLOUD, "lab", "destroy", "--host", HOST, "--host", DRILL])
+    shutil.rmtree(services.sftp_repository_path(paths, HOST), ignore_errors=True)
+    shutil.rmtree(services.s3_object_directory(paths, BUCKET, PREFIX), ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def address(paths: LabPaths) -> Iterator[str]:
-    """own1 booted as a fresh lab host; deleted afterwards with its repositories at the
-    providers."""
+    """own1 booted as a fresh lab host (whatever an earlier run left is deleted first);
+    deleted afterwards with its repositories at the providers and its key at the SFTP
+    account."""
+    _forget_own_server(paths)
     up = json.loads(_ok(_run([EDUCLOUD, "lab", "up", "--json", "--host", HOST])))
     (host,) = [h for h in up["hosts"] if h["name"] == HOST]
     yield host["address"]
     if os.environ.get("EDUCLOUD_KEEP_LAB") == "1":  # to look at it (as run-all.sh's lanes)
         return
-    _run([EDUCLOUD, "lab", "destroy", "--host", HOST, "--host", DRILL])
-    shutil.rmtree(services.sftp_repository_path(paths, HOST), ignore_errors=True)
-    shutil.rmtree(services.s3_object_directory(paths, BUCKET, PREFIX), ignore_errors=True)
+    for line in STATE.authorized:
+        services.sftp_revoke(paths, line)
+    _forget_own_server(paths)
 
 
 @pytest.fixture(scope="module")
@@ -111,19 +131,23 @@ def _printed_commands(output: str) -> dict[str, list[str]]:
     return {argv[1]: [EDUCLOUD, *argv[1:]] for argv in commands}
 
 
-def _report(directory: Path) -> dict[str, dict[str, object]]:
+def _report(directory: Path) -> dict[str, dict[str, Any]]:
     report = json.loads((directory / "charter-report.json").read_text())
     return {g["id"]: g for g in report["guarantees"]}
 
 
-def _checks(guarantee: dict[str, object]) -> dict[str, tuple[str, str]]:
+def _checks(guarantee: dict[str, Any]) -> dict[str, tuple[str, str]]:
     checks = guarantee["checks"]
     assert isinstance(checks, list)
     return {c["check"].rsplit("::", 1)[-1]: (c["outcome"], c["message"]) for c in checks}
 
 
 class _State:
-    commands: dict[str, list[str]]
+    """What one test leaves the next: init's printed commands, the keys given the provider."""
+
+    def __init__(self) -> None:
+        self.commands: dict[str, list[str]] = {}
+        self.authorized: list[str] = []
 
 
 STATE = _State()
@@ -177,7 +201,66 @@ def _public_key(folder: Path) -> str:
     readme = (folder / "README.md").read_text()
     keys = re.findall(r"^\s*(ssh-ed25519 \S+)(?: \S+)?\s*$", readme, re.MULTILINE)
     assert len(keys) == 1, readme
-    return keys[0]
+    return str(keys[0])
+
+
+def _backup_config() -> dict[str, object]:
+    config = json.loads(lab_ssh(HOST, f"cat {BACKUP_DIR}/backup.json"))
+    assert isinstance(config, dict)
+    return config
+
+
+def _ciphertext_verdict(folder: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """The C10 ciphertext check alone on own1, judged as `educloud verify` judges it (its
+    library, in this process: the operator's environment, no lab vault nor settings)."""
+    for name in [n for n in os.environ if n.startswith("ANSIBLE_")]:
+        monkeypatch.delenv(name)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = verify_mod.verify(
+            folder / "inventory",
+            Path(tmp),
+            limit=HOST,
+            workers=1,
+            guarantees=["C10"],
+            quiet=True,
+            selection=CIPHERTEXT,
+        )
+    assert not result.interrupted, result.interrupted
+    (entry,) = result.report
+    (check,) = [c for c in entry.checks if c.check.endswith(f"::{CIPHERTEXT}")]
+    return check.outcome, check.message
+
+
+def _slip_plaintext_pack(data_dir: Path, plaintext: bytes) -> Path:
+    """A file of plaintext named by its own hash under the repository's data/, as restic
+    names packs: restic lists it and reads it like one."""
+    name = hashlib.sha256(plaintext).hexdigest()
+    pack = data_dir / name[:2] / name
+    pack.parent.mkdir(parents=True, exist_ok=True)
+    pack.write_bytes(plaintext)
+    return pack
+
+
+def _slipped_packs_are_caught(
+    folder: Path, data_dir: Path, secrets: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Known plaintext of the data, then each backup secret, slipped into the provider's
+    storage as a pack: the ciphertext check fails naming the pack, never quoting a secret,
+    and passes again once the pack is gone."""
+    assert data_dir.is_dir(), f"no repository data at the provider: {data_dir}"
+    slipped = [(b"-- pg_dump\nCREATE TABLE user_entity (id text);\n", "user_entity")]
+    slipped += [(b"leaked: " + secret.encode() + b"\n", "un secret") for secret in secrets]
+    for plaintext, named in slipped:
+        pack = _slip_plaintext_pack(data_dir, plaintext)
+        try:
+            outcome, message = _ciphertext_verdict(folder, monkeypatch)
+            assert outcome == "failed", f"{named}: {message}"
+            assert pack.name[:12] in message and f"({named})" in message, message
+            assert not any(secret in message for secret in secrets)
+        finally:
+            pack.unlink()
+    outcome, message = _ciphertext_verdict(folder, monkeypatch)
+    assert outcome == "passed", message
 
 
 def _deploy_and_back_up(folder: Path) -> None:
@@ -187,15 +270,20 @@ def _deploy_and_back_up(folder: Path) -> None:
 
 
 def test_deploy_then_verify_with_backups_at_the_sftp_provider(
-    folder: Path, paths: LabPaths, tmp_path: Path
+    folder: Path, paths: LabPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    services.sftp_authorize(paths, _public_key(folder))
+    STATE.authorized.append(_public_key(folder))
+    services.sftp_authorize(paths, STATE.authorized[-1])
     _deploy_and_back_up(folder)
+    config = _backup_config()
+    assert str(config["repository"]).startswith(f"sftp:{services.SFTP_ACCOUNT}@"), config
+    assert config["append_only"] is False
 
     verify = _run([*STATE.commands["verify"], "--output", str(tmp_path)], timeout=1800)
     report = _report(tmp_path)
-    failed = {g: v["checks"] for g, v in report.items() if v["status"] in FAILED}
-    assert verify.returncode == 0 and not failed, (verify.stdout[-4000:], failed)
+    # No failure, and no guarantee that ran nothing ("non vérifiable ici", "déclaré").
+    wrong = {g: v["status"] for g, v in report.items() if v["status"] not in CLAIMED}
+    assert verify.returncode == 0 and not wrong, (verify.stdout[-4000:], wrong)
     # The checks ran on the operator's server, not on nothing: the lab's edu1 passes 84.
     outcomes = [c["outcome"] for g in report.values() for c in g["checks"] if c["host"] == HOST]
     assert outcomes.count("passed") >= 60, outcomes
@@ -203,11 +291,15 @@ def test_deploy_then_verify_with_backups_at_the_sftp_provider(
     assert c10[CIPHERTEXT][0] == "passed", c10[CIPHERTEXT]
     # A provider's account cannot be append-only from here: said, never claimed.
     assert c10[APPEND_ONLY][0] == "skipped", c10[APPEND_ONLY]
+    assert "ajout seul" in c10[APPEND_ONLY][1]
     assert report["C10"]["status"] == "partial"
+    password = lab_ssh(HOST, f"cat {BACKUP_DIR}/repository-password").strip()
+    data = services.sftp_repository_path(paths, HOST) / "data"
+    _slipped_packs_are_caught(folder, data, [password], monkeypatch)
 
 
 def test_the_same_server_moves_its_backups_to_s3_storage(
-    folder: Path, paths: LabPaths, tmp_path: Path
+    folder: Path, paths: LabPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ca = tmp_path / "s3-ca.pem"
     ca.write_text(services.s3_ca_certificate(paths))
@@ -218,16 +310,25 @@ def test_the_same_server_moves_its_backups_to_s3_storage(
         "--backup-provider-credentials", str(services.s3_layout(paths).credentials),
     )  # fmt: skip
     _deploy_and_back_up(folder)
+    config = _backup_config()
+    assert config["repository"] == f"s3:https://{BRIDGE_ADDRESS}:{S3_PORT}/{BUCKET}/{PREFIX}/{HOST}"
+    secrets = lab_ssh(HOST, f"stat -c '%a %U' {BACKUP_DIR}/s3-credentials").split()
+    assert secrets == ["600", "root"]
+    # The SFTP key of the former destination is gone.
+    assert lab_ssh(HOST, f"test ! -e {BACKUP_DIR}/ssh/id_ed25519 && echo gone").strip()
 
     guarantees = ["--guarantee", "C1", "--guarantee", "C7", "--guarantee", "C10"]
     output = tmp_path / "report"
     verify = _run([*STATE.commands["verify"], *guarantees, "--output", str(output)])
     report = _report(output)
     assert verify.returncode == 0, verify.stdout[-4000:]
-    assert {g: v["status"] for g, v in report.items() if v["status"] in FAILED} == {}
+    assert {g: v["status"] for g, v in report.items() if v["status"] not in CLAIMED} == {}
     c10 = _checks(report["C10"])
     assert c10[CIPHERTEXT][0] == "passed", c10[CIPHERTEXT]
-    assert any((services.s3_object_directory(paths, BUCKET, PREFIX) / HOST).iterdir())
+    password = lab_ssh(HOST, f"cat {BACKUP_DIR}/repository-password").strip()
+    key = services.s3_credentials(paths)[1]
+    data = services.s3_object_directory(paths, BUCKET, PREFIX) / HOST / "data"
+    _slipped_packs_are_caught(folder, data, [password, key], monkeypatch)
 
 
 def test_a_restore_drill_from_the_s3_storage(folder: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -494,3 +495,26 @@ def test_the_vault_ignores_the_operators_own_vault_settings(
     vault = tmp_path / "vault.yml"
     deployment_secrets.write_vault(vault, password, {"vault_x": "secret-value"}, "# test\n")
     assert deployment_secrets.read_vault(vault, password, "test") == {"vault_x": "secret-value"}
+
+
+def _admin_site_of_the_retention_run(directory: Path) -> tuple[str, dict[str, Any]]:
+    """The data_rights host's retention target, and that admin site's entry."""
+    hosts = inventory_vars.load(directory / "inventory")
+    (host,) = [h for h in hosts if "data_rights" in h.groups]
+    admin = str(host.variables["retention_keycloak_url"]).removeprefix("https://")
+    (site,) = [s for s in host.variables["reverse_proxy_sites"] if s["name"] == admin]
+    return admin, {"static_hosts": host.variables["retention_static_hosts"], **site}
+
+
+def test_the_retention_run_may_sign_in_through_its_own_admin_site(
+    deployment: tuple[Path, Result], tmp_path: Path
+) -> None:
+    # The run signs in from the host itself (127.0.0.1, /etc/hosts): an admin site open to
+    # the administrators' networks only answered it 403, and C7 failed on the lab.
+    keys = {"EDUCLOUD_NEXTCLOUD_S3_KEY": "K", "EDUCLOUD_NEXTCLOUD_S3_SECRET": "S"}
+    ok(init(tmp_path / "academie", REGIONAL_FLAGS, env=keys))
+    for directory in (deployment[0], tmp_path / "academie"):
+        admin, site = _admin_site_of_the_retention_run(directory)
+        assert site["static_hosts"] == {admin: "127.0.0.1"}
+        assert "union(['127.0.0.1/32'])" in site["allow_networks"]
+        assert "educloud_admin_networks" in site["allow_networks"]

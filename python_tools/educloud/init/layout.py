@@ -173,15 +173,6 @@ def reverse_proxy_vars(answers: Answers, places: Places) -> str:
     if answers.dns_servers:
         text += f"reverse_proxy_resolvers:\n{_list(answers.dns_servers)}"
     auth, admin, cloud = answers.sites
-    # One server: its retention run signs in through its own admin site, from 127.0.0.1.
-    admin_sources, admin_networks = (
-        (".\n", '"{{ educloud_admin_networks }}"')
-        if answers.regional
-        else (
-            ",\n  # and from this host itself: its retention run signs in through this site.\n",
-            "\"{{ educloud_admin_networks | union(['127.0.0.1/32']) }}\"",
-        )
-    )
     text += (
         "reverse_proxy_sites:\n"
         "  # Keycloak's public site: the tenant realm's login and account pages only; the\n"
@@ -192,11 +183,11 @@ def reverse_proxy_vars(answers: Answers, places: Places) -> str:
         "    csp: >-\n" + _csp(f"'self' https://{cloud}") + _certificate(answers, places, auth)
     )
     text += (
-        "  # Keycloak's admin console and API: only from the administrators' networks"
-        + admin_sources
-        + f"  - name: {admin}\n"
+        "  # Keycloak's admin console and API: only from the administrators' networks, and\n"
+        "  # from this host itself: the retention run (group data_rights) signs in through it.\n"
+        f"  - name: {admin}\n"
         f"    upstream: http://127.0.0.1:{keycloak}\n"
-        f"    allow_networks: {admin_networks}\n"
+        "    allow_networks: \"{{ educloud_admin_networks | union(['127.0.0.1/32']) }}\"\n"
         "    csp: >-\n" + _csp("'self'", eval_allowed=True) + _certificate(answers, places, admin)
     )
     text += (
