@@ -1,5 +1,6 @@
 """What a public name exposes (C10): Keycloak's admin API and master realm whatever the
-path's encoding, and nothing for a name the deployment does not serve (issue #29).
+path's encoding, and nothing for a name the deployment does not serve (issue #29); and
+what the sites kept to the administrators' networks let anyone else reach.
 
 Requests go byte for byte (no client-side normalisation) to the deployment's sites, with an
 administrator's token on purpose: if a variant reached the admin API, Keycloak would answer
@@ -9,12 +10,13 @@ with data, not refuse it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from keycloak import KeycloakAdmin
 
-from educloud.charter import exposure
+from educloud.charter import admin_access, exposure
 from educloud.deployment.model import Deployment
 
 
@@ -104,3 +106,30 @@ def test_unknown_names_get_421(site: str, ca_bundle: str, evidence: Callable[[st
             problems.append(problem)
     evidence(f"{site}, Host {exposure.UNKNOWN_NAME} : {', '.join(seen)}")
     assert not problems, f"{site} : " + "; ".join(problems)
+
+
+@pytest.mark.charter("C10")
+def test_admin_sites_answer_only_the_admin_networks(
+    proxy_host_name: str,
+    deployment: Deployment,
+    connect: Callable[[str], Any],
+    evidence: Callable[[str], None],
+) -> None:
+    """Each site kept to the administrators' networks (the admin console and API, the
+    moderation API), as nginx applies its access rules (educloud.charter.admin_access)."""
+    host = deployment.host(proxy_host_name)
+    sites = [s.name for s in deployment.sites if not s.public and s.proxy_address == host.address]
+    if not sites:
+        pytest.skip(f"{proxy_host_name} ne sert aucun site réservé aux administrateurs")
+    networks = host.variables.get("educloud_admin_networks")
+    if not isinstance(networks, list) or not all(isinstance(n, str) for n in networks):
+        pytest.skip("educloud_admin_networks n'est pas une liste d'adresses dans l'inventaire")
+    dump = str(connect(proxy_host_name).check_output("nginx -T"))
+    problems = [p for site in sites for p in admin_access.admin_site_problems(dump, site, networks)]
+    evidence(
+        f"{proxy_host_name} : {', '.join(sites)} d'après nginx -T ; réseaux des "
+        f"administrateurs {', '.join(networks)} et la boucle locale"
+    )
+    assert not problems, "admin site open beyond the administrators' networks: " + " | ".join(
+        problems
+    )
