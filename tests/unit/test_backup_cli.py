@@ -314,6 +314,13 @@ def test_drill_needs_a_backup_host_and_a_target() -> None:
         drill.plan_drill(_request(), HOSTS[:1], _Machines([]))
 
 
+@pytest.mark.parametrize("kind", ["sftp", "s3"])
+def test_drill_of_a_host_backing_up_at_a_provider_needs_no_target(kind: str) -> None:
+    (edu1,) = HOSTS[:1]
+    source = InventoryHost(edu1.name, edu1.groups, {**edu1.variables, "backup_destination": kind})
+    assert drill.plan_drill(_request(), [source], _Machines([])).source.name == "edu1"
+
+
 def test_drill_inventory_reaches_the_new_host_like_the_lab() -> None:
     import yaml
 

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from educloud.backup.maintenance import destination_kind
 from educloud.backup.remote import BACKUP_GROUP, TARGET_GROUP
 from educloud.backup.status import BackupError, Snapshot, parse_snapshots, parse_time
 from educloud.deployment.inventory import InventoryHost
@@ -107,10 +108,14 @@ def plan_drill(
                 f"(backup hosts: {', '.join(h.name for h in sources)})"
             )
         source = matching[0]
-    if not any(TARGET_GROUP in h.groups for h in hosts):
+    # A provider's repository (sftp, s3) is read with the source's own credentials; the
+    # inventory's target only when the source backs up there.
+    kind = destination_kind(source, hosts)
+    if kind not in {"sftp", "s3"} and not any(TARGET_GROUP in h.groups for h in hosts):
         raise BackupError(
-            f"inventory {request.inventory} has no host in the {TARGET_GROUP} group: "
-            "nowhere to restore from"
+            f"inventory {request.inventory} has no host in the {TARGET_GROUP} group and "
+            f"{source.name} backs up to no provider (backup_destination): nowhere to "
+            "restore from"
         )
     machines.check_name(request.lab_host)
     taken = set(machines.taken()) | {h.name for h in hosts}
