@@ -277,7 +277,11 @@ class DrillReport:
         elif not self.login.ok:
             found.append(
                 f"Keycloak login as {self.login.user} gave {self.login.preferred_username!r}"
-                + ("" if self.login.tenant_admin_found else f"; {self.login.tenant_admin} absent")
+                + (
+                    ""
+                    if self.login.tenant_admin_found
+                    else f"; {self.login.tenant_admin or self.login.tenant_realm} absent"
+                )
             )
         # A failed step explains the missing proofs after it: say it alone.
         return [self.failure] if self.failure else found

@@ -288,7 +288,8 @@ def _print_drill(report: drill_lib.DrillReport) -> None:
         console.print(
             f"Keycloak login {state}: {login.user} in realm {login.realm} "
             f"(token for {login.preferred_username or '?'}); realm {login.tenant_realm}: "
-            f"{login.tenant_admin} {'found' if login.tenant_admin_found else 'MISSING'}"
+            f"{login.tenant_admin or 'the realm (no administrator declared)'} "
+            f"{'found' if login.tenant_admin_found else 'MISSING'}"
         )
     else:
         console.print("Keycloak login: not reached")
