@@ -45,6 +45,7 @@ from educloud.lab.settings import (
     BRIDGE_ADDRESS,
     S3_PORT,
     SFTP_PORT,
+    SMTP_SINK_PORT,
     LabPaths,
 )
 
@@ -56,7 +57,6 @@ DOMAIN = "ecoles.ville-exemple.test"
 BUCKET = "educloud-lab"
 PREFIX = "ville-exemple"
 EDUCLOUD = str(Path(sys.executable).parent / "educloud")
-SMTP_PORT = 2525  # the lab's mail sink (inventories/lab/group_vars/backup.yml)
 # The backup checks of C1, C7 and C10 (tests/charter/test_backup.py).
 CIPHERTEXT = "test_backup_packs_hold_only_ciphertext_as_the_destination_serves_them"
 APPEND_ONLY = "test_backup_clients_cannot_delete_or_rewrite_their_backups"
@@ -170,7 +170,7 @@ def test_init_writes_the_folder_from_the_guides_flags(
         "--admin-network", f"{BRIDGE_ADDRESS}/32",
         "--apt-proxy", f"http://{BRIDGE_ADDRESS}:{APT_PROXY_PORT}",
         "--artifact-mirror", f"http://{BRIDGE_ADDRESS}:{ARTIFACT_PORT}",
-        "--smtp-relay", f"{BRIDGE_ADDRESS}:{SMTP_PORT}", "--no-smtp-starttls",
+        "--smtp-relay", f"{BRIDGE_ADDRESS}:{SMTP_SINK_PORT}", "--no-smtp-starttls",
         "--operator-email", "exploitation@ville-exemple.test",
         "--dpo-email", "dpo@ville-exemple.test",
         "--certificates", "internal",
