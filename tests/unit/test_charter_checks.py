@@ -205,12 +205,20 @@ def test_sshd_settings() -> None:
         "passwordauthentication no\nkbdinteractiveauthentication no\n"
         "permitrootlogin without-password\n"
         "permitemptypasswords no\nx11forwarding no\nmaxauthtries 3\n"
+        "allowtcpforwarding no\nallowagentforwarding no\npermittunnel no\ngatewayports no\n"
+        "permituserenvironment no\n"
     )
     assert hostconfig.sshd_problems(good) == []
     broken = good | {"passwordauthentication": "yes", "maxauthtries": "6"}
     assert hostconfig.sshd_problems(broken) == [
         "passwordauthentication is 'yes', expected no",
         "maxauthtries is 6, expected 4 or less",
+    ]
+    # R63: forwarding of any kind (sshd -T prints "local" or "all" for AllowTcpForwarding).
+    tunnels = good | {"allowtcpforwarding": "local", "permittunnel": "point-to-point"}
+    assert hostconfig.sshd_problems(tunnels) == [
+        "allowtcpforwarding is 'local', expected no",
+        "permittunnel is 'point-to-point', expected no",
     ]
 
 

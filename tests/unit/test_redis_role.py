@@ -53,7 +53,8 @@ def _render(tmp_path: Path, template: str, variables: dict[str, object]) -> Path
 def test_local_redis_listens_on_its_socket_only(tmp_path: Path) -> None:
     settings = _directives(_render(tmp_path, "educloud.conf.j2", LOCAL))
     assert settings["port"] == ["0"]
-    assert "bind" not in settings
+    # Were a port set, the loopback only (Lynis DBS-1888).
+    assert settings["bind"] == ["127.0.0.1", "-::1"]
     assert settings["unixsocket"] == ["/run/redis/redis-server.sock"]
     assert settings["unixsocketperm"] == ["770"]
     assert settings["protected-mode"] == ["yes"]
@@ -76,8 +77,19 @@ def test_local_socket_follows_redis_socket(tmp_path: Path) -> None:
     assert settings["unixsocket"] == ["/run/redis/educloud.sock"]
 
 
-def test_local_redis_conf_only_includes_the_settings(tmp_path: Path) -> None:
-    config = _directives(_render(tmp_path, "redis.conf.j2", LOCAL))
+def test_local_redis_refuses_config_and_replicated_keeps_it_for_sentinel(
+    tmp_path: Path,
+) -> None:
+    # CONFIG SET dir/dbfilename writes files anywhere Redis may (Lynis DBS-1886).
+    local = _directives(_render(tmp_path, "educloud.conf.j2", LOCAL))
+    assert local["rename-command"] == ["CONFIG", '""']
+    replicated = _directives(_render(tmp_path, "educloud.conf.j2", REPLICATED))
+    assert "rename-command" not in replicated
+
+
+def test_replicated_redis_conf_only_includes_the_settings(tmp_path: Path) -> None:
+    variables = {**REPLICATED, "redis_current_master": "198.18.0.24"}
+    config = _directives(_render(tmp_path, "redis.conf.j2", variables))
     assert config == {"include": ["/etc/redis/educloud.conf"]}
 
 

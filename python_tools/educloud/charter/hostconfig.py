@@ -18,6 +18,12 @@ def sshd_problems(settings: Mapping[str, str]) -> list[str]:
         "permitrootlogin": {"no", "without-password", "prohibit-password"},
         "permitemptypasswords": {"no"},
         "x11forwarding": {"no"},
+        # ANSSI BP-028 R63: nothing tunnels through an administration login.
+        "allowtcpforwarding": {"no"},
+        "allowagentforwarding": {"no"},
+        "permittunnel": {"no"},
+        "gatewayports": {"no"},
+        "permituserenvironment": {"no"},
     }
     problems = [
         f"{key} is {settings.get(key)!r}, expected {' or '.join(sorted(values))}"

@@ -78,6 +78,10 @@ def test_sshd_effective_config_is_hardened(host):
     assert "cbc" not in settings["ciphers"]
     assert all(mac.endswith("-etm@openssh.com") for mac in settings["macs"].split(","))
     assert "diffie-hellman-group14-sha1" not in settings["kexalgorithms"]
+    # Lynis SSH-7408: few sessions per connection, liveness through the channel only.
+    assert int(settings["maxsessions"]) <= 2
+    assert settings["tcpkeepalive"] == "no"
+    assert settings["clientaliveinterval"] == "300"
 
 
 def _sshd_settings_for(host, user: str) -> dict[str, str]:

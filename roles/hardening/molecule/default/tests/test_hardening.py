@@ -94,3 +94,149 @@ def test_banner_in_french_names_no_system(host: Any, path: str) -> None:
     text = host.file(path).content_string
     assert "personnes autorisées" in text
     assert "Debian" not in text and "\\" not in text
+
+
+# --- Accounts, sessions, compilers (Lynis AUTH-9286, AUTH-9262, DEB-0280, SHLL-6220,
+# KRNL-5820, HRDN-7222) -----------------------------------------------------------------
+
+
+def _login_defs(host: Any) -> dict[str, str]:
+    values = {}
+    for line in host.file("/etc/login.defs").content_string.splitlines():
+        words = line.split()
+        if len(words) == 2 and not words[0].startswith("#"):
+            values[words[0]] = words[1]
+    return values
+
+
+def test_password_ageing_for_new_accounts(host: Any) -> None:
+    values = _login_defs(host)
+    assert 0 < int(values["PASS_MAX_DAYS"]) <= 365
+    assert int(values["PASS_MIN_DAYS"]) >= 1
+
+
+def test_pam_checks_password_quality_and_gives_private_temporary_folders(host: Any) -> None:
+    common_password = host.file("/etc/pam.d/common-password").content_string
+    common_session = host.file("/etc/pam.d/common-session").content_string
+    assert "pam_pwquality.so" in common_password
+    assert "pam_tmpdir.so" in common_session
+
+
+def test_login_shell_times_out_and_dumps_no_core(host: Any) -> None:
+    """A login shell of root gets a read-only TMOUT and a core limit of 0."""
+    output = host.check_output("bash -lc 'readonly -p; echo core=$(ulimit -c)'")
+    timeouts = [line for line in output.splitlines() if line.startswith("declare -rx TMOUT=")]
+    assert timeouts, output
+    assert 0 < int(timeouts[0].split("=", 1)[1].strip('"')) <= 900
+    assert "core=0" in output
+
+
+def test_compilers_run_for_root_only(host: Any) -> None:
+    target = host.check_output("readlink -f /usr/bin/as")
+    assert host.file(target).mode & 0o007 == 0
+    # dpkg-statoverride --list prints the mode without its leading 0.
+    assert f"root root 750 {target}" in host.check_output("dpkg-statoverride --list").splitlines()
+    # An unprivileged account cannot run it.
+    assert host.run(f"runuser -u nobody -- {target} --version").rc != 0
+
+
+# --- File integrity (ANSSI R76; Lynis FINT-4350, FINT-4402, PKGS-7370, HRDN-7230) -----------
+
+
+def _integrity_check(host: Any) -> Any:
+    return host.run("systemctl start educloud-integrity.service")
+
+
+def _integrity_log(host: Any) -> str:
+    """The journal of the integrity check's last run only."""
+    return str(
+        host.run(
+            "journalctl --no-pager -o cat"
+            " _SYSTEMD_INVOCATION_ID=$(systemctl show -P InvocationID educloud-integrity.service)"
+        ).stdout
+    )
+
+
+@pytest.fixture
+def sealed_host_alone(host: Any) -> None:
+    """The integrity checks run on molecule's host, where nothing else runs: on the lab's
+    hosts the other roles' checks run beside them (two workers) and change files AIDE
+    watches, so a pass or a failure there would say nothing."""
+    name = str(host.ansible.get_variables().get("inventory_hostname", ""))
+    if not name.startswith("mol-"):
+        pytest.skip(f"{name}: integrity checks run on the molecule host only")
+
+
+def _reseal(host: Any) -> None:
+    """After a change was undone, seal again (the undo changed ctimes and the folder)."""
+    host.check_output(
+        "aide --config /etc/aide/aide.conf --init > /dev/null"
+        " && mv /var/lib/aide/aide.db.new /var/lib/aide/aide.db"
+    )
+
+
+def test_integrity_check_is_daily_and_passes_on_the_deployed_host(
+    host: Any, sealed_host_alone: None
+) -> None:
+    assert host.service("educloud-integrity.timer").is_enabled
+    assert host.check_output("grep -E '^Checksums = (sha512|sha256)' /etc/aide/aide.conf")
+    assert host.file("/var/lib/aide/aide.db").mode == 0o600
+    result = _integrity_check(host)
+    assert result.rc == 0, _integrity_log(host)
+
+
+@pytest.mark.parametrize(
+    ("change", "undo"),
+    [
+        # A file appears where a deploy put none.
+        ("install -m 0644 /dev/null /etc/educloud-probe", "rm -f /etc/educloud-probe"),
+        # A watched file's mode changes.
+        ("chmod 0640 /etc/issue.net", "chmod 0644 /etc/issue.net"),
+    ],
+    ids=["file-added", "mode-changed"],
+)
+def test_integrity_check_fails_on_a_change_made_after_the_deploy(
+    host: Any, sealed_host_alone: None, change: str, undo: str
+) -> None:
+    host.check_output(change)
+    try:
+        result = _integrity_check(host)
+        log = _integrity_log(host)
+    finally:
+        host.check_output(undo)
+        host.run("systemctl reset-failed educloud-integrity.service")
+        _reseal(host)
+    assert result.rc != 0, "the integrity check passed over a change: " + log
+    # AIDE's report names what changed (AIDE 0.18: "Added entries:", "Changed entries:").
+    assert "Added entries:" in log or "Changed entries:" in log, log
+
+
+def test_integrity_check_fails_on_a_package_file_changed(host: Any) -> None:
+    """debsums: a file of a Debian package that differs from dpkg's checksum."""
+    target = "/usr/share/doc/debsums/copyright"
+    host.check_output(f"cp -a {target} /root/.integrity-probe && echo x >> {target}")
+    try:
+        result = host.run("debsums --silent debsums")
+    finally:
+        host.check_output(f"cp -a /root/.integrity-probe {target} && rm /root/.integrity-probe")
+    assert result.rc != 0
+    assert target in result.stdout + result.stderr
+
+
+# --- fail2ban (ANSSI R79; Lynis TOOL-5190, DEB-0880) ------------------------------------
+
+
+def test_fail2ban_bans_in_the_firewall_and_never_the_administrators(host: Any) -> None:
+    assert host.service("fail2ban").is_running
+    jail = host.file("/etc/fail2ban/jail.local").content_string
+    ignored = next(line for line in jail.splitlines() if line.startswith("ignoreip"))
+    for network in host.ansible.get_variables().get("educloud_admin_networks", []):
+        assert f" {network}" in ignored
+    probe = "192.0.2.77"  # TEST-NET-1: never a real client
+    host.check_output(f"fail2ban-client set sshd banip {probe}")
+    try:
+        banned = host.check_output("nft -j list set inet educloud banned_v4")
+    finally:
+        host.check_output(f"fail2ban-client set sshd unbanip {probe}")
+    assert probe in banned
+    assert probe not in host.check_output("nft -j list set inet educloud banned_v4")

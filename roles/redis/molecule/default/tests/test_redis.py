@@ -24,7 +24,7 @@ ROLE_DEFAULTS: dict[str, Any] = yaml.safe_load(
     (Path(__file__).resolve().parents[3] / "defaults" / "main.yml").read_text(encoding="utf-8")
 )
 # The role's settings file (vars/main.yml): the password is read there, on the host, so that
-# it never appears on a command line.
+# it never appears on a command line. A local Redis's settings are redis.conf itself.
 SETTINGS_FILE = "/etc/redis/educloud.conf"
 CONFIG_FILE = "/etc/redis/redis.conf"
 FIREWALL_FILE = "/etc/nftables.d/redis.nft"
@@ -97,7 +97,8 @@ def _redis_cli(host, target: list[str], *args: str, authenticated: bool = True):
     redis_cli = shlex.join(["redis-cli", "--no-auth-warning", *target, *args])
     if not authenticated:
         return host.run(f"env -u REDISCLI_AUTH {redis_cli}")
-    read_password = shlex.join(["sed", "-n", r's/^requirepass "\(.*\)"$/\1/p', SETTINGS_FILE])
+    settings_file = CONFIG_FILE if target[0] == "-s" else SETTINGS_FILE
+    read_password = shlex.join(["sed", "-n", r's/^requirepass "\(.*\)"$/\1/p', settings_file])
     return host.run(
         f'REDISCLI_AUTH="$({read_password})" && export REDISCLI_AUTH '
         """&& printf '%s' "$REDISCLI_AUTH" | sha256sum """
@@ -109,6 +110,19 @@ def _answer(result) -> list[str]:
     """redis-cli's reply lines, after the password digest line."""
     assert result.rc == 0, result.stderr
     return result.stdout.splitlines()[1:]
+
+
+def _setting(host, target: list[str], name: str) -> list[str]:
+    """[name, value] of a running setting. Replicated: CONFIG GET. Local, CONFIG is refused
+    (test_local_redis_refuses_config) and the unit restarted after the file last changed
+    (test_local_redis_runs_its_file): the file's directive is the running value."""
+    if target[0] != "-s":
+        return _answer(_redis_cli(host, target, "config", "get", name))
+    for line in host.file(CONFIG_FILE).content_string.splitlines():
+        directive, _, value = line.partition(" ")
+        if directive == name:
+            return [name, value.strip().strip('"')]
+    return [name, "(not set)"]
 
 
 def _inventory_password_sha256(host) -> str:
@@ -137,10 +151,14 @@ def test_redis_server_enabled_and_running(host):
     assert service.is_running
 
 
-def test_settings_file_is_the_roles_and_private(host):
-    settings_file = host.file(SETTINGS_FILE)
+def test_settings_file_is_the_roles_and_private(host, settings):
+    if settings["redis_mode"] == "local":
+        settings_file = host.file(CONFIG_FILE)
+        assert not host.file(SETTINGS_FILE).exists
+    else:
+        settings_file = host.file(SETTINGS_FILE)
+        assert f"include {SETTINGS_FILE}" in host.file(CONFIG_FILE).content_string.splitlines()
     assert (settings_file.user, settings_file.group, settings_file.mode) == ("root", "redis", 0o640)
-    assert f"include {SETTINGS_FILE}" in host.file(CONFIG_FILE).content_string.splitlines()
 
 
 def test_refuses_a_client_without_password(host, redis):
@@ -159,22 +177,45 @@ def test_answers_the_inventory_password(host, redis):
 @pytest.mark.parametrize(("name", "value"), [("save", ""), ("appendonly", "no")])
 def test_persists_nothing(host, redis, name, value):
     # Caches, locks and sessions only: no pupils' data at rest.
-    assert _answer(_redis_cli(host, redis, "config", "get", name)) == [name, value]
+    assert _setting(host, redis, name) == [name, value]
 
 
 def test_memory_is_bounded_with_the_roles_policy(host, settings, redis):
-    maxmemory = _answer(_redis_cli(host, redis, "config", "get", "maxmemory"))
-    policy = _answer(_redis_cli(host, redis, "config", "get", "maxmemory-policy"))
-    assert maxmemory == ["maxmemory", str(int(settings["redis_maxmemory_mb"]) * 1024 * 1024)]
-    assert policy == ["maxmemory-policy", settings["redis_maxmemory_policy"]]
+    # INFO memory reads the running values in both modes.
+    info = dict(
+        line.split(":", 1)
+        for line in _answer(_redis_cli(host, redis, "info", "memory"))
+        if ":" in line
+    )
+    assert info["maxmemory"] == str(int(settings["redis_maxmemory_mb"]) * 1024 * 1024)
+    assert info["maxmemory_policy"] == settings["redis_maxmemory_policy"]
 
 
 # --- Local: this server's own Redis, on its unix socket only --------------------------------
 
 
 def test_local_redis_has_no_tcp_listener(host, redis, local):
-    assert _answer(_redis_cli(host, redis, "config", "get", "port")) == ["port", "0"]
+    assert _setting(host, redis, "port") == ["port", "0"]
     assert "redis-server" not in host.check_output("ss -Htlnp")
+
+
+def test_local_redis_refuses_config(host, redis, local):
+    """CONFIG SET dir and dbfilename would let anyone with the password write a file
+    anywhere Redis may write: the command does not exist (Lynis DBS-1886)."""
+    for args in (("config", "get", "port"), ("config", "set", "dir", "/var/lib/redis")):
+        result = _redis_cli(host, redis, *args)
+        # redis-cli prints an error reply on stdout (and exits 1 from Redis 7 on).
+        reply = result.stdout.splitlines()[1:]
+        assert reply and reply[0].startswith("ERR unknown command"), result.stdout + result.stderr
+
+
+def test_local_redis_runs_its_file(host, local):
+    """The unit started after redis.conf last changed: the file is what runs."""
+    started = host.check_output(
+        "systemctl show -P ActiveEnterTimestamp redis-server | xargs -I{} date -d {} +%s"
+    )
+    changed = host.check_output(f"stat -c %Y {CONFIG_FILE}")
+    assert int(started) >= int(changed)
 
 
 def test_local_socket_only_for_the_redis_group(host, settings, local):

@@ -1,0 +1,16 @@
+"""Issue #26: Lynis on every host of the regional lab (tests/lynis_hosts.py)."""
+
+from __future__ import annotations
+
+import pytest
+from tests.lynis_hosts import assert_hardened, lynis_archive, running_hosts
+
+pytestmark = pytest.mark.regional
+__all__ = ["lynis_archive"]  # the fixture, imported to be found by pytest
+
+
+@pytest.mark.parametrize("lab_host", running_hosts("regional"))
+def test_lynis_hardening_index_and_no_warning(
+    lab_host: str, lynis_archive: bytes, record_property: pytest.RecordProperty
+) -> None:
+    assert_hardened(lab_host, lynis_archive, record_property)
