@@ -31,6 +31,7 @@ report_version_major=1
 hardening_index=55
 suggestion[]=SSH-7408|Consider hardening SSH configuration|MaxSessions (set 10 to 2)|-|
 warning[]=PKGS-7392|Found one or more vulnerable packages.|-|-|
+exception_event[]=DBS-1882|Found Redis, but no configuration file.|
 """
 
 
@@ -39,6 +40,7 @@ def test_report_gives_index_warnings_and_suggestions() -> None:
     assert result.hardening_index == 55
     assert result.warnings == ["PKGS-7392|Found one or more vulnerable packages.|-|-|"]
     assert len(result.suggestions) == 1
+    assert result.exceptions == ["DBS-1882|Found Redis, but no configuration file.|"]
 
 
 def test_points_are_attributed_to_the_test_that_assigned_them() -> None:
@@ -72,5 +74,9 @@ def test_archive_is_owned_by_root_and_writable_by_root_only(tmp_path: Path) -> N
 def test_audit_command_keeps_report_and_log_in_the_runs_folder() -> None:
     command = lynis.audit_command("/run/lynis.abc")
     assert "--usecwd" in command
+    # Run through sh: a /tmp mounted noexec (ANSSI R28) still runs it.
+    assert "sh ./lynis audit system" in command
+    # Debian's profile would refresh the host's package lists: the custom profile does not.
+    assert "refresh-repositories=no" in lynis.CUSTOM_PROFILE.splitlines()
     assert "--report-file /run/lynis.abc/report.dat" in command
     assert "--logfile /run/lynis.abc/lynis.log" in command

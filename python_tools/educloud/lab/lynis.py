@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Lynis's own settings beside Debian's default.prf; no test is skipped.
+CUSTOM_PROFILE = "# educloud: measure without changing the host\nrefresh-repositories=no\n"
 # What a run leaves in its folder on the host (a fresh `mktemp -d`, removed after).
 REPORT_FILE = "report.dat"
 LOG_FILE = "lynis.log"
@@ -48,6 +50,8 @@ class LynisResult:
     hardening_index: int
     warnings: list[str] = field(default_factory=list)
     suggestions: list[str] = field(default_factory=list)
+    # Tests that broke inside Lynis itself (ReportException): their points are not counted.
+    exceptions: list[str] = field(default_factory=list)
     # Test id -> [points earned, points possible], summed over the test's AddHP calls.
     points: dict[str, list[int]] = field(default_factory=dict)
 
@@ -71,6 +75,7 @@ def parse_report(report: str, log: str = "") -> LynisResult:
     index: int | None = None
     warnings: list[str] = []
     suggestions: list[str] = []
+    exceptions: list[str] = []
     for line in report.splitlines():
         key, sep, value = line.partition("=")
         if not sep:
@@ -86,9 +91,11 @@ def parse_report(report: str, log: str = "") -> LynisResult:
             warnings.append(value)
         elif key == "suggestion[]":
             suggestions.append(value)
+        elif key == "exception_event[]":
+            exceptions.append(value)
     if index is None:
         raise LynisError("the report has no hardening_index: did Lynis finish its audit?")
-    return LynisResult(index, warnings, suggestions, parse_points(log))
+    return LynisResult(index, warnings, suggestions, exceptions, parse_points(log))
 
 
 def parse_points(log: str) -> dict[str, list[int]]:
@@ -145,6 +152,9 @@ def unpacked_package(deb: Path | None = None) -> Iterator[Path]:
         shutil.copytree(tree / "etc/lynis/plugins", run / "plugins")
         shutil.copy2(tree / "etc/lynis/default.prf", run / "default.prf")
         shutil.copy2(tree / "usr/sbin/lynis", run / "lynis")
+        # Debian's profile refreshes the package lists (apt-get update) before PKGS-7392:
+        # the measurement would change the host. The lists are the deploy's own.
+        (run / "custom.prf").write_text(CUSTOM_PROFILE, encoding="utf-8")
         yield run
 
 
@@ -167,7 +177,7 @@ def package_archive(run: Path) -> bytes:
 def audit_command(folder: str) -> str:
     """The shell command that runs the audit from `folder` on the host."""
     return (
-        f"cd {folder} && ./lynis audit system --usecwd --quick --no-colors"
+        f"cd {folder} && sh ./lynis audit system --usecwd --quick --no-colors"
         f" --logfile {folder}/{LOG_FILE} --report-file {folder}/{REPORT_FILE} > /dev/null"
     )
 

@@ -211,6 +211,45 @@ def test_integrity_check_fails_on_a_change_made_after_the_deploy(
     assert "Added entries:" in log or "Changed entries:" in log, log
 
 
+FAIL2BAN_TEST_FILE = (
+    "/usr/lib/python3/dist-packages/fail2ban/tests/files/config/apache-auth/basic/.htpasswd"
+)
+
+
+@pytest.mark.parametrize(
+    ("reported", "found"),
+    [
+        ("/usr/lib/.evil/.hidden", True),
+        # A known false positive of hardening_chkrootkit_ignored.
+        (FAIL2BAN_TEST_FILE, False),
+    ],
+    ids=["suspicious-file", "known-false-positive"],
+)
+def test_integrity_check_reports_what_chkrootkit_finds(
+    host: Any, sealed_host_alone: None, reported: str, found: bool
+) -> None:
+    """The chkrootkit step, fed a report (CHKROOTKIT: a stand-in printing it), fails on a
+    finding and leaves out only the known false positives."""
+    fake = "/root/.educloud-fake-chkrootkit"
+    script = (
+        "#!/bin/sh\n"
+        "echo 'WARNING: The following suspicious files and directories were found:'\n"
+        f"echo '{reported}'\n"
+    )
+    host.check_output(f"cat > {fake} <<'EOF'\n{script}EOF\nchmod 0700 {fake}")
+    try:
+        result = host.run(f"CHKROOTKIT={fake} /usr/local/sbin/educloud-integrity-check")
+    finally:
+        host.check_output(f"rm -f {fake}")
+    chkrootkit_part = result.stdout.split("== chkrootkit", 1)[1]
+    assert ("chkrootkit found:" in chkrootkit_part) is found, result.stdout
+    if found:
+        assert reported in chkrootkit_part
+        assert result.rc == 1, result.stdout
+    else:
+        assert result.rc == 0, result.stdout
+
+
 def test_integrity_check_fails_on_a_package_file_changed(host: Any) -> None:
     """debsums: a file of a Debian package that differs from dpkg's checksum."""
     target = "/usr/share/doc/debsums/copyright"
@@ -226,6 +265,33 @@ def test_integrity_check_fails_on_a_package_file_changed(host: Any) -> None:
 # --- fail2ban (ANSSI R79; Lynis TOOL-5190, DEB-0880) ------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("line", "counted"),
+    [
+        ("sshd[4242]: Invalid user bob from 192.0.2.5 port 50000", True),
+        # A backup client whose key was rotated: never banned for that (mode normal).
+        (
+            "sshd[4242]: Connection closed by authenticating user backup-edu1 192.0.2.6"
+            " port 50000 [preauth]",
+            False,
+        ),
+    ],
+    ids=["invalid-user", "known-user-wrong-key"],
+)
+def test_fail2ban_counts_guessing_not_a_known_accounts_wrong_key(
+    host: Any, line: str, counted: bool
+) -> None:
+    """The sshd jail's filter as configured (jail.local's mode) against sshd's lines."""
+    result = host.run(
+        "fail2ban-regex --print-no-missed "
+        f"'Dec  7 10:00:00 srv {line}' /etc/fail2ban/filter.d/sshd.conf[mode=normal]"
+    )
+    assert result.rc == 0, result.stderr
+    matched = [row for row in result.stdout.splitlines() if row.strip().startswith("Lines:")]
+    assert matched, result.stdout
+    assert (" 1 matched" in matched[0]) is counted, matched[0]
+
+
 def test_fail2ban_bans_in_the_firewall_and_never_the_administrators(host: Any) -> None:
     assert host.service("fail2ban").is_running
     jail = host.file("/etc/fail2ban/jail.local").content_string
@@ -236,7 +302,14 @@ def test_fail2ban_bans_in_the_firewall_and_never_the_administrators(host: Any) -
     host.check_output(f"fail2ban-client set sshd banip {probe}")
     try:
         banned = host.check_output("nft -j list set inet educloud banned_v4")
+        # Loading the firewall again empties its sets: fail2ban is restarted and bans again.
+        host.check_output("systemctl reload nftables")
+        restored = host.run(
+            f"for i in $(seq 30); do nft list set inet educloud banned_v4 | grep -q {probe}"
+            " && exit 0; sleep 1; done; exit 1"
+        )
     finally:
-        host.check_output(f"fail2ban-client set sshd unbanip {probe}")
+        host.run(f"fail2ban-client set sshd unbanip {probe}")
     assert probe in banned
+    assert restored.rc == 0, "the ban was not restored after the firewall was reloaded"
     assert probe not in host.check_output("nft -j list set inet educloud banned_v4")
