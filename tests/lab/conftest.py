@@ -9,7 +9,11 @@ from educloud.lab import orchestrate
 
 @pytest.fixture(scope="session")
 def lab_hosts() -> list[orchestrate.HostStatus]:
-    hosts = [h for h in orchestrate.status() if h.running and not h.dynamic]
+    # The single-server lab's own hosts: neither the molecule scenarios' (dynamic) nor the
+    # regional lab's, which may run beside.
+    hosts = [
+        h for h in orchestrate.status() if h.running and not h.dynamic and h.variant == "single"
+    ]
     if not hosts:
         pytest.fail("the lab is not running: run 'educloud lab up' first")
     return hosts
