@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from educloud.deployment.inventory import load
+from educloud.deployment.inventory import InventoryHost, load
 
 
 def test_group_vars_reach_the_host(tmp_path):
@@ -55,3 +55,11 @@ def test_listing_is_read_once_until_the_inventory_changes(
     monkeypatch.setenv(inventory_vars.CACHE_ENV, str(saved))
     assert [h.address for h in inventory_vars.load(inventory)] == ["198.18.0.51"]
     assert len(calls) == 2
+
+
+def test_a_hosts_repr_never_shows_its_variables() -> None:
+    """A failing test's traceback prints the hosts it was given: the vault's secrets are in
+    their variables and must not be printed."""
+    host = InventoryHost("rdb1", ("redis",), {"vault_redis_password": "not-to-be-printed"})
+    assert "not-to-be-printed" not in repr(host)
+    assert "not-to-be-printed" not in str(host)

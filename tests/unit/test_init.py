@@ -219,6 +219,7 @@ def test_a_new_answer_changes_only_non_secret_files_and_the_plan_says_which(
     assert snapshot(directory) == before  # --check
     for line in (
         "update     policies/egress.yml",
+        "update     inventory/group_vars/all/init.yml",
         "update     inventory/group_vars/backup/init.yml",
         "update     inventory/group_vars/data_rights/init.yml",
         "unchanged  inventory/group_vars/all/vault.yml",
@@ -230,6 +231,7 @@ def test_a_new_answer_changes_only_non_secret_files_and_the_plan_says_which(
     changed = {path for path in after if after[path] != before[path]}
     assert changed == {
         "policies/egress.yml",
+        "inventory/group_vars/all/init.yml",
         "inventory/group_vars/backup/init.yml",
         "inventory/group_vars/data_rights/init.yml",
         "educloud-init.yml",

@@ -21,11 +21,14 @@ from educloud.paths import repo_root
 ROLE = repo_root() / "roles" / "redis"
 LOCAL = {"redis_mode": "local", "redis_password": "redis-password-0123456"}
 PASSWORD = LOCAL["redis_password"]
+COMMAND = "config-name-0123456789"
 REPLICATED = {
     "redis_mode": "replicated",
     "redis_password": PASSWORD,
+    "redis_config_command": COMMAND,
     "redis_address": "198.18.0.24",
     "redis_current_master": "198.18.0.25",
+    "redis_settings_sha256": "0" * 64,
 }
 
 
@@ -47,11 +50,11 @@ def _render(tmp_path: Path, template: str, variables: dict[str, object]) -> Path
     return rendered
 
 
-# --- The settings file -------------------------------------------------------------------
+# --- redis.conf ----------------------------------------------------------------------------
 
 
 def test_local_redis_listens_on_its_socket_only(tmp_path: Path) -> None:
-    settings = _directives(_render(tmp_path, "educloud.conf.j2", LOCAL))
+    settings = _directives(_render(tmp_path, "redis.conf.j2", LOCAL))
     assert settings["port"] == ["0"]
     # Were a port set, the loopback only (Lynis DBS-1888).
     assert settings["bind"] == ["127.0.0.1", "-::1"]
@@ -62,7 +65,7 @@ def test_local_redis_listens_on_its_socket_only(tmp_path: Path) -> None:
 
 
 def test_local_redis_persists_nothing_replicates_nothing_and_is_bounded(tmp_path: Path) -> None:
-    settings = _directives(_render(tmp_path, "educloud.conf.j2", LOCAL))
+    settings = _directives(_render(tmp_path, "redis.conf.j2", LOCAL))
     assert settings["save"] == ['""']
     assert settings["appendonly"] == ["no"]
     assert settings["maxmemory"] == ["256mb"]
@@ -73,40 +76,55 @@ def test_local_redis_persists_nothing_replicates_nothing_and_is_bounded(tmp_path
 
 def test_local_socket_follows_redis_socket(tmp_path: Path) -> None:
     variables = {**LOCAL, "redis_socket": "/run/redis/educloud.sock"}
-    settings = _directives(_render(tmp_path, "educloud.conf.j2", variables))
+    settings = _directives(_render(tmp_path, "redis.conf.j2", variables))
     assert settings["unixsocket"] == ["/run/redis/educloud.sock"]
 
 
-def test_local_redis_refuses_config_and_replicated_keeps_it_for_sentinel(
+def test_local_redis_refuses_config_and_replicated_hides_it_from_clients(
     tmp_path: Path,
 ) -> None:
     # CONFIG SET dir/dbfilename writes files anywhere Redis may (Lynis DBS-1886).
-    local = _directives(_render(tmp_path, "educloud.conf.j2", LOCAL))
+    local = _directives(_render(tmp_path, "redis.conf.j2", LOCAL))
     assert local["rename-command"] == ["CONFIG", '""']
-    replicated = _directives(_render(tmp_path, "educloud.conf.j2", REPLICATED))
-    assert "rename-command" not in replicated
+    replicated = _directives(_render(tmp_path, "redis.conf.j2", REPLICATED))
+    assert replicated["rename-command"] == ["CONFIG", COMMAND]
+    sentinel = (
+        _render(tmp_path, "sentinel.conf.j2", REPLICATED).read_text(encoding="utf-8").splitlines()
+    )
+    assert f"sentinel rename-command educloud CONFIG {COMMAND}" in sentinel
 
 
-def test_replicated_redis_conf_only_includes_the_settings(tmp_path: Path) -> None:
-    variables = {**REPLICATED, "redis_current_master": "198.18.0.24"}
-    config = _directives(_render(tmp_path, "redis.conf.j2", variables))
-    assert config == {"include": ["/etc/redis/educloud.conf"]}
+def test_replicated_redis_conf_records_the_settings_sha256(tmp_path: Path) -> None:
+    text = _render(tmp_path, "redis.conf.j2", REPLICATED).read_text(encoding="utf-8")
+    assert f"# educloud-settings-sha256 {'0' * 64}" in text.splitlines()
+    local = _render(tmp_path, "redis.conf.j2", LOCAL).read_text(encoding="utf-8")
+    assert "educloud-settings-sha256" not in local
 
 
-def test_replicated_redis_keeps_its_network_and_replication_settings(tmp_path: Path) -> None:
-    settings = _directives(_render(tmp_path, "educloud.conf.j2", REPLICATED))
-    assert settings["bind"] == ["198.18.0.24", "127.0.0.1"]
+def test_replicated_redis_listens_on_the_loopback_first_and_connects_from_its_address(
+    tmp_path: Path,
+) -> None:
+    # Lynis DBS-1888 wants the loopback first; a replica still reaches its master from the
+    # member's address (bind-source-addr).
+    settings = _directives(_render(tmp_path, "redis.conf.j2", REPLICATED))
+    assert settings["bind"] == ["127.0.0.1", "198.18.0.24"]
+    assert settings["bind-source-addr"] == ["198.18.0.24"]
     assert settings["port"] == ["6379"]
     assert settings["masterauth"] == [f'"{PASSWORD}"']
     assert settings["repl-diskless-sync"] == ["yes"]
+    assert settings["replicaof"] == ["198.18.0.25", "6379"]
     assert "unixsocket" not in settings
-    config = _directives(_render(tmp_path, "redis.conf.j2", REPLICATED))
-    assert config["replicaof"] == ["198.18.0.25", "6379"]
+    assert "include" not in settings
+
+
+def test_the_first_master_replicates_nothing(tmp_path: Path) -> None:
+    variables = {**REPLICATED, "redis_current_master": "198.18.0.24"}
+    assert "replicaof" not in _directives(_render(tmp_path, "redis.conf.j2", variables))
 
 
 def test_templates_say_they_are_managed(tmp_path: Path) -> None:
-    for template in ("educloud.conf.j2", "redis.conf.j2"):
-        text = _render(tmp_path, template, LOCAL).read_text(encoding="utf-8")
+    for template, variables in (("redis.conf.j2", LOCAL), ("sentinel.conf.j2", REPLICATED)):
+        text = _render(tmp_path, template, variables).read_text(encoding="utf-8")
         assert text.startswith("#\n# Ansible managed\n#\n# Reads: "), template
 
 
@@ -115,6 +133,15 @@ def test_templates_say_they_are_managed(tmp_path: Path) -> None:
 
 def test_local_redis_passes() -> None:
     result = validate_role("redis", LOCAL)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_replicated_redis_passes(tmp_path: Path) -> None:
+    members = {
+        "localhost": {"ansible_host": "198.18.0.24"},
+        "rdb2": {"ansible_host": "198.18.0.25"},
+    }
+    result = validate_role("redis", REPLICATED, _group(tmp_path, members))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -144,6 +171,16 @@ def test_a_weak_password_is_refused_without_being_shown() -> None:
     assert "short pass" not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("command", ["", "short-name", "has a space 0123456", PASSWORD])
+def test_a_weak_config_name_is_refused_without_being_shown(command: str) -> None:
+    variables = {**REPLICATED, "redis_config_command": command}
+    result = validate_role("redis", variables)
+    assert result.returncode != 0
+    assert "Refuse a missing or weak name for CONFIG" in result.stdout
+    if command:
+        assert command not in result.stdout + result.stderr
+
+
 def _group(tmp_path: Path, members: dict[str, dict[str, object]]) -> Path:
     """Hosts of the group redis (never contacted: the checks run on the controller)."""
     hosts = {
@@ -165,7 +202,8 @@ def test_a_replicated_member_set_holding_a_local_redis_is_refused(tmp_path: Path
             "edu1": {"ansible_host": "198.18.0.11", "redis_mode": "local"},
         },
     )
-    result = validate_role("redis", {"redis_password": PASSWORD}, inventory)
+    variables = {"redis_password": PASSWORD, "redis_config_command": COMMAND}
+    result = validate_role("redis", variables, inventory)
     assert result.returncode != 0
     assert "holds hosts with redis_mode local (edu1)" in " ".join(result.stdout.split())
 

@@ -7,7 +7,7 @@ import os
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,9 @@ from educloud.paths import ansible_dir, repo_root
 class InventoryHost:
     name: str
     groups: tuple[str, ...]
-    variables: dict[str, Any]
+    # Out of the repr: the variables hold the vault's secrets, and a failing test's traceback
+    # or an error message printing a host must not show them.
+    variables: dict[str, Any] = field(repr=False)
 
     @property
     def address(self) -> str:

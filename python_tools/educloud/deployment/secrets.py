@@ -46,12 +46,15 @@ PASSWORDS = (
     "vault_backup_repository_password",
 )
 # The regional topology (issue #9): Patroni's PostgreSQL superuser, replication user and
-# REST API, and keepalived's VRRP password (the load balancers' floating address).
+# REST API, keepalived's VRRP password (the load balancers' floating address), and the name
+# of replicated Redis's CONFIG command, which only the database hosts and their Sentinels
+# know (the application servers hold vault_redis_password; issue #26).
 REGIONAL_PASSWORDS = (
     "vault_patroni_superuser_password",
     "vault_patroni_replication_password",
     "vault_patroni_rest_password",
     "vault_vrrp_password",
+    "vault_redis_config_command",
 )
 # One SSH key pair per backed-up host, keyed by inventory name: the private half opens that
 # host's own append-only account on the backup target, which authorizes the public half.

@@ -72,6 +72,8 @@ def redis_vars(answers: Answers) -> str:
         )
     return _header("Redis with Sentinel on the database hosts.") + (
         'redis_password: "{{ vault_redis_password }}"\n'
+        "# CONFIG's name, known to the database hosts and their Sentinels only.\n"
+        'redis_config_command: "{{ vault_redis_config_command }}"\n'
         "redis_client_allowed_addresses: \"{{ groups['load_balancer'] | map('extract', hostvars,"
         " 'educloud_private_address') | list }}\"\n"
     )

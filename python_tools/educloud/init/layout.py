@@ -115,6 +115,11 @@ def all_vars(answers: Answers) -> str:
         "educloud_admin_networks:\n"
         f"{_list(answers.admin_networks)}"
         'common_ssh_allowed_networks: "{{ educloud_admin_networks }}"\n'
+        "# Every host's mail (failure mails, unattended-upgrades' errors) to the operators,\n"
+        "# through the mail relay (policies' egress.yml).\n"
+        + _mail(answers, "common_mail")
+        + "common_mail_operators:\n"
+        + _list([answers.operator_email])
     )
     if answers.regional:
         text += (

@@ -129,10 +129,68 @@ def _opened_tcp_ports(host) -> set[str]:
     return ports
 
 
+def _ports_of(right) -> set[str]:
+    """The ports a `tcp dport` match's right-hand side names (a port, a set, a range)."""
+    if isinstance(right, dict) and "set" in right:
+        return set().union(*(_ports_of(item) for item in right["set"]))
+    if isinstance(right, dict) and "range" in right:
+        low, high = right["range"]
+        return {str(port) for port in range(int(low), int(high) + 1)}
+    return {str(right)} if isinstance(right, int) else set()
+
+
+def _peer_tcp_ports(host) -> set[str]:
+    """Ports the roles open to given addresses only (their peers and declared clients): the
+    rules of the chain roles_input, each with its `saddr`."""
+    listed = json.loads(host.check_output("nft -j list chain inet educloud roles_input"))
+    ports: set[str] = set()
+    for item in listed["nftables"]:
+        for expression in item.get("rule", {}).get("expr", []):
+            match = expression.get("match", {})
+            if match.get("left", {}).get("payload", {}).get("field") == "dport":
+                ports |= _ports_of(match.get("right"))
+    return ports
+
+
 def test_nothing_listens_publicly_that_the_firewall_does_not_open(host):
+    """Every TCP listener outside loopback is opened by the firewall: to everyone (SSH and
+    the inbound_tcp set) or, by a role, to its peers and declared clients only."""
     public = {
         s.rsplit(":", 1)[1]
         for s in host.socket.get_listening_sockets()
         if s.startswith("tcp://") and not s.startswith(("tcp://127.", "tcp://::1"))
     }
-    assert public <= _opened_tcp_ports(host)
+    assert public <= _opened_tcp_ports(host) | _peer_tcp_ports(host)
+
+
+# --- Mail to the operators (C10: failures are seen) ---------------------------------------
+
+
+def test_a_failure_mail_reaches_the_relay(host):
+    """The failure mail of a unit (here a probe's name) goes through msmtp to the relay,
+    which accepts it for the operators (msmtp's own log line, in the journal)."""
+    variables = host.ansible.get_variables()
+    operators = variables.get("common_mail_operators") or []
+    if not operators:
+        pytest.skip("no common_mail_operators: this host has no mail transport")
+    assert host.package("msmtp-mta").is_installed
+    assert not host.service("msmtpd").is_running
+    since = host.check_output("date +%s")
+    result = host.run("systemctl start educloud-failure-mail@educloud-mail-probe.service")
+    log = host.run(f"journalctl --no-pager -o cat -t msmtp --since @{since}").stdout
+    assert result.rc == 0, log
+    assert "exitcode=EX_OK" in log, log
+    assert f"recipients={','.join(operators)}" in log, log
+
+
+def test_root_and_unattended_upgrades_errors_go_to_the_operators(host):
+    """ANSSI R75: root's mail is the operators', and a failed unattended upgrade mails root."""
+    variables = host.ansible.get_variables()
+    operators = variables.get("common_mail_operators") or []
+    if not operators:
+        pytest.skip("no common_mail_operators: this host has no mail transport")
+    aliases = host.file("/etc/aliases").content_string.splitlines()
+    assert f"root: {', '.join(operators)}" in aliases
+    settings = host.check_output("apt-config dump Unattended-Upgrade").splitlines()
+    assert 'Unattended-Upgrade::Mail "root";' in settings
+    assert 'Unattended-Upgrade::MailReport "only-on-error";' in settings

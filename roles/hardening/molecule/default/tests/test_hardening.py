@@ -6,9 +6,14 @@ values; these read the role's own files and effects, on a host of the lab or mol
 
 from __future__ import annotations
 
+import email
+import email.policy
+import time
 from typing import Any
 
 import pytest
+
+from educloud.lab.settings import LabPaths
 
 NETWORK = {
     "net.ipv4.conf.all.accept_redirects": "0",
@@ -198,10 +203,13 @@ def test_integrity_check_is_daily_and_passes_on_the_deployed_host(
 def test_integrity_check_fails_on_a_change_made_after_the_deploy(
     host: Any, sealed_host_alone: None, change: str, undo: str
 ) -> None:
+    since = host.check_output("date +%s")
     host.check_output(change)
     try:
         result = _integrity_check(host)
         log = _integrity_log(host)
+        # Before the failed state is reset: the mail reports it.
+        mails = _failure_mails(host, since)
     finally:
         host.check_output(undo)
         host.run("systemctl reset-failed educloud-integrity.service")
@@ -209,6 +217,32 @@ def test_integrity_check_fails_on_a_change_made_after_the_deploy(
     assert result.rc != 0, "the integrity check passed over a change: " + log
     # AIDE's report names what changed (AIDE 0.18: "Added entries:", "Changed entries:").
     assert "Added entries:" in log or "Changed entries:" in log, log
+    assert mails, "no failure mail within 90 s"
+    body = mails[0].get_content()
+    assert "Le service educloud-integrity.service a échoué" in body
+    assert "ActiveState failed, Result exit-code" in body, body
+    assert "Added entries:" in body or "Changed entries:" in body, body
+
+
+def _failure_mails(host: Any, since: str) -> list[Any]:
+    """The mails the failed check's OnFailure unit (the common role's failure mail) sent
+    the operators since SINCE, as the relay got them (the lab's SMTP sink files each one
+    under its maildir), naming the unit and the host; waits up to 90 s for one."""
+    name = host.check_output("hostname")
+    deadline, found = time.monotonic() + 90, []
+    while time.monotonic() < deadline and not found:
+        time.sleep(2)
+        found = [
+            message
+            for path in (LabPaths.default().mail / "new").glob("*")
+            if path.stat().st_mtime >= int(since)
+            for message in [
+                email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            ]
+            if message["X-Educloud-Unit"] == "educloud-integrity.service"
+            and f"sur {name} :" in str(message["Subject"])
+        ]
+    return found
 
 
 FAIL2BAN_TEST_FILE = (

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from educloud.hostscope import skip_unless_in_group
+from educloud.hostscope import setting, skip_unless_in_group
 
 
 @pytest.fixture(autouse=True)
@@ -22,6 +22,8 @@ def kc(host):
     """The role's effective variables on this host."""
     variables = host.ansible.get_variables()
     return {
+        # Loopback on one server; the node's cluster address behind the load balancers.
+        "address": setting(host, "keycloak_http_host", "127.0.0.1"),
         "config_dir": variables.get("keycloak_config_dir", "/etc/keycloak"),
         "http": variables.get("keycloak_http_port", 8080),
         "management": variables.get("keycloak_management_port", 9000),
@@ -42,9 +44,11 @@ def test_service_enabled_and_running_as_keycloak(host):
     assert java, "no java process runs as the keycloak user"
 
 
-def test_listens_on_loopback_only(host, kc):
+def test_listens_on_its_address_only(host, kc):
+    """keycloak_http_host only: loopback behind the server's own proxy, the node's cluster
+    address behind the load balancers (whose firewall opening test_common checks)."""
     for port in (kc["http"], kc["management"]):
-        assert host.socket(f"tcp://127.0.0.1:{port}").is_listening
+        assert host.socket(f"tcp://{kc['address']}:{port}").is_listening
         assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening
         assert not host.socket(f"tcp://:::{port}").is_listening
 
@@ -94,7 +98,7 @@ def test_unit_is_sandboxed(host):
 
 def test_health_ready_on_management_port(host, kc):
     health = json.loads(
-        host.check_output(f"curl -sf http://127.0.0.1:{kc['management']}/health/ready")
+        host.check_output(f"curl -sf http://{kc['address']}:{kc['management']}/health/ready")
     )
     assert health["status"] == "UP"
 
@@ -111,14 +115,15 @@ def test_discovery_issuer_is_the_public_hostname(host, kc):
     for realm in kc["realms"]:
         document = json.loads(
             host.check_output(
-                f"curl -sf http://127.0.0.1:{kc['http']}/realms/{realm}/.well-known/openid-configuration"
+                f"curl -sf http://{kc['address']}:{kc['http']}/realms/{realm}/.well-known/openid-configuration"
             )
         )
         assert document["issuer"] == f"{kc['hostname']}/realms/{realm}"
 
 
 def test_login_page_links_to_the_privacy_notice(host, kc):
-    """The account console's sign-in page, on loopback, carries the privacy notice link (C6)."""
+    """The account console's sign-in page, asked of Keycloak itself, carries the privacy notice
+    link (C6)."""
     for realm in kc["realms"]:
         query = urlencode(
             {
@@ -131,7 +136,7 @@ def test_login_page_links_to_the_privacy_notice(host, kc):
                 "code_challenge_method": "S256",
             }
         )
-        url = f"http://127.0.0.1:{kc['http']}/realms/{realm}/protocol/openid-connect/auth?{query}"
+        url = f"http://{kc['address']}:{kc['http']}/realms/{realm}/protocol/openid-connect/auth?{query}"
         page = host.check_output(f"curl -sf {shlex.quote(url)}")
         href = re.escape(kc["privacy_url"])
         assert re.search(f'<a\\s[^>]*href="{href}"', page), f"realm {realm}: no privacy notice link"

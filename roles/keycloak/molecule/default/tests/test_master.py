@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from educloud.hostscope import policies, skip_unless_in_group
+from educloud.hostscope import policies, setting, skip_unless_in_group
 
 DAY = 86400
 
@@ -30,8 +30,10 @@ def _call(host, method: str, url: str, token: str | None = None, body: Any = Non
         args += ["-H", "Content-Type: application/json", "--data-binary", json.dumps(body)]
     for key, value in (form or {}).items():
         args += ["--data-urlencode", f"{key}={value}"]
-    out = host.check_output(" ".join(shlex.quote(a) for a in [*args, url]))
-    text, _, status = out.rpartition("\n")
+    # Not check_output: its failure message quotes the command, secrets and token included.
+    result = host.run(" ".join(shlex.quote(a) for a in [*args, url]))
+    assert result.rc == 0, f"curl -X {method} {url}: exit {result.rc} {result.stderr[-300:]}"
+    text, _, status = result.stdout.rpartition("\n")
     try:
         return int(status), json.loads(text) if text.strip() else None
     except json.JSONDecodeError:
@@ -48,7 +50,10 @@ def _templated(host, expression: str) -> Any:
 def kc(host):
     variables = host.ansible.get_variables()
     return {
-        "base": f"http://127.0.0.1:{variables.get('keycloak_http_port', 8080)}",
+        "base": (
+            f"http://{setting(host, 'keycloak_http_host', '127.0.0.1')}"
+            f":{variables.get('keycloak_http_port', 8080)}"
+        ),
         "config_dir": variables.get("keycloak_config_dir", "/etc/keycloak"),
         "client_id": variables.get("keycloak_automation_client_id", "educloud-automation"),
         "secret": _templated(host, "keycloak_automation_client_secret"),

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from educloud.hostscope import skip_unless_in_group
+from educloud.hostscope import setting, skip_unless_in_group
 
 ACCOUNTS_ATTRIBUTES = {
     "educloud_profile": ["pupil"],
@@ -56,8 +56,11 @@ class Api:
             args += ["-H", "Content-Type: application/json", "--data-binary", json.dumps(body)]
         for key, value in (form or {}).items():
             args += ["--data-urlencode", f"{key}={value}"]
-        out = self.host.check_output(" ".join(shlex.quote(a) for a in [*args, self.base + path]))
-        text, _, status = out.rpartition("\n")
+        # Not check_output: its failure message quotes the command, secrets and token included.
+        url = self.base + path
+        result = self.host.run(" ".join(shlex.quote(a) for a in [*args, url]))
+        assert result.rc == 0, f"curl -X {method} {url}: exit {result.rc} {result.stderr[-300:]}"
+        text, _, status = result.stdout.rpartition("\n")
         try:
             return int(status), json.loads(text) if text.strip() else None
         except json.JSONDecodeError:
@@ -80,7 +83,8 @@ def api(host):
     variables = host.ansible.get_variables()
     if not variables.get("keycloak_realms") or not variables.get("keycloak_service_clients"):
         pytest.skip("no realm or no service client configured")
-    base = f"http://127.0.0.1:{variables.get('keycloak_http_port', 8080)}"
+    address = setting(host, "keycloak_http_host", "127.0.0.1")
+    base = f"http://{address}:{variables.get('keycloak_http_port', 8080)}"
     return Api(host, base, variables["keycloak_realms"][0]["name"])
 
 

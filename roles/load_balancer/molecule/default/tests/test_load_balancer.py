@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from educloud.hostscope import skip_unless_in_group
+from educloud.hostscope import setting, skip_unless_in_group
 
 ROLE_DEFAULTS: dict[str, Any] = yaml.safe_load(
     (Path(__file__).resolve().parents[3] / "defaults" / "main.yml").read_text()
@@ -36,12 +37,18 @@ def load_balancer_host_only(host):
 
 @pytest.fixture
 def settings(host) -> dict[str, Any]:
-    """The role's variables as the host gets them: defaults, overlaid by the inventory."""
+    """The role's variables as the host gets them: defaults, overlaid by the inventory. The
+    frontends are rendered: a regional inventory builds them from templates over the other
+    hosts' addresses (the password stays as written: it is only ever read on the host)."""
     variables = host.ansible.get_variables()
-    return {
+    values = {
         **ROLE_DEFAULTS,
         **{k: v for k, v in variables.items() if k.startswith("load_balancer_")},
     }
+    for name in ("load_balancer_http_frontends", "load_balancer_tcp_frontends"):
+        if "{{" in json.dumps(values[name]):
+            values[name] = setting(host, name, [])
+    return values
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from educloud.hostscope import skip_unless_in_group
+from educloud.hostscope import setting, skip_unless_in_group
 
 ROLE_DEFAULTS: dict[str, Any] = yaml.safe_load(
     (Path(__file__).resolve().parents[3] / "defaults" / "main.yml").read_text()
@@ -279,10 +279,9 @@ def test_firewall_opens_postgresql_to_hba_clients_only(host, settings):
         for line in chain.stdout.splitlines()
         if "dport 5432" in line and " saddr " in line
     }
-    declared = {
-        entry["address"].removesuffix("/32").removesuffix("/128")
-        for entry in settings["postgresql_hba_entries"]
-    }
+    # Rendered: a regional inventory's entries are templates over other hosts' addresses.
+    entries = setting(host, "postgresql_hba_entries", settings["postgresql_hba_entries"])
+    declared = {entry["address"].removesuffix("/32").removesuffix("/128") for entry in entries}
     if patroni_mode(settings):
         # The members replicate from each other; the cluster lists their addresses.
         members = host.ansible(

@@ -23,10 +23,18 @@ from educloud.hostscope import skip_unless_in_group
 ROLE_DEFAULTS: dict[str, Any] = yaml.safe_load(
     (Path(__file__).resolve().parents[3] / "defaults" / "main.yml").read_text(encoding="utf-8")
 )
-# The role's settings file (vars/main.yml): the password is read there, on the host, so that
-# it never appears on a command line. A local Redis's settings are redis.conf itself.
-SETTINGS_FILE = "/etc/redis/educloud.conf"
+# redis.conf holds every setting in both modes: the password (and, replicated, CONFIG's
+# name) is read there, on the host, so that it never appears on a command line. Earlier
+# releases kept a replicated Redis's settings in FORMER_SETTINGS_FILE.
 CONFIG_FILE = "/etc/redis/redis.conf"
+FORMER_SETTINGS_FILE = "/etc/redis/educloud.conf"
+SENTINEL_FILE = "/etc/redis/sentinel.conf"
+# Shell that sets CONFIG_NAME to the name redis.conf gives CONFIG (replicated).
+READ_CONFIG_NAME = (
+    'CONFIG_NAME="$('
+    + shlex.join(["sed", "-n", r"s/^rename-command CONFIG \(.*\)$/\1/p", CONFIG_FILE])
+    + ')"'
+)
 FIREWALL_FILE = "/etc/nftables.d/redis.nft"
 
 
@@ -97,12 +105,23 @@ def _redis_cli(host, target: list[str], *args: str, authenticated: bool = True):
     redis_cli = shlex.join(["redis-cli", "--no-auth-warning", *target, *args])
     if not authenticated:
         return host.run(f"env -u REDISCLI_AUTH {redis_cli}")
-    settings_file = CONFIG_FILE if target[0] == "-s" else SETTINGS_FILE
-    read_password = shlex.join(["sed", "-n", r's/^requirepass "\(.*\)"$/\1/p', settings_file])
+    read_password = shlex.join(["sed", "-n", r's/^requirepass "\(.*\)"$/\1/p', CONFIG_FILE])
     return host.run(
         f'REDISCLI_AUTH="$({read_password})" && export REDISCLI_AUTH '
         """&& printf '%s' "$REDISCLI_AUTH" | sha256sum """
         f"&& {redis_cli}"
+    )
+
+
+def _renamed_config(host, target: list[str], *args: str):
+    """CONFIG ARGS under the name redis.conf gives it (replicated), read on the host: the
+    name never appears on a command line either."""
+    redis_cli = shlex.join(["redis-cli", "--no-auth-warning", *target])
+    read_password = shlex.join(["sed", "-n", r's/^requirepass "\(.*\)"$/\1/p', CONFIG_FILE])
+    return host.run(
+        f'REDISCLI_AUTH="$({read_password})" && export REDISCLI_AUTH && {READ_CONFIG_NAME} '
+        '&& test -n "$CONFIG_NAME" '
+        f'&& echo && {redis_cli} "$CONFIG_NAME" {shlex.join(args)}'
     )
 
 
@@ -113,11 +132,11 @@ def _answer(result) -> list[str]:
 
 
 def _setting(host, target: list[str], name: str) -> list[str]:
-    """[name, value] of a running setting. Replicated: CONFIG GET. Local, CONFIG is refused
+    """[name, value] of a running setting. Replicated: CONFIG GET, renamed. Local, CONFIG is refused
     (test_local_redis_refuses_config) and the unit restarted after the file last changed
     (test_local_redis_runs_its_file): the file's directive is the running value."""
     if target[0] != "-s":
-        return _answer(_redis_cli(host, target, "config", "get", name))
+        return _answer(_renamed_config(host, target, "get", name))
     for line in host.file(CONFIG_FILE).content_string.splitlines():
         directive, _, value = line.partition(" ")
         if directive == name:
@@ -152,13 +171,16 @@ def test_redis_server_enabled_and_running(host):
 
 
 def test_settings_file_is_the_roles_and_private(host, settings):
-    if settings["redis_mode"] == "local":
-        settings_file = host.file(CONFIG_FILE)
-        assert not host.file(SETTINGS_FILE).exists
-    else:
-        settings_file = host.file(SETTINGS_FILE)
-        assert f"include {SETTINGS_FILE}" in host.file(CONFIG_FILE).content_string.splitlines()
-    assert (settings_file.user, settings_file.group, settings_file.mode) == ("root", "redis", 0o640)
+    """One file, every setting in it (Lynis reads redis.conf only); replicated, CONFIG
+    REWRITE writes it as the redis user."""
+    config = host.file(CONFIG_FILE)
+    owner = "root" if settings["redis_mode"] == "local" else "redis"
+    assert (config.user, config.group, config.mode) == (owner, "redis", 0o640)
+    assert not host.file(FORMER_SETTINGS_FILE).exists
+    directives = [line.split()[0] for line in config.content_string.splitlines() if line.strip()]
+    assert "include" not in directives
+    for directive in ("requirepass", "rename-command", "bind"):
+        assert directive in directives, directive
 
 
 def test_refuses_a_client_without_password(host, redis):
@@ -260,6 +282,30 @@ def test_the_sentinels_master_has_every_other_member_as_replica(host, settings, 
     members = _members(host.ansible.get_variables())
     assert "role:master" in replication
     assert f"connected_slaves:{len(members) - 1}" in replication
+
+
+def test_replicated_redis_hides_config_from_clients(host, redis, replicated):
+    """A client with the password (an application server holds it) cannot reach CONFIG
+    under its own name; the name redis.conf gives it works, and Sentinel knows it."""
+    for args in (("config", "get", "port"), ("config", "set", "dir", "/var/lib/redis")):
+        result = _redis_cli(host, redis, *args)
+        reply = result.stdout.splitlines()[1:]
+        assert reply and reply[0].startswith("ERR unknown command"), result.stdout + result.stderr
+    assert _answer(_renamed_config(host, redis, "get", "maxmemory-policy"))[0] == (
+        "maxmemory-policy"
+    )
+
+
+def test_the_sentinel_sends_config_under_its_name(host, settings, replicated):
+    """At a failover the Sentinel sends CONFIG REWRITE: under the name redis.conf gives it
+    (the line Sentinel persists; compared on the host, never printed)."""
+    name = str(settings["redis_sentinel_master_name"])
+    line = shlex.quote(f"sentinel rename-command {name} CONFIG ")
+    result = host.run(
+        f'{READ_CONFIG_NAME} && test -n "$CONFIG_NAME" '
+        f'&& grep -qxF -- {line}"$CONFIG_NAME" {SENTINEL_FILE}'
+    )
+    assert result.rc == 0, "sentinel.conf lacks the rename-command of redis.conf's CONFIG name"
 
 
 def test_replicated_firewall_opens_redis_and_sentinel(host, settings, replicated):
